@@ -1,0 +1,136 @@
+//! `flows`: one row per connection, written when it closes (or, still open, when the
+//! recording ends). Lifetime and handshake outcome come from state changes; the
+//! counters from a sock_ops program that sees the socket from its first SYN to CLOSE.
+
+use crate::raw::{RawHeader, RawTuple};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawFlowCounters {
+    pub hdr: RawHeader,
+    pub tuple: RawTuple,
+    pub segs_in: u32,
+    pub segs_out: u32,
+    pub data_segs_in: u32,
+    pub data_segs_out: u32,
+    pub total_retrans: u32,
+    pub srtt_us: u32,
+    pub rtt_min_us: u32,
+    /// State the socket is leaving (close) or is in (tracked).
+    pub state: u32,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+}
+const _: () = assert!(core::mem::size_of::<RawFlowCounters>() == 112);
+
+#[cfg(feature = "std")]
+pub use table::*;
+
+#[cfg(feature = "std")]
+mod table {
+    use crate::table::{Str, UtcNanos};
+
+    /// Values of [`Flow::counters`].
+    pub mod counters {
+        /// sock_ops saw the connection from its start to CLOSE: counters are exact.
+        pub const COMPLETE: &str = "complete";
+        /// The connection existed before the recorder started: no counters.
+        pub const OPENED_BEFORE_RECORDING: &str = "opened_before_recording";
+        /// Still open when the recording ended: no counters (they are taken at close).
+        pub const OPEN_AT_END: &str = "open_at_end";
+        /// sock_ops never saw this socket (not in the cgroup v2 hierarchy, or its events
+        /// were lost — see `recorder_stats`).
+        pub const NOT_TRACKED: &str = "not_tracked";
+    }
+
+    /// Values of [`Flow::handshake`].
+    pub mod handshake {
+        pub const COMPLETED: &str = "completed";
+        /// Client gave up after SYN retransmits (ETIMEDOUT).
+        pub const TIMEOUT: &str = "timeout";
+        /// Client got an RST for its SYN (ECONNREFUSED).
+        pub const REFUSED: &str = "refused";
+        /// An ICMP error ended the attempt (EHOSTUNREACH, ENETUNREACH, …).
+        pub const UNREACHABLE: &str = "unreachable";
+        /// The application closed the socket while still connecting (its own timeout).
+        pub const ABANDONED: &str = "abandoned";
+        /// Server side: reset while in SYN_RECV.
+        pub const RESET: &str = "reset";
+    }
+
+    crate::define_table! {
+        /// One row per TCP connection (listeners excluded): written when the connection
+        /// closes, or at the end of the recording for connections still open (then
+        /// `close_time` is null). Connections that opened before the recording started
+        /// have a null `open_time` and no sock_ops counters; `counters` says why
+        /// counters are missing instead of guessing.
+        pub struct Flow in "flows" ordered by time {
+            /// Host name of the machine that made the recording.
+            host: Str,
+            /// When the row was written: `close_time`, or the end of the recording for connections still open.
+            time: UtcNanos => "ns",
+            /// Socket of the connection; joins with the other tables on (host, socket_id).
+            socket_id: i64,
+            /// Network namespace inode of the socket; null if unknown.
+            netns: Option<u32>,
+            /// `ipv4` or `ipv6` (IPv4-mapped addresses count as `ipv4`).
+            family: Str,
+            /// Local address, textual.
+            laddr: Str,
+            /// Local port.
+            lport: u16,
+            /// Remote address, textual.
+            raddr: Str,
+            /// Remote port.
+            rport: u16,
+            /// `client` (we called connect: active open) or `server` (accepted by one of our listeners: passive open); null when the connection is older than the recording.
+            role: Option<Str>,
+            /// When the connection started: the SYN (client) or the arrival of the handshake's final ACK (server); null if before the recording.
+            open_time: Option<UtcNanos> => "ns",
+            /// When it reached CLOSE; null if still open at the end of the recording.
+            close_time: Option<UtcNanos> => "ns",
+            /// close_time − open_time; null if either is unknown.
+            duration_ns: Option<i64> => "ns",
+            /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `reset` (server: reset in SYN_RECV); null if not observed.
+            handshake: Option<Str>,
+            /// SYN (client) or SYN-ACK (server) retransmissions seen for this connection.
+            syn_retransmits: i32 => "segments",
+            /// Last state before CLOSE, or the current state if still open.
+            last_state: Str,
+            /// Error the kernel set when closing (`ETIMEDOUT`, `ECONNREFUSED`, `ECONNRESET`, …); null for an orderly close.
+            error: Option<Str>,
+            /// Whether the counter columns are exact: `complete`, or why they are null: `opened_before_recording`, `open_at_end`, `not_tracked`.
+            counters: Str,
+            /// Segments sent, retransmissions included (tcp_sock.segs_out).
+            segs_out: Option<i64> => "segments",
+            /// Segments received (tcp_sock.segs_in).
+            segs_in: Option<i64> => "segments",
+            /// Segments sent that carried data (tcp_sock.data_segs_out).
+            data_segs_out: Option<i64> => "segments",
+            /// Segments received that carried data.
+            data_segs_in: Option<i64> => "segments",
+            /// Retransmitted segments over the connection's life (tcp_sock.total_retrans).
+            retrans_segs: Option<i64> => "segments",
+            /// Retransmitted segments recorded in `retransmits` for this socket (err = 0), available even without counters.
+            retrans_segs_seen: i64 => "segments",
+            /// Bytes acknowledged by the peer (what we sent).
+            bytes_acked: Option<i64> => "bytes",
+            /// Bytes received from the peer.
+            bytes_received: Option<i64> => "bytes",
+            /// Smoothed RTT at close.
+            srtt_us: Option<u32> => "us",
+            /// Minimum RTT seen over the connection's life.
+            min_rtt_us: Option<u32> => "us",
+            /// Process that owns the socket; null when unknown.
+            pid: Option<i32>,
+            /// Command name of that process.
+            comm: Option<Str>,
+            /// cgroup v2 id of that process.
+            cgroup_id: Option<i64>,
+            /// cgroup v2 path of that process.
+            cgroup: Option<Str>,
+            /// Container id when the cgroup path names one.
+            container_id: Option<Str>,
+        }
+    }
+}

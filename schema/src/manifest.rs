@@ -1,0 +1,264 @@
+//! `manifest.json`: what a recording is — who made it, where, with which clock, and
+//! exactly which files belong to it (with sizes, checksums and time ranges).
+//!
+//! The manifest is rewritten atomically (temporary file + rename) whenever a file is
+//! closed, so at every moment it lists exactly the complete files on disk.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FormatError, Result};
+use crate::{FORMAT_MAJOR, FORMAT_MINOR};
+
+/// Value of [`Manifest::format`]: tells a tcpfr manifest from any other JSON file.
+pub const FORMAT_NAME: &str = "tcpfr-recording";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// `"MAJOR.MINOR"`. Readers accept their own major with any minor version (newer
+    /// minors only add columns or tables, which older readers ignore) and refuse other
+    /// majors.
+    pub format_version: String,
+    /// Unique id of this recording (UUID v7, so ids sort by start time).
+    pub recording_id: String,
+    /// Host name of the machine (`uname -n`); also in every row's `host` column.
+    pub host: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: Option<String>,
+    /// `/proc/sys/kernel/random/boot_id`: socket ids and the monotonic clock are only
+    /// comparable within one boot.
+    pub boot_id: Option<String>,
+    pub clock: ClockInfo,
+    pub recorder: RecorderInfo,
+    /// When recording started and (once it has) stopped, RFC 3339 UTC.
+    pub start: String,
+    pub end: Option<String>,
+    /// Complete files, in the order they were closed.
+    pub files: Vec<FileEntry>,
+}
+
+/// How event times were made: UTC = kernel monotonic time + `mono_to_utc_offset_ns`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockInfo {
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC at start, in ns.
+    pub mono_to_utc_offset_ns: i64,
+    /// Largest change of that offset seen during the recording (NTP steps), in ns.
+    #[serde(default)]
+    pub max_drift_ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecorderInfo {
+    /// Program that wrote the recording, with its version (`tcpfr-recorder 0.1.0`).
+    pub version: String,
+    /// The recorder's effective configuration (flags), for the record.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Table name (`retransmits`, …).
+    pub table: String,
+    /// Path relative to the recording directory, `/`-separated.
+    pub path: String,
+    /// Rotation segment the file belongs to; all tables rotate together, so files of
+    /// one segment cover the same time span.
+    pub segment: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Hex SHA-256 of the whole file.
+    pub sha256: String,
+    /// Smallest and largest `time` in the file (RFC 3339, ns); null when empty.
+    pub time_min: Option<String>,
+    pub time_max: Option<String>,
+}
+
+impl Manifest {
+    /// A new, empty manifest of the current format version.
+    pub fn new(recording_id: String, host: String, start_ns: i64, clock: ClockInfo, recorder: RecorderInfo) -> Self {
+        Manifest {
+            format: FORMAT_NAME.to_string(),
+            format_version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),
+            recording_id,
+            host,
+            kernel: None,
+            boot_id: None,
+            clock,
+            recorder,
+            start: rfc3339(start_ns),
+            end: None,
+            files: Vec::new(),
+        }
+    }
+
+    /// Reads and checks a manifest: JSON shape, format name and version.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                FormatError::NotARecording {
+                    path: path.parent().unwrap_or(path).to_path_buf(),
+                    reason: format!("no {}", crate::layout::MANIFEST),
+                }
+            } else {
+                FormatError::io(path, e)
+            }
+        })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Parses manifest bytes; `path` is only used in messages.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| FormatError::Manifest {
+            path: path.to_path_buf(),
+            reason: format!("not valid JSON ({e})"),
+        })?;
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT_NAME) => {}
+            Some(other) => {
+                return Err(FormatError::NotARecording {
+                    path: path.to_path_buf(),
+                    reason: format!("manifest format is {other:?}, expected {FORMAT_NAME:?}"),
+                })
+            }
+            None => {
+                return Err(FormatError::NotARecording {
+                    path: path.to_path_buf(),
+                    reason: "the JSON file has no \"format\" field".into(),
+                })
+            }
+        }
+        // Check the version before the shape: a newer major may have changed the shape,
+        // and "needs a newer tcpfr" is the useful message then.
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| FormatError::Manifest {
+                path: path.to_path_buf(),
+                reason: "no \"format_version\"".into(),
+            })?;
+        check_version(version, path)?;
+        serde_json::from_value(value).map_err(|e| FormatError::Manifest {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the manifest atomically: a reader sees the old or the new one, never half.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(crate::layout::MANIFEST);
+        let tmp = dir.join(format!(".{}.tmp", crate::layout::MANIFEST));
+        let json = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        crate::write::write_atomically(&tmp, &path, &json)
+    }
+
+    /// Files of one table, in time order.
+    pub fn files_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a FileEntry> + 'a {
+        self.files.iter().filter(move |f| f.table == table)
+    }
+
+    /// Absolute path of a file entry.
+    pub fn file_path(dir: &Path, entry: &FileEntry) -> PathBuf {
+        entry.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c))
+    }
+}
+
+/// `Ok` for versions this build reads; a precise error otherwise.
+pub fn check_version(version: &str, path: &Path) -> Result<(u32, u32)> {
+    let parsed = version
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let Some((major, minor)) = parsed else {
+        return Err(FormatError::Manifest {
+            path: path.to_path_buf(),
+            reason: format!("format_version {version:?} is not MAJOR.MINOR"),
+        });
+    };
+    if major != FORMAT_MAJOR {
+        let advice = if major > FORMAT_MAJOR {
+            format!("Use a tcpfr that reads format {major} (a newer release).")
+        } else {
+            format!("Format {major} predates this tcpfr; use a tcpfr release that reads it.")
+        };
+        return Err(FormatError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version.to_string(),
+            supported_major: FORMAT_MAJOR,
+            advice,
+        });
+    }
+    Ok((major, minor))
+}
+
+/// RFC 3339 with nanoseconds, UTC (`2026-11-23T09:44:00.123456789Z`).
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Inverse of [`rfc3339`]; accepts any RFC 3339 offset.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest::new(
+            "0190".into(),
+            "web1".into(),
+            1_700_000_000_123_456_789,
+            ClockInfo { mono_to_utc_offset_ns: 5, max_drift_ns: 0 },
+            RecorderInfo { version: "tcpfr-recorder 0.1.0".into(), config: serde_json::json!({"rotate": "1m"}) },
+        )
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let m = sample();
+        let bytes = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::parse(&bytes, Path::new("m.json")).unwrap(), m);
+        assert_eq!(m.start, "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(parse_rfc3339(&m.start), Some(1_700_000_000_123_456_789));
+    }
+
+    #[test]
+    fn accepts_older_and_newer_minor_of_same_major() {
+        for v in ["1.0", "1.7"] {
+            let mut j = serde_json::to_value(sample()).unwrap();
+            j["format_version"] = v.into();
+            j["a_field_from_the_future"] = 1.into();
+            let m = Manifest::parse(&serde_json::to_vec(&j).unwrap(), Path::new("m.json")).unwrap();
+            assert_eq!(m.format_version, v);
+        }
+    }
+
+    #[test]
+    fn refuses_other_major_with_the_version_needed() {
+        let mut j = serde_json::to_value(sample()).unwrap();
+        j["format_version"] = "2.0".into();
+        // A future major may change the shape entirely; the version check comes first.
+        j["files"] = "something else".into();
+        let err = Manifest::parse(&serde_json::to_vec(&j).unwrap(), Path::new("rec/manifest.json")).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, FormatError::UnsupportedVersion { .. }), "{msg}");
+        assert!(msg.contains("format 2.0") && msg.contains("reads format 2"), "{msg}");
+        assert!(msg.contains("rec/manifest.json"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_garbage_and_foreign_json() {
+        let e = Manifest::parse(b"\x00\x01garbage", Path::new("m.json")).unwrap_err();
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+        let e = Manifest::parse(br#"{"name": "package.json"}"#, Path::new("m.json")).unwrap_err();
+        assert!(matches!(e, FormatError::NotARecording { .. }), "{e}");
+        let e = Manifest::parse(br#"{"format": "tcpfr-recording", "format_version": "1.0"}"#, Path::new("m.json")).unwrap_err();
+        assert!(matches!(e, FormatError::Manifest { .. }), "{e}");
+        let e = Manifest::parse(br#"{"format": "tcpfr-recording", "format_version": "one"}"#, Path::new("m.json")).unwrap_err();
+        assert!(e.to_string().contains("MAJOR.MINOR"), "{e}");
+    }
+}

@@ -1,0 +1,596 @@
+//! Writing recordings: rows → sorted batches → Parquet files, rotated in segments.
+//!
+//! The recorder and every generator of recordings (benchmarks, tests) go through this
+//! one writer, so all recordings have the same layout and guarantees:
+//!
+//! * A file is written under a hidden temporary name and renamed when complete; the
+//!   manifest (rewritten atomically) lists only complete files.
+//! * All tables rotate together: a *segment* is one file per table covering the same
+//!   time span. Flight-recorder eviction and snapshots work on whole segments.
+//! * Rows are handed over with [`RecordingWriter::flush`] and a *watermark*: rows up to
+//!   it are sorted by time and written; later ones wait, so events that arrive slightly
+//!   out of order still end up sorted.
+//! * Crash safety without tiny row groups: each flush either closes a row group (when
+//!   enough rows are buffered; a partial footer is then saved next to the file) or
+//!   appends the new rows to a small Arrow IPC write-ahead log. Either way, what was
+//!   flushed survives a crash of the process: the complete row groups can be given a
+//!   footer again and the log replayed (see `recover.rs`).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use sha2::{Digest, Sha256};
+
+use crate::error::{FormatError, Result};
+use crate::layout;
+use crate::manifest::{rfc3339, FileEntry, Manifest};
+use crate::table::{Table, TableBuilder};
+use crate::{FORMAT_MAJOR, FORMAT_MINOR};
+
+/// How files are cut and encoded.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Rotate (all tables) once any table's current file has this many bytes.
+    pub rotate_size: u64,
+    /// Rotate (all tables) once a segment is this old, in ns.
+    pub rotate_interval_ns: i64,
+    /// A flush closes a row group only when at least this many rows are buffered;
+    /// smaller flushes go to the write-ahead log. Keeps row groups large at low rates.
+    pub min_row_group_rows: usize,
+    /// Upper bound on rows per row group.
+    pub max_row_group_rows: usize,
+    pub zstd_level: i32,
+    /// Permissions of created files and directories (recordings hold addresses and
+    /// process names: not world-readable by default).
+    pub file_mode: u32,
+    pub dir_mode: u32,
+    /// fsync files and directories when a file is closed (power-loss safety).
+    pub fsync: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            rotate_size: 64 << 20,
+            rotate_interval_ns: 60_000_000_000,
+            min_row_group_rows: 16 * 1024,
+            max_row_group_rows: 1 << 20,
+            zstd_level: 3,
+            file_mode: 0o640,
+            dir_mode: 0o750,
+            fsync: true,
+        }
+    }
+}
+
+/// Parquet writer properties for a table: zstd, dictionaries (addresses, ports, names
+/// repeat), delta encoding and page statistics on the time column (row-group and page
+/// pruning on time ranges), and our key-value metadata so a lone file is self-describing.
+pub fn writer_properties<T: Table>(opts: &WriterOptions, kv: Vec<KeyValue>) -> WriterProperties {
+    let time = ColumnPath::from(T::TIME_COLUMN);
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(time.clone(), EnabledStatistics::Page)
+        .set_column_dictionary_enabled(time.clone(), false)
+        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        // We decide where row groups end (see TableWriter::flush); never split one here.
+        .set_max_row_group_row_count(Some(usize::MAX / 2))
+        .set_created_by(format!("tcpfr {} (parquet-rs)", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
+/// Who/what a new recording is; turned into its manifest.
+#[derive(Debug, Clone)]
+pub struct RecordingInfo {
+    pub recording_id: String,
+    pub host: String,
+    pub kernel: Option<String>,
+    pub boot_id: Option<String>,
+    pub clock: crate::manifest::ClockInfo,
+    pub recorder: crate::manifest::RecorderInfo,
+    pub start_ns: i64,
+}
+
+/// Result of one [`RecordingWriter::flush`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlushReport {
+    /// Rows written per table, in [`crate::TABLES`] order.
+    pub rows_written: [u64; crate::TABLES.len()],
+    /// Whether this flush rotated to a new segment.
+    pub rotated: bool,
+}
+
+/// Writes one recording directory.
+pub struct RecordingWriter {
+    dir: PathBuf,
+    manifest: Manifest,
+    opts: WriterOptions,
+    segment: u64,
+    segment_start_ns: i64,
+    pub retransmits: TableWriter<crate::retransmits::Retransmit>,
+    pub state_changes: TableWriter<crate::state_changes::StateChange>,
+    pub resets: TableWriter<crate::resets::Reset>,
+    pub rtt_samples: TableWriter<crate::rtt_samples::RttSample>,
+    pub flows: TableWriter<crate::flows::Flow>,
+    pub host_counters: TableWriter<crate::host_counters::HostCounters>,
+    pub recorder_stats: TableWriter<crate::recorder_stats::RecorderStats>,
+}
+
+macro_rules! each_table {
+    ($self:ident, |$t:ident| $body:expr) => {{
+        // Same order as crate::TABLES.
+        [
+            { let $t = &mut $self.retransmits as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.state_changes as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.resets as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.rtt_samples as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.flows as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.host_counters as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.recorder_stats as &mut dyn AnyTableWriter; $body },
+        ]
+    }};
+}
+
+impl RecordingWriter {
+    /// Creates `dir` (must not already hold a recording) and its first manifest.
+    pub fn create(dir: &Path, info: RecordingInfo, opts: WriterOptions) -> Result<Self> {
+        if dir.join(layout::MANIFEST).exists() {
+            return Err(FormatError::Write {
+                path: dir.to_path_buf(),
+                reason: "already holds a recording; choose a new directory".into(),
+            });
+        }
+        create_dir_all(dir, opts.dir_mode)?;
+        let mut manifest = Manifest::new(info.recording_id, info.host, info.start_ns, info.clock, info.recorder);
+        manifest.kernel = info.kernel;
+        manifest.boot_id = info.boot_id;
+        manifest.store(dir)?;
+        let ctx = FileContext {
+            root: dir.to_path_buf(),
+            recording_id: manifest.recording_id.clone(),
+            host: manifest.host.clone(),
+            opts: opts.clone(),
+        };
+        let ctx = Arc::new(ctx);
+        Ok(RecordingWriter {
+            dir: dir.to_path_buf(),
+            manifest,
+            segment: 1,
+            segment_start_ns: info.start_ns,
+            retransmits: TableWriter::new(ctx.clone()),
+            state_changes: TableWriter::new(ctx.clone()),
+            resets: TableWriter::new(ctx.clone()),
+            rtt_samples: TableWriter::new(ctx.clone()),
+            flows: TableWriter::new(ctx.clone()),
+            host_counters: TableWriter::new(ctx.clone()),
+            recorder_stats: TableWriter::new(ctx),
+            opts,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Writes buffered rows with time ≤ `watermark_ns`, then rotates if the segment is
+    /// older than the rotation interval at `now_ns` or a file outgrew the size limit.
+    pub fn flush(&mut self, watermark_ns: i64, now_ns: i64) -> Result<FlushReport> {
+        let mut report = FlushReport::default();
+        let (segment, start) = (self.segment, self.segment_start_ns);
+        let results = each_table!(self, |t| t.flush(Some(watermark_ns), segment, start));
+        let mut first_err = None;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(n) => report.rows_written[i] = n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let biggest = each_table!(self, |t| t.current_bytes()).into_iter().max().unwrap_or(0);
+        if now_ns - self.segment_start_ns >= self.opts.rotate_interval_ns || biggest >= self.opts.rotate_size {
+            self.rotate(now_ns)?;
+            report.rotated = true;
+        }
+        Ok(report)
+    }
+
+    /// Closes the current segment's files (all rows buffered so far go in) and starts
+    /// a new segment at `now_ns`.
+    pub fn rotate(&mut self, now_ns: i64) -> Result<()> {
+        let (segment, start) = (self.segment, self.segment_start_ns);
+        // Everything still pending belongs to the closing segment.
+        let flushed = each_table!(self, |t| t.flush(None, segment, start));
+        let closed = each_table!(self, |t| t.close());
+        let mut first_err = flushed.into_iter().find_map(|r| r.err());
+        for c in closed {
+            match c {
+                Ok(Some(entry)) => self.manifest.files.push(entry),
+                Ok(None) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.manifest.store(&self.dir)?;
+        self.segment += 1;
+        self.segment_start_ns = now_ns.max(self.segment_start_ns + 1);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes everything, closes all files, gives tables that never had a row one empty
+    /// file (so every table can be globbed), and stores the final manifest.
+    pub fn finish(mut self, end_ns: i64) -> Result<Manifest> {
+        self.rotate(end_ns)?;
+        let segment = self.segment - 1;
+        let start = self.segment_start_ns;
+        for name in crate::TABLES {
+            if self.manifest.files_of(name).next().is_none() {
+                let entry = match name {
+                    "retransmits" => self.retransmits.write_empty(segment, start)?,
+                    "state_changes" => self.state_changes.write_empty(segment, start)?,
+                    "resets" => self.resets.write_empty(segment, start)?,
+                    "rtt_samples" => self.rtt_samples.write_empty(segment, start)?,
+                    "flows" => self.flows.write_empty(segment, start)?,
+                    "host_counters" => self.host_counters.write_empty(segment, start)?,
+                    "recorder_stats" => self.recorder_stats.write_empty(segment, start)?,
+                    other => unreachable!("table {other} not handled"),
+                };
+                self.manifest.files.push(entry);
+            }
+        }
+        self.manifest.end = Some(rfc3339(end_ns));
+        self.manifest.store(&self.dir)?;
+        Ok(self.manifest)
+    }
+}
+
+/// What every table's writer shares.
+struct FileContext {
+    root: PathBuf,
+    recording_id: String,
+    host: String,
+    opts: WriterOptions,
+}
+
+/// Table-independent view of a [`TableWriter`], so a recording can loop over tables.
+trait AnyTableWriter {
+    fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64>;
+    fn close(&mut self) -> Result<Option<FileEntry>>;
+    fn current_bytes(&self) -> u64;
+}
+
+/// Buffers rows of one table and writes its files.
+pub struct TableWriter<T: Table> {
+    ctx: Arc<FileContext>,
+    pending: Vec<T>,
+    open: Option<OpenFile>,
+    /// Latest time written to the current file (rows must not go before it).
+    max_written_ns: i64,
+    /// Rows that arrived after later rows had already been written (counted, written anyway).
+    pub late_rows: u64,
+}
+
+struct OpenFile {
+    final_path: PathBuf,
+    rel_path: String,
+    segment: u64,
+    writer: ArrowWriter<HashingWriter>,
+    /// Key-value metadata as it will be in the final footer (for partial footers).
+    kv: Vec<KeyValue>,
+    rows: u64,
+    time_min: i64,
+    time_max: i64,
+    sorted: bool,
+    wal: Option<arrow_ipc::writer::StreamWriter<File>>,
+}
+
+impl<T: Table> TableWriter<T> {
+    fn new(ctx: Arc<FileContext>) -> Self {
+        TableWriter {
+            ctx,
+            pending: Vec::new(),
+            open: None,
+            max_written_ns: i64::MIN,
+            late_rows: 0,
+        }
+    }
+
+    /// Buffers a row; it is written by the next flush whose watermark reaches its time.
+    #[inline]
+    pub fn push(&mut self, row: T) {
+        self.pending.push(row);
+    }
+
+    /// Rows buffered and not yet handed to Parquet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn open_file(&mut self, segment: u64, segment_start_ns: i64) -> Result<&mut OpenFile> {
+        if self.open.is_none() {
+            let table_dir = self.ctx.root.join(T::NAME);
+            create_dir_all(&table_dir, self.ctx.opts.dir_mode)?;
+            let rel = layout::relative_path(T::NAME, segment_start_ns, segment);
+            let final_path = self.ctx.root.join(&rel);
+            let tmp = layout::inprogress_path(&final_path);
+            let file = create_file(&tmp, self.ctx.opts.file_mode)?;
+            let kv = vec![
+                KeyValue::new(layout::kv::FORMAT_VERSION.into(), format!("{FORMAT_MAJOR}.{FORMAT_MINOR}")),
+                KeyValue::new(layout::kv::RECORDING_ID.into(), self.ctx.recording_id.clone()),
+                KeyValue::new(layout::kv::TABLE.into(), T::NAME.to_string()),
+                KeyValue::new(layout::kv::HOST.into(), self.ctx.host.clone()),
+                KeyValue::new(layout::kv::SEGMENT.into(), segment.to_string()),
+            ];
+            let mut props = writer_properties::<T>(&self.ctx.opts, kv);
+            parquet::arrow::add_encoded_arrow_schema_to_metadata(&T::schema(), &mut props);
+            let kv = props.key_value_metadata().cloned().unwrap_or_default();
+            let writer = ArrowWriter::try_new(HashingWriter::new(file), T::schema(), Some(props))
+                .map_err(|e| write_err(&tmp, e))?;
+            self.max_written_ns = i64::MIN;
+            self.open = Some(OpenFile {
+                final_path,
+                rel_path: rel.to_string_lossy().replace('\\', "/"),
+                segment,
+                writer,
+                kv,
+                rows: 0,
+                time_min: i64::MAX,
+                time_max: i64::MIN,
+                sorted: true,
+                wal: None,
+            });
+        }
+        Ok(self.open.as_mut().expect("just opened"))
+    }
+
+    /// Writes an empty file (schema only) for a table that had no rows at all.
+    fn write_empty(&mut self, segment: u64, segment_start_ns: i64) -> Result<FileEntry> {
+        self.open_file(segment, segment_start_ns)?;
+        Ok(self.close()?.expect("a file was open"))
+    }
+
+    fn sidecar_paths(f: &OpenFile) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            layout::inprogress_path(&f.final_path),
+            layout::footer_path(&f.final_path),
+            layout::wal_path(&f.final_path),
+        )
+    }
+}
+
+impl<T: Table> AnyTableWriter for TableWriter<T> {
+    fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        // Mostly sorted already (ring-buffer order): the stable sort is close to linear.
+        self.pending.sort_by_key(|r| r.sort_time());
+        let cut = match watermark_ns {
+            Some(w) => self.pending.partition_point(|r| r.sort_time() <= w),
+            None => self.pending.len(),
+        };
+        if cut == 0 {
+            return Ok(0);
+        }
+        let min_rg = self.ctx.opts.min_row_group_rows;
+        let max_rg = self.ctx.opts.max_row_group_rows;
+        let rows: Vec<T> = self.pending.drain(..cut).collect();
+        let first = rows[0].sort_time();
+        let last = rows[rows.len() - 1].sort_time();
+        self.open_file(segment, segment_start_ns)?;
+        let late = first < self.max_written_ns;
+        if late {
+            self.late_rows += rows.iter().take_while(|r| r.sort_time() < self.max_written_ns).count() as u64;
+        }
+        self.max_written_ns = self.max_written_ns.max(last);
+        let f = self.open.as_mut().expect("opened above");
+        if late {
+            f.sorted = false;
+        }
+        let (tmp, footer, wal) = Self::sidecar_paths(f);
+        let n = rows.len() as u64;
+        for chunk in rows.chunks(max_rg) {
+            let mut b = T::builder(chunk.len());
+            for r in chunk {
+                b.push(r);
+            }
+            let batch = b.finish();
+            if f.writer.in_progress_rows() + batch.num_rows() > max_rg {
+                flush_row_group(f, &tmp, &footer, &wal)?;
+            }
+            f.writer.write(&batch).map_err(|e| write_err(&tmp, e))?;
+            if f.writer.in_progress_rows() >= min_rg {
+                flush_row_group(f, &tmp, &footer, &wal)?;
+            } else {
+                append_wal(f, &wal, &batch)?;
+            }
+        }
+        f.rows += n;
+        f.time_min = f.time_min.min(first);
+        f.time_max = f.time_max.max(last);
+        Ok(n)
+    }
+
+    fn close(&mut self) -> Result<Option<FileEntry>> {
+        let Some(mut f) = self.open.take() else {
+            return Ok(None);
+        };
+        let (tmp, footer, wal) = Self::sidecar_paths(&f);
+        if f.sorted && f.rows > 0 {
+            f.writer.append_key_value_metadata(KeyValue::new(layout::kv::SORTED_BY.into(), T::TIME_COLUMN.to_string()));
+        }
+        // Writes the last row group and the footer.
+        let hw = f.writer.into_inner().map_err(|e| write_err(&tmp, e))?;
+        let (file, digest, bytes) = hw.finish();
+        if self.ctx.opts.fsync {
+            file.sync_all().map_err(|e| FormatError::io(&tmp, e))?;
+        }
+        drop(file);
+        std::fs::rename(&tmp, &f.final_path).map_err(|e| FormatError::io(&f.final_path, e))?;
+        if self.ctx.opts.fsync {
+            if let Some(parent) = f.final_path.parent() {
+                let _ = File::open(parent).and_then(|d| d.sync_all());
+            }
+        }
+        // The sidecars only matter while the file is in progress.
+        let _ = std::fs::remove_file(&footer);
+        let _ = std::fs::remove_file(&wal);
+        self.max_written_ns = i64::MIN;
+        Ok(Some(FileEntry {
+            table: T::NAME.to_string(),
+            path: f.rel_path,
+            segment: f.segment,
+            rows: f.rows,
+            bytes,
+            sha256: hex::encode(digest),
+            time_min: (f.rows > 0).then(|| rfc3339(f.time_min)),
+            time_max: (f.rows > 0).then(|| rfc3339(f.time_max)),
+        }))
+    }
+
+    fn current_bytes(&self) -> u64 {
+        self.open
+            .as_ref()
+            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Closes the in-progress row group, makes it reach the file, saves the partial footer
+/// (all complete row groups) and drops the write-ahead log, whose rows are now safe.
+fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path) -> Result<()> {
+    if f.writer.in_progress_rows() == 0 {
+        return Ok(());
+    }
+    f.writer.flush().map_err(|e| write_err(tmp, e))?;
+    f.writer.sync().map_err(|e| FormatError::io(tmp, e))?;
+    let groups = f.writer.flushed_row_groups().to_vec();
+    let schema = groups[0].schema_descr_ptr();
+    let num_rows = groups.iter().map(|g| g.num_rows()).sum();
+    let md = ParquetMetaData::new(
+        FileMetaData::new(1, num_rows, Some(format!("tcpfr {} (partial footer)", env!("CARGO_PKG_VERSION"))), Some(f.kv.clone()), schema, None),
+        groups,
+    );
+    let mut bytes = Vec::new();
+    ParquetMetaDataWriter::new(&mut bytes, &md)
+        .finish()
+        .map_err(|e| write_err(footer, e))?;
+    let footer_tmp = footer.with_extension("tmp");
+    write_atomically(&footer_tmp, footer, &bytes)?;
+    f.wal = None;
+    let _ = std::fs::remove_file(wal);
+    Ok(())
+}
+
+fn append_wal(f: &mut OpenFile, wal: &Path, batch: &RecordBatch) -> Result<()> {
+    if f.wal.is_none() {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(wal)
+            .map_err(|e| FormatError::io(wal, e))?;
+        let schema: SchemaRef = batch.schema();
+        f.wal = Some(arrow_ipc::writer::StreamWriter::try_new(file, &schema).map_err(|e| write_err(wal, e))?);
+    }
+    let w = f.wal.as_mut().expect("just opened");
+    w.write(batch).map_err(|e| write_err(wal, e))?;
+    w.flush().map_err(|e| write_err(wal, e))?;
+    Ok(())
+}
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
+    FormatError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// A file writer that hashes and counts what goes through it, so closing a file needs
+/// no second read for its checksum.
+struct HashingWriter {
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashingWriter {
+    fn new(file: File) -> Self {
+        HashingWriter {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+    fn finish(self) -> (File, [u8; 32], u64) {
+        (self.file, self.hasher.finalize().into(), self.bytes)
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn create_file(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| FormatError::io(path, e))
+}
+
+fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| FormatError::io(dir, e))
+}
+
+/// Writes `bytes` to `tmp`, then renames it over `dest`: readers see old or new, never half.
+pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(tmp)
+        .map_err(|e| FormatError::io(tmp, e))?;
+    f.write_all(bytes).map_err(|e| FormatError::io(tmp, e))?;
+    drop(f);
+    std::fs::rename(tmp, dest).map_err(|e| FormatError::io(dest, e))
+}
