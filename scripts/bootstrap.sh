@@ -32,9 +32,9 @@ if ((${#missing[@]})); then
 fi
 
 # --- Python: DuckDB as an independent Parquet reader for tests -------------
-if ! python3 -c 'import duckdb' 2>/dev/null; then
+if ! python3 -c "import duckdb, pytz" 2>/dev/null; then
     say "installing duckdb (pip)"
-    python3 -m pip install -q --disable-pip-version-check duckdb
+    python3 -m pip install -q --disable-pip-version-check duckdb pytz
 fi
 
 # --- pinned nightly with rust-src ------------------------------------------

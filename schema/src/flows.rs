@@ -56,6 +56,8 @@ mod table {
         pub const ABANDONED: &str = "abandoned";
         /// Server side: reset while in SYN_RECV.
         pub const RESET: &str = "reset";
+        /// Any other error while connecting (see `error`).
+        pub const FAILED: &str = "failed";
     }
 
     crate::define_table! {
@@ -91,7 +93,7 @@ mod table {
             close_time: Option<UtcNanos> => "ns",
             /// close_time − open_time; null if either is unknown.
             duration_ns: Option<i64> => "ns",
-            /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `reset` (server: reset in SYN_RECV); null if not observed.
+            /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `reset` (server: reset in SYN_RECV), `failed` (another error, see `error`); null if not observed.
             handshake: Option<Str>,
             /// SYN (client) or SYN-ACK (server) retransmissions seen for this connection.
             syn_retransmits: i32 => "segments",

@@ -8,8 +8,8 @@
 //! Changing a layout here changes both sides at once; [`RAW_ABI_VERSION`] guards against
 //! a recorder loading an eBPF object built from a different version of this file.
 
-/// Bumped whenever a struct in this module changes. The eBPF object exports it as a
-/// global; the recorder refuses to run an object whose value differs.
+/// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
+/// from the same source, and puts this in the config it hands the programs.
 pub const RAW_ABI_VERSION: u32 = 1;
 
 /// Discriminant in [`RawHeader::kind`].
@@ -28,11 +28,8 @@ pub mod kind {
     pub const RTT_SAMPLE: u8 = 6;
     /// sock_ops `STATE_CB` when a socket reaches CLOSE → `RawFlowCounters`
     pub const FLOW_COUNTERS: u8 = 7;
-    /// sock_ops `TCP_CONNECT_CB` / `*_ESTABLISHED_CB`: the socket is tracked by sock_ops
-    /// from now on, so its counters will arrive at close → `RawFlowCounters`
-    pub const FLOW_TRACKED: u8 = 8;
     /// Number of kinds + 1; sizes per-kind counter arrays.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 8;
 }
 
 /// Address family values as the kernel uses them.
@@ -123,3 +120,178 @@ const _: () = {
     assert!(core::mem::size_of::<RawTuple>() == 40);
     assert!(core::mem::size_of::<RawTask>() == 32);
 };
+
+/// "This field does not exist on the running kernel" in the offset tables below.
+pub const NO_FIELD: u16 = u16::MAX;
+/// "Not found in BTF" for [`BtfOffsets`].
+pub const NO_OFFSET: u32 = u32::MAX;
+
+/// Where a tracepoint record keeps its addresses. Kernels use two layouts: separate
+/// `family`/`sport`/`dport`/`saddr`/`daddr`/`saddr_v6`/`daddr_v6` fields, or two
+/// `struct sockaddr_in6`-sized `saddr`/`daddr` fields holding a sockaddr each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrOffsets {
+    /// [`addr_layout`] value.
+    pub layout: u16,
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: u16,
+    pub daddr: u16,
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+}
+
+pub mod addr_layout {
+    /// No addresses in this tracepoint.
+    pub const NONE: u16 = 0;
+    /// `family`, `sport`, `dport`, `saddr[4]`, `daddr[4]`, `saddr_v6[16]`, `daddr_v6[16]`.
+    pub const SPLIT: u16 = 1;
+    /// `saddr[28]`, `daddr[28]` holding `struct sockaddr_in` / `sockaddr_in6`.
+    pub const SOCKADDR: u16 = 2;
+}
+
+/// Field offsets of one tracepoint record, read from tracefs `format` at start-up.
+/// Unused slots are [`NO_FIELD`]; which slot means what is per tracepoint (see the
+/// constants in [`tp_field`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpOffsets {
+    /// Bytes to copy from the record (end of its last field we use), ≤ [`TP_RECORD_MAX`].
+    pub size: u16,
+    pub fields: [u16; 11],
+    pub addr: AddrOffsets,
+}
+
+/// Largest tracepoint record the programs copy.
+pub const TP_RECORD_MAX: usize = 256;
+
+/// Meaning of [`TpOffsets::fields`] slots.
+pub mod tp_field {
+    // tcp_retransmit_skb, tcp_retransmit_synack, tcp_send_reset, tcp_receive_reset,
+    // inet_sock_set_state, tcp_probe, tcp_destroy_sock: all have skaddr.
+    pub const SKADDR: usize = 0;
+    /// tcp_retransmit_skb, tcp_send_reset
+    pub const SKBADDR: usize = 1;
+    /// tcp_retransmit_skb, tcp_send_reset
+    pub const STATE: usize = 2;
+    /// tcp_retransmit_skb (kernels ≥ 6.13)
+    pub const ERR: usize = 3;
+    /// tcp_send_reset (kernels ≥ 6.10)
+    pub const REASON: usize = 4;
+    /// inet_sock_set_state
+    pub const OLDSTATE: usize = 2;
+    pub const NEWSTATE: usize = 3;
+    pub const PROTOCOL: usize = 4;
+    /// tcp_probe
+    pub const SND_NXT: usize = 1;
+    pub const SND_UNA: usize = 2;
+    pub const SND_CWND: usize = 3;
+    pub const SSTHRESH: usize = 4;
+    pub const SND_WND: usize = 5;
+    pub const SRTT: usize = 6;
+    pub const RCV_WND: usize = 7;
+}
+
+/// Offsets inside kernel structs, from `/sys/kernel/btf/vmlinux` at start-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BtfOffsets {
+    /// `sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs` (u16): segments in a retransmitted skb.
+    pub skb_gso_segs: u32,
+    /// `sock.__sk_common.skc_net` (pointer to `struct net`).
+    pub sk_net: u32,
+    /// `net.ns.inum` (u32): the namespace inode.
+    pub net_inum: u32,
+    /// `sock.sk_err` (int).
+    pub sk_err: u32,
+    /// `sock.__sk_common.skc_state` (u8).
+    pub sk_state: u32,
+    /// `tcp_sock.mdev_us` (u32, RTT deviation × 4).
+    pub tcp_mdev_us: u32,
+}
+
+/// Everything the eBPF programs need to know about the running kernel and the user's
+/// choices. A single global (`CONFIG`) set by the recorder at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Must equal [`RAW_ABI_VERSION`] (checked by the recorder against the object).
+    pub abi_version: u32,
+    /// Bit set of [`stream`]s to record.
+    pub streams: u32,
+    /// Minimum time between two RTT samples of one socket (0 = every ACK).
+    pub rtt_interval_ns: u64,
+    pub retransmit_skb: TpOffsets,
+    pub retransmit_synack: TpOffsets,
+    pub set_state: TpOffsets,
+    pub send_reset: TpOffsets,
+    pub receive_reset: TpOffsets,
+    pub probe: TpOffsets,
+    pub destroy_sock: TpOffsets,
+    pub btf: BtfOffsets,
+    pub _pad: u32,
+}
+
+/// Bits of [`KernelConfig::streams`].
+pub mod stream {
+    pub const RETRANSMITS: u32 = 1;
+    pub const STATE_CHANGES: u32 = 2;
+    pub const RESETS: u32 = 4;
+    pub const RTT_SAMPLES: u32 = 8;
+    pub const FLOWS: u32 = 16;
+}
+
+const EMPTY_ADDR: AddrOffsets = AddrOffsets {
+    layout: addr_layout::NONE,
+    family: NO_FIELD,
+    sport: NO_FIELD,
+    dport: NO_FIELD,
+    saddr: NO_FIELD,
+    daddr: NO_FIELD,
+    saddr_v6: NO_FIELD,
+    daddr_v6: NO_FIELD,
+};
+
+impl TpOffsets {
+    pub const EMPTY: TpOffsets = TpOffsets {
+        size: 0,
+        fields: [NO_FIELD; 11],
+        addr: EMPTY_ADDR,
+    };
+}
+
+impl KernelConfig {
+    /// Placeholder compiled into the object; the recorder always overrides it.
+    pub const EMPTY: KernelConfig = KernelConfig {
+        abi_version: 0,
+        streams: 0,
+        rtt_interval_ns: 0,
+        retransmit_skb: TpOffsets::EMPTY,
+        retransmit_synack: TpOffsets::EMPTY,
+        set_state: TpOffsets::EMPTY,
+        send_reset: TpOffsets::EMPTY,
+        receive_reset: TpOffsets::EMPTY,
+        probe: TpOffsets::EMPTY,
+        destroy_sock: TpOffsets::EMPTY,
+        btf: BtfOffsets {
+            skb_gso_segs: NO_OFFSET,
+            sk_net: NO_OFFSET,
+            net_inum: NO_OFFSET,
+            sk_err: NO_OFFSET,
+            sk_state: NO_OFFSET,
+            tcp_mdev_us: NO_OFFSET,
+        },
+        _pad: 0,
+    };
+}
+
+/// Indexes of the per-CPU counter array `COUNTERS` (besides per-kind losses).
+pub mod counter {
+    /// RTT samples skipped by the per-socket rate limit.
+    pub const RTT_RATE_LIMITED: u32 = 0;
+    /// Events dropped because the ring buffer was full: `LOST_BASE + kind`.
+    pub const LOST_BASE: u32 = 1;
+    pub const COUNT: u32 = LOST_BASE + super::kind::COUNT as u32;
+}

@@ -1,0 +1,53 @@
+//! Reads from kernel structs at offsets the recorder found in BTF.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use tcpfr_schema::raw::NO_OFFSET;
+
+use crate::config;
+
+#[inline(always)]
+fn read<T: Copy + Default>(base: u64, off: u32) -> T {
+    if base == 0 || off == NO_OFFSET {
+        return T::default();
+    }
+    // SAFETY: a probe read; a bad address gives an error, not a fault.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).unwrap_or_default() }
+}
+
+/// Network namespace inode of a socket, 0 if unknown.
+#[inline(always)]
+pub fn netns(sk: u64) -> u32 {
+    let b = &config().btf;
+    let net: u64 = read(sk, b.sk_net);
+    read(net, b.net_inum)
+}
+
+/// `sk->sk_err`.
+#[inline(always)]
+pub fn sk_err(sk: u64) -> i32 {
+    read(sk, config().btf.sk_err)
+}
+
+/// `sk->sk_state`, 0 if unknown.
+#[inline(always)]
+pub fn sk_state(sk: u64) -> u8 {
+    read(sk, config().btf.sk_state)
+}
+
+/// Segments in a TCP skb (`tcp_skb_cb.tcp_gso_segs`); at least 1.
+#[inline(always)]
+pub fn gso_segs(skb: u64) -> u32 {
+    let segs: u16 = read(skb, config().btf.skb_gso_segs);
+    if segs == 0 { 1 } else { segs as u32 }
+}
+
+/// RTT deviation in µs (`tcp_sock.mdev_us >> 2`, as `ss -i` shows it), `u32::MAX` if unknown.
+#[inline(always)]
+pub fn rtt_var_us(sk: u64) -> u32 {
+    let off = config().btf.tcp_mdev_us;
+    if off == NO_OFFSET {
+        return u32::MAX;
+    }
+    let mdev: u32 = read(sk, off);
+    mdev >> 2
+}

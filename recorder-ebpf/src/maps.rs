@@ -1,0 +1,58 @@
+//! Maps shared by the programs.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{ring_buf::RingBufEntry, LruHashMap, PerCpuArray, RingBuf},
+};
+use tcpfr_schema::raw::{counter, TP_RECORD_MAX};
+
+/// All events, in the order they were reserved. Sized by the recorder (`--ring-size`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// Per-CPU counters, see [`counter`]: losses per event kind, rate-limited samples.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Scratch space for one tracepoint record (copied in with a single read).
+#[repr(C, align(8))]
+pub struct Scratch {
+    pub buf: [u8; TP_RECORD_MAX],
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Last RTT sample time per socket (`struct sock *`), for the per-socket rate limit.
+/// LRU: sockets we never see close cannot fill it up.
+#[map]
+pub static RTT_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, programs on one CPU do not run concurrently on it.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reserves a zeroed event of type `T` in the ring buffer; `None` (and the event is
+/// counted as lost) when the ring is full. Events are filled in place: building them
+/// on the stack first would not fit in the 512-byte BPF stack.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: u8) -> Option<RingBufEntry<T>> {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count(counter::LOST_BASE + kind as u32);
+        return None;
+    };
+    let p = entry.as_mut_ptr().cast::<u64>();
+    let words = core::mem::size_of::<T>() / 8;
+    let mut i = 0;
+    while i < words {
+        // SAFETY: T's size is a multiple of 8 (checked in tcpfr_schema) and in bounds.
+        unsafe { p.add(i).write(0) };
+        i += 1;
+    }
+    Some(entry)
+}

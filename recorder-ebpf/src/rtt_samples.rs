@@ -1,0 +1,64 @@
+//! `tcp:tcp_probe` (every incoming ACK) → `rtt_samples`, at most one per socket per
+//! `rtt_interval_ns`, decided here so that skipped samples cost no ring-buffer space.
+//! `tcp:tcp_destroy_sock` forgets a socket's last-sample time.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use tcpfr_schema::raw::{counter, kind, stream, tp_field as f};
+use tcpfr_schema::rtt_samples::RawRttSample;
+
+use crate::{
+    config, kernel,
+    maps::{count, reserve, RTT_LAST},
+    record::Record,
+};
+
+#[tracepoint]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    let cfg = config();
+    if cfg.streams & stream::RTT_SAMPLES == 0 {
+        return 0;
+    }
+    let tp = &cfg.probe;
+    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
+    let sk = rec.u64(tp.fields[f::SKADDR]);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let interval = cfg.rtt_interval_ns;
+    if interval != 0 {
+        if let Some(last) = RTT_LAST.get_ptr_mut(sk) {
+            // SAFETY: map value of this socket; a racing update only shifts one sample.
+            unsafe {
+                if now.wrapping_sub(*last) < interval {
+                    count(counter::RTT_RATE_LIMITED);
+                    return 0;
+                }
+                *last = now;
+            }
+        } else {
+            let _ = RTT_LAST.insert(sk, now, 0);
+        }
+    }
+    let Some(mut entry) = reserve::<RawRttSample>(kind::RTT_SAMPLE) else { return 0 };
+    // SAFETY: a zeroed, reserved RawRttSample.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr.kind = kind::RTT_SAMPLE;
+    ev.hdr.ts_ns = now;
+    ev.hdr.sk = sk;
+    rec.tuple(&tp.addr, &mut ev.tuple);
+    ev.srtt_us = rec.u32(tp.fields[f::SRTT]);
+    ev.rttvar_us = kernel::rtt_var_us(sk);
+    ev.snd_cwnd = rec.u32(tp.fields[f::SND_CWND]);
+    ev.ssthresh = rec.u32(tp.fields[f::SSTHRESH]);
+    ev.snd_wnd = rec.u32(tp.fields[f::SND_WND]);
+    ev.rcv_wnd = rec.u32(tp.fields[f::RCV_WND]);
+    ev.bytes_in_flight = rec.u32(tp.fields[f::SND_NXT]).wrapping_sub(rec.u32(tp.fields[f::SND_UNA]));
+    entry.submit(0);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    let tp = &config().destroy_sock;
+    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
+    let _ = RTT_LAST.remove(rec.u64(tp.fields[f::SKADDR]));
+    0
+}

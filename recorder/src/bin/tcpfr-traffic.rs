@@ -1,0 +1,127 @@
+//! `tcpfr-traffic`: the small client/server the test bed and benchmarks make traffic
+//! with. Not part of the product; run it inside the namespaces a test creates.
+//!
+//! ```text
+//! tcpfr-traffic serve --listen ADDR:PORT [--abort-after BYTES] [--duration 30s]
+//! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s]
+//! ```
+//! `serve` reads and discards everything; with `--abort-after` it resets each
+//! connection (SO_LINGER 0) once it has read that many bytes. `send` opens K
+//! connections one after another and writes N bytes on each; it prints one line per
+//! connection: `ok <bytes>`, `connect-error <kind>` or `write-error <kind>`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|s| s.as_str())
+}
+
+fn duration(s: &str) -> Duration {
+    humantime::parse_duration(s).unwrap_or_else(|e| die(&format!("bad duration {s:?}: {e}")))
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("tcpfr-traffic: {msg}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(|s| s.as_str()) {
+        Some("serve") => serve(&args),
+        Some("send") => send(&args),
+        _ => die("usage: tcpfr-traffic serve --listen ADDR:PORT | send --to ADDR:PORT --bytes N"),
+    }
+}
+
+fn serve(args: &[String]) {
+    let addr: SocketAddr = arg(args, "--listen").unwrap_or_else(|| die("--listen needed")).parse().unwrap_or_else(|e| die(&format!("{e}")));
+    let abort_after: Option<u64> = arg(args, "--abort-after").map(|s| s.parse().unwrap_or_else(|_| die("bad --abort-after")));
+    let stop = arg(args, "--duration").map(|d| Instant::now() + duration(d));
+    let l = TcpListener::bind(addr).unwrap_or_else(|e| die(&format!("bind {addr}: {e}")));
+    println!("listening {}", l.local_addr().unwrap());
+    std::io::stdout().flush().ok();
+    l.set_nonblocking(true).ok();
+    loop {
+        if stop.is_some_and(|s| Instant::now() > s) {
+            return;
+        }
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).ok();
+                std::thread::spawn(move || handle(c, abort_after));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn handle(mut c: TcpStream, abort_after: Option<u64>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n as u64,
+        }
+        if abort_after.is_some_and(|a| total >= a) {
+            // SO_LINGER {on, 0}: close() sends a reset instead of a FIN.
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            // SAFETY: valid socket and option struct.
+            unsafe {
+                libc::setsockopt(
+                    c.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as u32,
+                )
+            };
+            return;
+        }
+    }
+}
+
+fn send(args: &[String]) {
+    let to: SocketAddr = arg(args, "--to").unwrap_or_else(|| die("--to needed")).parse().unwrap_or_else(|e| die(&format!("{e}")));
+    let bytes: u64 = arg(args, "--bytes").unwrap_or("0").parse().unwrap_or_else(|_| die("bad --bytes"));
+    let conns: u32 = arg(args, "--conns").unwrap_or("1").parse().unwrap_or_else(|_| die("bad --conns"));
+    let timeout = arg(args, "--connect-timeout").map(duration);
+    let chunk = vec![0x5au8; 64 * 1024];
+    for _ in 0..conns {
+        let c = match timeout {
+            Some(t) => TcpStream::connect_timeout(&to, t),
+            None => TcpStream::connect(to),
+        };
+        let mut c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                println!("connect-error {:?}", e.kind());
+                continue;
+            }
+        };
+        let mut left = bytes;
+        let mut result = Ok(());
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if let Err(e) = c.write_all(&chunk[..n]) {
+                result = Err(e);
+                break;
+            }
+            left -= n as u64;
+        }
+        match result {
+            Ok(()) => {
+                // Orderly close: wait for the peer to have read everything.
+                c.shutdown(std::net::Shutdown::Write).ok();
+                let mut sink = [0u8; 1024];
+                while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+                println!("ok {bytes}");
+            }
+            Err(e) => println!("write-error {:?}", e.kind()),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Decoding ring-buffer records into typed kernel events.
+
+use tcpfr_schema::flows::RawFlowCounters;
+use tcpfr_schema::raw::{kind, RawHeader};
+use tcpfr_schema::resets::RawReset;
+use tcpfr_schema::retransmits::RawRetransmit;
+use tcpfr_schema::rtt_samples::RawRttSample;
+use tcpfr_schema::state_changes::RawStateChange;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    Retransmit(RawRetransmit),
+    StateChange(RawStateChange),
+    Reset(RawReset),
+    RttSample(RawRttSample),
+    FlowCounters(RawFlowCounters),
+}
+
+/// Reads a `T` from the front of `bytes` if it is long enough.
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is a plain #[repr(C)] struct of integers, valid for any
+    // bit pattern; read_unaligned copes with any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// `None` for records that are too short or of an unknown kind (counted by the caller).
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    let hdr: RawHeader = read(bytes)?;
+    Some(match hdr.kind {
+        kind::RETRANSMIT | kind::RETRANSMIT_SYNACK => Event::Retransmit(read(bytes)?),
+        kind::STATE_CHANGE => Event::StateChange(read(bytes)?),
+        kind::RESET_SENT | kind::RESET_RECEIVED => Event::Reset(read(bytes)?),
+        kind::RTT_SAMPLE => Event::RttSample(read(bytes)?),
+        kind::FLOW_COUNTERS => Event::FlowCounters(read(bytes)?),
+        _ => return None,
+    })
+}
+
+impl Event {
+    pub fn header(&self) -> &RawHeader {
+        match self {
+            Event::Retransmit(e) => &e.hdr,
+            Event::StateChange(e) => &e.hdr,
+            Event::Reset(e) => &e.hdr,
+            Event::RttSample(e) => &e.hdr,
+            Event::FlowCounters(e) => &e.hdr,
+        }
+    }
+}
+
+/// Bytes of an event, as the kernel writes it (for tests and benchmarks).
+#[cfg(test)]
+pub fn encode<T: Copy>(ev: &T) -> Vec<u8> {
+    // SAFETY: T is a plain #[repr(C)] struct without padding holes (explicit padding).
+    unsafe { std::slice::from_raw_parts((ev as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_what_was_encoded_and_rejects_short_or_unknown() {
+        let mut ev = RawRetransmit::default();
+        ev.hdr.kind = kind::RETRANSMIT;
+        ev.segs = 7;
+        ev.err = -16;
+        let bytes = encode(&ev);
+        match decode(&bytes) {
+            Some(Event::Retransmit(r)) => assert_eq!(r, ev),
+            other => panic!("{other:?}"),
+        }
+        assert!(decode(&bytes[..30]).is_none());
+        let mut unknown = bytes.clone();
+        unknown[0] = 200;
+        assert!(decode(&unknown).is_none());
+        assert!(decode(&[]).is_none());
+    }
+}

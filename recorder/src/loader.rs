@@ -1,0 +1,127 @@
+//! Loads the eBPF object into the kernel with the running kernel's offsets and attaches
+//! every program: tracepoints, and sock_ops on the cgroup v2 root.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, SockOps, TracePoint};
+use aya::{Ebpf, EbpfLoader};
+use tcpfr_schema::raw::{counter, KernelConfig, RAW_ABI_VERSION};
+
+/// The object built by build.rs from `recorder-ebpf/`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpfr-recorder-ebpf"));
+
+/// `KernelConfig` as a value aya may copy into the object's `.rodata`.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodConfig(KernelConfig);
+// SAFETY: KernelConfig is #[repr(C)], Copy, and has explicit padding fields only.
+unsafe impl aya::Pod for PodConfig {}
+
+/// The loaded programs and the maps userspace reads.
+pub struct Kernel {
+    /// Keeps programs and links alive; dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub ring: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+}
+
+/// (tracepoint category, name, program name)
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("tcp", "tcp_retransmit_skb", "tcp_retransmit_skb"),
+    ("tcp", "tcp_retransmit_synack", "tcp_retransmit_synack"),
+    ("sock", "inet_sock_set_state", "inet_sock_set_state"),
+    ("tcp", "tcp_send_reset", "tcp_send_reset"),
+    ("tcp", "tcp_receive_reset", "tcp_receive_reset"),
+    ("tcp", "tcp_probe", "tcp_probe"),
+    ("tcp", "tcp_destroy_sock", "tcp_destroy_sock"),
+];
+
+/// Where cgroup v2 is mounted (from /proc/self/mountinfo).
+pub fn cgroup2_root() -> Result<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    for line in info.lines() {
+        // "... - cgroup2 cgroup2 rw" : mount point is field 5, fs type after " - ".
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        if right.split_whitespace().next() == Some("cgroup2") {
+            if let Some(mp) = left.split_whitespace().nth(4) {
+                return Ok(PathBuf::from(mp));
+            }
+        }
+    }
+    bail!("no cgroup v2 filesystem is mounted (needed for the sock_ops program that counts per-connection segments); mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`")
+}
+
+pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Result<Kernel> {
+    if OBJECT.is_empty() {
+        bail!("this tcpfr-recorder was built with AYA_BUILD_SKIP=1 and has no eBPF programs; rebuild it after running scripts/bootstrap.sh");
+    }
+    if config.abi_version != RAW_ABI_VERSION {
+        bail!("internal error: config ABI {} != {RAW_ABI_VERSION}", config.abi_version);
+    }
+    let pod = PodConfig(config);
+    let mut ebpf = EbpfLoader::new()
+        .override_global("CONFIG", &pod, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)
+        .context("loading the eBPF object into the kernel (are you root, with CAP_BPF and CAP_PERFMON?)")?;
+
+    // sock_ops first: a connection opened between the two would otherwise be seen
+    // by the tracepoints but lack its counters.
+    if with_sock_ops {
+        let root = cgroup2_root()?;
+        let cgroup = std::fs::File::open(&root).with_context(|| format!("opening cgroup {}", root.display()))?;
+        let p: &mut SockOps = ebpf
+            .program_mut("tcpfr_sock_ops")
+            .context("program tcpfr_sock_ops missing from the object")?
+            .try_into()?;
+        p.load().context("the kernel rejected the sock_ops program")?;
+        p.attach(&cgroup, CgroupAttachMode::default())
+            .with_context(|| format!("attaching sock_ops to cgroup {}", root.display()))?;
+    }
+    for (category, name, prog) in TRACEPOINTS {
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .with_context(|| format!("program {prog} missing from the object"))?
+            .try_into()?;
+        p.load().with_context(|| format!("the kernel rejected program {prog}"))?;
+        p.attach(category, name)
+            .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
+    }
+    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+    let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
+    Ok(Kernel {
+        ebpf,
+        ring,
+        counters,
+    })
+}
+
+/// Sum over CPUs of counter `index` (see `tcpfr_schema::raw::counter`).
+pub fn counter(counters: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    counters.get(&index, 0).map(|values| values.iter().sum()).unwrap_or(0)
+}
+
+/// Events lost in the kernel because the ring was full, per event kind.
+pub fn lost(counters: &PerCpuArray<MapData, u64>) -> [u64; tcpfr_schema::raw::kind::COUNT] {
+    let mut out = [0; tcpfr_schema::raw::kind::COUNT];
+    for (k, slot) in out.iter_mut().enumerate() {
+        *slot = counter(counters, counter::LOST_BASE + k as u32);
+    }
+    out
+}
+
+/// Errors that mean "run me as root" get that advice.
+pub fn check_privileges() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("tcpfr-recorder must run as root (it loads eBPF programs into the kernel); try `sudo tcpfr-recorder …`");
+    }
+    if !Path::new(crate::btf::VMLINUX).exists() {
+        bail!(
+            "{} does not exist: this kernel was built without BTF (CONFIG_DEBUG_INFO_BTF), which tcpfr needs",
+            crate::btf::VMLINUX
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The recorder's main loop: start-up checks, then ring buffer → enrichment → writer,
+//! with host counters and recorder statistics every interval, until a signal or the
+//! `--duration` ends it; then everything still open is written and the manifest closed.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
+use tcpfr_schema::raw::{stream as kstream, KernelConfig, RAW_ABI_VERSION};
+use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::clock::{mono_ns, Clock};
+use crate::enrich::{stream, Enricher};
+use crate::filter::Filter;
+use crate::host_counters::CounterReader;
+use crate::procinfo::Cgroups;
+use crate::sockets::SocketTable;
+use crate::writer::{Msg, WriterHandle};
+use crate::{loader, recorder_stats, Options, StreamName};
+
+/// Events with kernel timestamps this much before a drain are all in the ring by then.
+const WATERMARK_LAG_NS: i64 = 20_000_000;
+
+/// Rows of each table that are enabled, from `--streams`.
+fn enabled_streams(opts: &Options) -> [bool; 7] {
+    let all = opts.streams.is_empty();
+    let on = |s: StreamName| all || opts.streams.contains(&s);
+    let mut e = [true; 7];
+    e[stream::RETRANSMITS] = on(StreamName::Retransmits);
+    e[stream::STATE_CHANGES] = on(StreamName::StateChanges);
+    e[stream::RESETS] = on(StreamName::Resets);
+    e[stream::RTT_SAMPLES] = on(StreamName::RttSamples);
+    e[stream::FLOWS] = on(StreamName::Flows);
+    e
+}
+
+fn host_name(opts: &Options) -> String {
+    if let Some(h) = &opts.host {
+        return h.clone();
+    }
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct.
+    unsafe { libc::uname(&mut uts) };
+    let c = unsafe { std::ffi::CStr::from_ptr(uts.nodename.as_ptr()) };
+    c.to_string_lossy().into_owned()
+}
+
+fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string())
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+}
+
+/// Checks that the output directory is usable before anything is loaded.
+fn prepare_out_dir(dir: &PathBuf) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let probe = dir.join(".tcpfr-write-test");
+    std::fs::write(&probe, b"").with_context(|| format!("output directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    loader::check_privileges()?;
+    if !opts.ring_size.is_power_of_two() || opts.ring_size < 4096 || opts.ring_size > (1 << 30) {
+        bail!("--ring-size must be a power of two between 4KiB and 1GiB (got {})", opts.ring_size);
+    }
+    prepare_out_dir(&opts.out)?;
+    let tracefs = crate::tracefs::ensure_mounted()?;
+    let tps = crate::tracefs::load(&tracefs)?;
+    let (btf, warnings) = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    if !tps.retransmit_has_err {
+        tracing::warn!("tcp:tcp_retransmit_skb has no `err` field on this kernel: failed attempts cannot be told apart (retransmits.err will be null)");
+    }
+    let enabled = enabled_streams(&opts);
+    let mut streams = 0;
+    for (i, bit) in [
+        (stream::RETRANSMITS, kstream::RETRANSMITS),
+        (stream::STATE_CHANGES, kstream::STATE_CHANGES),
+        (stream::RESETS, kstream::RESETS),
+        (stream::RTT_SAMPLES, kstream::RTT_SAMPLES),
+        (stream::FLOWS, kstream::FLOWS),
+    ] {
+        if enabled[i] {
+            streams |= bit;
+        }
+    }
+    let config = KernelConfig {
+        abi_version: RAW_ABI_VERSION,
+        streams,
+        rtt_interval_ns: opts.rtt_interval.as_nanos() as u64,
+        retransmit_skb: tps.retransmit_skb,
+        retransmit_synack: tps.retransmit_synack,
+        set_state: tps.set_state,
+        send_reset: tps.send_reset,
+        receive_reset: tps.receive_reset,
+        probe: tps.probe,
+        destroy_sock: tps.destroy_sock,
+        btf,
+        _pad: 0,
+    };
+
+    let host = host_name(&opts);
+    let clock = Clock::new();
+    let start_ns = crate::clock::realtime_ns();
+    let rec_dir = opts.out.join(format!(
+        "{}-{}",
+        chrono::DateTime::from_timestamp_nanos(start_ns).format("%Y%m%dT%H%M%SZ"),
+        sanitize(&host)
+    ));
+    let recording_id = uuid::Uuid::now_v7().to_string();
+    let writer = RecordingWriter::create(
+        &rec_dir,
+        RecordingInfo {
+            recording_id,
+            host: host.clone(),
+            kernel: kernel_release(),
+            boot_id: boot_id(),
+            clock: ClockInfo { mono_to_utc_offset_ns: clock.offset_ns, max_drift_ns: 0 },
+            recorder: RecorderInfo {
+                version: format!("tcpfr-recorder {}", env!("CARGO_PKG_VERSION")),
+                config: serde_json::to_value(&opts).unwrap_or_default(),
+            },
+            start_ns,
+        },
+        WriterOptions {
+            rotate_size: opts.rotate_size,
+            rotate_interval_ns: opts.rotate_interval.as_nanos() as i64,
+            zstd_level: opts.zstd_level,
+            ..WriterOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot create the recording in {}", rec_dir.display()))?;
+
+    let cgroup_root = loader::cgroup2_root().ok();
+    let mut sockets = SocketTable::new(start_ns, Cgroups::new(cgroup_root));
+    // Owners of sockets that already exist, before events about them arrive.
+    sockets.scan_proc();
+    let filter = Filter { ports: opts.ports.clone(), cidrs: opts.cidrs.clone(), cgroups: opts.cgroups.clone() };
+    let mut enr = Enricher::new(&host, clock, sockets, filter);
+    enr.enabled = enabled;
+    enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
+
+    let loader::Kernel { ebpf: _programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
+    let writer = WriterHandle::spawn(writer);
+
+    // Host counters: a thread of their own (it switches network namespaces). Its first
+    // reading is the baseline, taken before we report ready.
+    let counters_thread = CountersThread::spawn(enr.host.clone(), opts.netns, opts.counters_interval)?;
+    tracing::info!("recording to {}", rec_dir.display());
+
+    let mut stats = recorder_stats::StatsState::new(start_ns);
+    let mut pending_stats = vec![recorder_stats::note(
+        &enr.host,
+        start_ns,
+        format!("recorder started: tcpfr-recorder {} on kernel {}", env!("CARGO_PKG_VERSION"), kernel_release().unwrap_or_default()),
+    )];
+    for w in warnings {
+        pending_stats.push(recorder_stats::note(&enr.host, start_ns, w));
+    }
+
+    // SAFETY: the ring buffer's fd stays open as long as `ring` (owned by AsyncFd).
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1))?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(opts.counters_interval.min(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut reported_netns = std::collections::HashSet::new();
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let r = guard.get_inner_mut();
+                // Bounded, so ticks and signals are not starved under heavy load.
+                for _ in 0..65536 {
+                    match r.next() {
+                        Some(item) => enr.handle_bytes(&item),
+                        None => break,
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                drain(ring.get_mut(), &mut enr);
+                let now_mono = mono_ns();
+                enr.clock.refresh();
+                let now = enr.clock.utc(now_mono as u64);
+                let new_ns: Vec<u32> = enr.netns_seen.difference(&reported_netns).copied().collect();
+                if !new_ns.is_empty() {
+                    reported_netns.extend(new_ns.iter().copied());
+                    counters_thread.seen(new_ns);
+                }
+                let host_counters = counters_thread.rows();
+                let counts = std::mem::take(&mut enr.counts);
+                let mut rs = std::mem::take(&mut pending_stats);
+                rs.extend(recorder_stats::rows(
+                    &mut stats, &enr.host, now, &counts, loader::lost(&counters),
+                    loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED), &writer.stats, &enr.enabled,
+                ));
+                if let Some(err) = writer.stats.last_error.lock().unwrap().take() {
+                    rs.push(recorder_stats::note(&enr.host, now, format!("write error: {err}")));
+                }
+                let msg = Msg::Flush {
+                    rows: enr.take_rows(),
+                    host_counters,
+                    recorder_stats: rs,
+                    watermark: now - WATERMARK_LAG_NS,
+                    now,
+                };
+                if writer.tx.send(msg).is_err() {
+                    bail!("the writer thread stopped");
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+        }
+    }
+
+    // Shutting down: take what is left in the ring, then close every open connection.
+    drain(ring.get_mut(), &mut enr);
+    let end = enr.clock.utc(mono_ns() as u64);
+    crate::flows::write_open_at_end(&mut enr, end);
+    let counts = std::mem::take(&mut enr.counts);
+    let mut rs = std::mem::take(&mut pending_stats);
+    rs.extend(recorder_stats::rows(
+        &mut stats,
+        &enr.host,
+        end,
+        &counts,
+        loader::lost(&counters),
+        loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
+        &writer.stats,
+        &enr.enabled,
+    ));
+    let mut note = format!("recorder stopped; {} sockets were open", enr.sockets.len());
+    if enr.undecodable > 0 {
+        note.push_str(&format!("; {} ring records could not be decoded", enr.undecodable));
+    }
+    rs.push(recorder_stats::note(&enr.host, end, note));
+    // A last reading of the host counters covers the final partial interval.
+    let host_counters = counters_thread.stop();
+    let _ = writer.tx.send(Msg::Finish { rows: enr.take_rows(), host_counters, recorder_stats: rs, end });
+    let manifest = writer.join().context("finishing the recording")?;
+    let rows: u64 = manifest.files.iter().map(|f| f.rows).sum();
+    tracing::info!("recording complete: {} ({} files, {rows} rows)", rec_dir.display(), manifest.files.len());
+    Ok(())
+}
+
+/// The host-counters thread and its channels.
+struct CountersThread {
+    cmd: mpsc::Sender<CountersCmd>,
+    rows: mpsc::Receiver<Vec<tcpfr_schema::host_counters::HostCounters>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+enum CountersCmd {
+    /// Namespaces newly seen in events.
+    Seen(Vec<u32>),
+    /// Take a final reading and exit.
+    Stop,
+}
+
+impl CountersThread {
+    fn spawn(host: tcpfr_schema::Str, mode: crate::host_counters::NetnsMode, interval: Duration) -> Result<Self> {
+        let (cmd_tx, cmd_rx) = mpsc::channel::<CountersCmd>();
+        let (rows_tx, rows_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let thread = std::thread::Builder::new().name("tcpfr-counters".into()).spawn(move || {
+            let mut reader = match CounterReader::new(mode) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = reader.sample(crate::clock::realtime_ns(), &host);
+            let _ = ready_tx.send(Ok(()));
+            let mut next = std::time::Instant::now() + interval;
+            loop {
+                let wait = next.saturating_duration_since(std::time::Instant::now());
+                match cmd_rx.recv_timeout(wait) {
+                    Ok(CountersCmd::Seen(ns)) => {
+                        reader.discover(&ns);
+                        continue;
+                    }
+                    Ok(CountersCmd::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = rows_tx.send(reader.sample(crate::clock::realtime_ns(), &host));
+                        return;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                next += interval;
+                let _ = rows_tx.send(reader.sample(crate::clock::realtime_ns(), &host));
+                // Every tenth reading, look for new named namespaces.
+                reader.tick_discover();
+            }
+        })?;
+        ready_rx.recv().context("the host-counters thread died")??;
+        Ok(CountersThread { cmd: cmd_tx, rows: rows_rx, thread })
+    }
+
+    fn seen(&self, ns: Vec<u32>) {
+        let _ = self.cmd.send(CountersCmd::Seen(ns));
+    }
+
+    /// Rows read since the last call.
+    fn rows(&self) -> Vec<tcpfr_schema::host_counters::HostCounters> {
+        let mut out = Vec::new();
+        while let Ok(r) = self.rows.try_recv() {
+            out.extend(r);
+        }
+        out
+    }
+
+    fn stop(self) -> Vec<tcpfr_schema::host_counters::HostCounters> {
+        let CountersThread { cmd, rows, thread } = self;
+        let _ = cmd.send(CountersCmd::Stop);
+        let _ = thread.join();
+        rows.try_iter().flatten().collect()
+    }
+}
+
+fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, enr: &mut Enricher) {
+    while let Some(item) = ring.next() {
+        enr.handle_bytes(&item);
+    }
+}
+
+fn sanitize(host: &str) -> String {
+    host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+}

@@ -1,0 +1,112 @@
+//! `recorder_stats` rows: per interval and stream, what the kernel delivered, lost and
+//! had filtered, and what was written — so that gaps are visible in the data.
+
+use std::sync::atomic::Ordering;
+
+use tcpfr_schema::raw::{counter, kind};
+use tcpfr_schema::recorder_stats::{stream as rs_stream, RecorderStats};
+use tcpfr_schema::{Str, UtcNanos, TABLES};
+
+use crate::enrich::{stream, StreamCounts};
+use crate::writer::WriterStats;
+
+/// The table a kernel event kind feeds (for per-stream loss counts).
+pub fn stream_of_kind(k: usize) -> Option<usize> {
+    Some(match k as u8 {
+        kind::RETRANSMIT | kind::RETRANSMIT_SYNACK => stream::RETRANSMITS,
+        kind::STATE_CHANGE => stream::STATE_CHANGES,
+        kind::RESET_SENT | kind::RESET_RECEIVED => stream::RESETS,
+        kind::RTT_SAMPLE => stream::RTT_SAMPLES,
+        kind::FLOW_COUNTERS => stream::FLOWS,
+        _ => return None,
+    })
+}
+
+/// Cumulative counters at the previous row, to turn totals into per-interval deltas.
+#[derive(Default)]
+pub struct StatsState {
+    lost: [u64; kind::COUNT],
+    rate_limited: u64,
+    written: [u64; 7],
+    dropped: [u64; 7],
+    last_ns: i64,
+}
+
+impl StatsState {
+    pub fn new(start_ns: i64) -> Self {
+        StatsState { last_ns: start_ns, ..Default::default() }
+    }
+}
+
+/// Builds this interval's rows. `lost` and `rate_limited` are the kernel's totals.
+#[allow(clippy::too_many_arguments)]
+pub fn rows(
+    st: &mut StatsState,
+    host: &Str,
+    now: i64,
+    counts: &StreamCounts,
+    lost: [u64; kind::COUNT],
+    rate_limited: u64,
+    writer: &WriterStats,
+    enabled: &[bool; 7],
+) -> Vec<RecorderStats> {
+    let mut per_stream_lost = [0i64; 7];
+    for (k, total) in lost.iter().enumerate() {
+        if let Some(s) = stream_of_kind(k) {
+            per_stream_lost[s] += (total - st.lost[k]) as i64;
+        }
+    }
+    st.lost = lost;
+    let mut filtered = counts.filtered.map(|v| v as i64);
+    filtered[stream::RTT_SAMPLES] += (rate_limited - st.rate_limited) as i64;
+    st.rate_limited = rate_limited;
+    let interval = now - st.last_ns;
+    st.last_ns = now;
+    let mut out = Vec::new();
+    for (i, name) in TABLES.iter().enumerate() {
+        if i == stream::HOST_COUNTERS || i == stream::RECORDER_STATS || !enabled[i] {
+            continue;
+        }
+        let written = writer.rows_written[i].load(Ordering::Relaxed);
+        let dropped = writer.rows_dropped[i].load(Ordering::Relaxed);
+        out.push(RecorderStats {
+            host: host.clone(),
+            time: UtcNanos(now),
+            interval_ns: interval,
+            stream: Str::from(*name),
+            events_seen: counts.seen[i] as i64,
+            events_lost: per_stream_lost[i],
+            events_filtered: filtered[i],
+            rows_written: (written - st.written[i]) as i64,
+            rows_dropped: (dropped - st.dropped[i]) as i64,
+            gap_start: None,
+            gap_end: None,
+            note: (per_stream_lost[i] > 0)
+                .then(|| Str::from(format!("{} events lost: ring buffer full (raise --ring-size)", per_stream_lost[i]))),
+        });
+        st.written[i] = written;
+        st.dropped[i] = dropped;
+    }
+    out
+}
+
+/// A row about the recorder itself (start, stop, problems).
+pub fn note(host: &Str, now: i64, text: String) -> RecorderStats {
+    RecorderStats {
+        host: host.clone(),
+        time: UtcNanos(now),
+        interval_ns: 0,
+        stream: Str::from(rs_stream::RECORDER),
+        events_seen: 0,
+        events_lost: 0,
+        events_filtered: 0,
+        rows_written: 0,
+        rows_dropped: 0,
+        gap_start: None,
+        gap_end: None,
+        note: Some(Str::from(text)),
+    }
+}
+
+/// Index of the rate-limit counter, re-exported for the pipeline.
+pub const RTT_RATE_LIMITED: u32 = counter::RTT_RATE_LIMITED;

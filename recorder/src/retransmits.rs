@@ -1,0 +1,58 @@
+//! `tcp_retransmit_skb` / `tcp_retransmit_synack` events → `retransmits` rows.
+
+use tcpfr_schema::raw::kind;
+use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit, Retransmit};
+use tcpfr_schema::UtcNanos;
+
+use crate::enrich::{nonzero, owner_cols, stream, Enricher};
+use crate::sockets::state_name;
+
+pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
+    e.counts.seen[stream::RETRANSMITS] += 1;
+    let time = UtcNanos(e.clock.utc(ev.hdr.ts_ns));
+    let netns = nonzero(ev.hdr.netns);
+    let (socket_id, ends, owner) = if ev.hdr.kind == kind::RETRANSMIT_SYNACK {
+        // The request socket has no id yet; the connection it becomes gets the count.
+        let ends = e.addrs.endpoints(&ev.tuple);
+        let owner = netns.and_then(|ns| {
+            e.sockets.synack_retransmit(ns, &ends);
+            e.sockets.listener_owner(ns, ends.lport)
+        });
+        (None, ends, owner)
+    } else {
+        let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs);
+        // Failed attempts (err < 0) were not sent: not retransmissions.
+        if ev.err == 0 {
+            s.retrans_segs_seen += ev.segs as i64;
+            if ev.kind == retransmit_kind::SYN {
+                s.syn_retransmits += 1;
+            }
+        }
+        (Some(s.id), s.ends.clone(), s.owner.clone())
+    };
+    if !e.keep(stream::RETRANSMITS, &ends, owner.as_deref()) {
+        return;
+    }
+    let o = owner_cols(owner.as_ref());
+    let row = Retransmit {
+        host: e.host.clone(),
+        time,
+        socket_id,
+        netns,
+        family: ends.family,
+        laddr: ends.laddr,
+        lport: ends.lport,
+        raddr: ends.raddr,
+        rport: ends.rport,
+        kind: e.name(retransmit_kind::name(ev.kind)),
+        state: e.name(state_name(ev.state)),
+        segments: ev.segs as i32,
+        err: (ev.has_err != 0).then_some(ev.err),
+        pid: o.pid,
+        comm: o.comm,
+        cgroup_id: o.cgroup_id,
+        cgroup: o.cgroup,
+        container_id: o.container_id,
+    };
+    e.rows.retransmits.push(row);
+}

@@ -1,0 +1,120 @@
+//! The writer thread: owns the `RecordingWriter` so that Parquet encoding and disk I/O
+//! never stall the thread that drains the ring buffer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::Result;
+use tcpfr_schema::host_counters::HostCounters;
+use tcpfr_schema::manifest::Manifest;
+use tcpfr_schema::recorder_stats::RecorderStats;
+use tcpfr_schema::write::RecordingWriter;
+
+use crate::enrich::Rows;
+
+pub enum Msg {
+    /// Rows to buffer, then write those up to `watermark` (UTC ns); `now` drives rotation.
+    Flush {
+        rows: Rows,
+        host_counters: Vec<HostCounters>,
+        recorder_stats: Vec<RecorderStats>,
+        watermark: i64,
+        now: i64,
+    },
+    /// Write everything, close the recording at `end`.
+    Finish {
+        rows: Rows,
+        host_counters: Vec<HostCounters>,
+        recorder_stats: Vec<RecorderStats>,
+        end: i64,
+    },
+}
+
+/// What the writer did, read by the pipeline for `recorder_stats`.
+#[derive(Default)]
+pub struct WriterStats {
+    pub rows_written: [AtomicU64; 7],
+    pub rows_dropped: [AtomicU64; 7],
+    pub last_error: Mutex<Option<String>>,
+}
+
+pub struct WriterHandle {
+    pub tx: SyncSender<Msg>,
+    pub stats: Arc<WriterStats>,
+    thread: JoinHandle<Result<Manifest>>,
+}
+
+impl WriterHandle {
+    pub fn spawn(writer: RecordingWriter) -> Self {
+        // A few seconds of batches: if the disk cannot keep up, the pipeline waits,
+        // the ring buffer fills, and the kernel counts what it drops.
+        let (tx, rx) = sync_channel(4);
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("tcpfr-writer".into())
+            .spawn(move || run(writer, rx, st))
+            .expect("spawning the writer thread");
+        WriterHandle { tx, stats, thread }
+    }
+
+    /// Waits for the writer to finish; returns the final manifest.
+    pub fn join(self) -> Result<Manifest> {
+        drop(self.tx);
+        match self.thread.join() {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!("the writer thread panicked"),
+        }
+    }
+}
+
+fn push_all(w: &mut RecordingWriter, rows: Rows, host_counters: Vec<HostCounters>, stats: Vec<RecorderStats>) -> [u64; 7] {
+    let n = [
+        rows.retransmits.len() as u64,
+        rows.state_changes.len() as u64,
+        rows.resets.len() as u64,
+        rows.rtt_samples.len() as u64,
+        rows.flows.len() as u64,
+        host_counters.len() as u64,
+        stats.len() as u64,
+    ];
+    rows.retransmits.into_iter().for_each(|r| w.retransmits.push(r));
+    rows.state_changes.into_iter().for_each(|r| w.state_changes.push(r));
+    rows.resets.into_iter().for_each(|r| w.resets.push(r));
+    rows.rtt_samples.into_iter().for_each(|r| w.rtt_samples.push(r));
+    rows.flows.into_iter().for_each(|r| w.flows.push(r));
+    host_counters.into_iter().for_each(|r| w.host_counters.push(r));
+    stats.into_iter().for_each(|r| w.recorder_stats.push(r));
+    n
+}
+
+fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>) -> Result<Manifest> {
+    let mut end = None;
+    for msg in rx {
+        match msg {
+            Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
+                push_all(&mut w, rows, host_counters, recorder_stats);
+                match w.flush(watermark, now) {
+                    Ok(report) => {
+                        for (i, n) in report.rows_written.iter().enumerate() {
+                            stats.rows_written[i].fetch_add(*n, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("writing the recording failed: {e}");
+                        *stats.last_error.lock().unwrap() = Some(e.to_string());
+                    }
+                }
+            }
+            Msg::Finish { rows, host_counters, recorder_stats, end: e } => {
+                push_all(&mut w, rows, host_counters, recorder_stats);
+                end = Some(e);
+                break;
+            }
+        }
+    }
+    let end = end.unwrap_or_else(crate::clock::realtime_ns);
+    Ok(w.finish(end)?)
+}
