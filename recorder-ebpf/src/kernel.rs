@@ -28,10 +28,10 @@ pub fn sk_err(sk: u64) -> i32 {
     read(sk, config().btf.sk_err)
 }
 
-/// `sk->sk_state`, 0 if unknown.
+/// `sk->sk_protocol`, 0 if unknown.
 #[inline(always)]
-pub fn sk_state(sk: u64) -> u8 {
-    read(sk, config().btf.sk_state)
+pub fn sk_protocol(sk: u64) -> u16 {
+    read(sk, config().btf.sk_protocol)
 }
 
 /// Segments in a TCP skb (`tcp_skb_cb.tcp_gso_segs`); at least 1.
@@ -50,4 +50,10 @@ pub fn rtt_var_us(sk: u64) -> u32 {
     }
     let mdev: u32 = read(sk, off);
     mdev >> 2
+}
+
+/// `tcp_sock.total_retrans`.
+#[inline(always)]
+pub fn total_retrans(sk: u64) -> u32 {
+    read(sk, config().btf.tcp_total_retrans)
 }

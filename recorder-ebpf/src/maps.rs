@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{ring_buf::RingBufEntry, LruHashMap, PerCpuArray, RingBuf},
 };
-use tcpfr_schema::raw::{counter, TP_RECORD_MAX};
+use tcpfr_schema::raw::{counter, scratch_slot, TP_RECORD_MAX};
 
 /// All events, in the order they were reserved. Sized by the recorder (`--ring-size`).
 #[map]
@@ -14,14 +14,15 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// Scratch space for one tracepoint record (copied in with a single read).
+/// Scratch space for one tracepoint record or socket head (copied in with a single
+/// read), one slot per program.
 #[repr(C, align(8))]
 pub struct Scratch {
     pub buf: [u8; TP_RECORD_MAX],
 }
 
 #[map]
-pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(scratch_slot::COUNT, 0);
 
 /// Last RTT sample time per socket (`struct sock *`), for the per-socket rate limit.
 /// LRU: sockets we never see close cannot fill it up.

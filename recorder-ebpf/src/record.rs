@@ -1,11 +1,12 @@
-//! Reading tracepoint records at offsets known only at load time.
+//! Reading kernel memory at offsets known only at load time: a classic tracepoint
+//! record, or the head of a `struct sock`.
 //!
-//! The verifier only allows context reads at offsets fixed in the instruction, so the
-//! record is copied into per-CPU scratch space with one helper call and its fields are
-//! then read from there with bounds checks.
+//! The verifier only allows context reads at offsets fixed in the instruction, and
+//! each probe read is a helper call, so the bytes are copied into per-CPU scratch
+//! space with one helper call and fields are then read from there with bounds checks.
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, programs::TracePointContext, EbpfContext};
-use tcpfr_schema::raw::{addr_layout, AddrOffsets, RawTuple, TpOffsets, AF_INET, AF_INET6, NO_FIELD, TP_RECORD_MAX};
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+use tcpfr_schema::raw::{addr_layout, AddrOffsets, RawTuple, TpOffsets, AF_INET, AF_INET6, TP_RECORD_MAX};
 
 use crate::maps::{Scratch, SCRATCH};
 
@@ -14,16 +15,22 @@ pub struct Record {
 }
 
 impl Record {
-    /// Copies the first `tp.size` bytes of the record; `None` if that fails.
+    /// Copies the first `tp.size` bytes of a tracepoint record into scratch `slot`.
     #[inline(always)]
-    pub fn load(ctx: &TracePointContext, tp: &TpOffsets) -> Option<Record> {
-        let scratch = SCRATCH.get_ptr_mut(0)?;
-        let n = tp.size as u32;
-        if n == 0 || n > TP_RECORD_MAX as u32 {
+    pub fn load(src: *const core::ffi::c_void, tp: &TpOffsets, slot: u32) -> Option<Record> {
+        Self::copy(src, tp.size as u32, slot)
+    }
+
+    /// Copies `n` bytes from kernel address `src` into scratch `slot`; `None` if that
+    /// fails (a bad pointer gives an error, not a fault).
+    #[inline(always)]
+    pub fn copy(src: *const core::ffi::c_void, n: u32, slot: u32) -> Option<Record> {
+        let scratch = SCRATCH.get_ptr_mut(slot)?;
+        if n == 0 || n > TP_RECORD_MAX as u32 || src.is_null() {
             return None;
         }
         // SAFETY: scratch is a map value of TP_RECORD_MAX bytes, n ≤ TP_RECORD_MAX.
-        let ret = unsafe { bpf_probe_read_kernel(scratch.cast(), n, ctx.as_ptr().cast_const()) };
+        let ret = unsafe { bpf_probe_read_kernel(scratch.cast(), n, src) };
         if ret != 0 {
             return None;
         }
@@ -33,6 +40,7 @@ impl Record {
     #[inline(always)]
     fn at<T: Copy + Default>(&self, off: u16) -> T {
         let off = off as usize;
+        // (NO_FIELD is beyond the buffer, so absent fields read as 0.)
         if off > TP_RECORD_MAX - core::mem::size_of::<T>() {
             return T::default();
         }
@@ -42,6 +50,10 @@ impl Record {
     }
 
     #[inline(always)]
+    pub fn at_u8(&self, off: u16) -> u8 {
+        self.at(off)
+    }
+    #[inline(always)]
     pub fn u16(&self, off: u16) -> u16 {
         self.at(off)
     }
@@ -49,23 +61,16 @@ impl Record {
     pub fn u32(&self, off: u16) -> u32 {
         self.at(off)
     }
-    #[inline(always)]
-    pub fn i32(&self, off: u16) -> i32 {
-        self.at(off)
-    }
+
     #[inline(always)]
     pub fn u64(&self, off: u16) -> u64 {
         self.at(off)
     }
 
-    #[inline(always)]
-    pub fn has(off: u16) -> bool {
-        off != NO_FIELD
-    }
 
     /// Copies `N` bytes (an address) starting at `off`; zeros if out of bounds.
     #[inline(always)]
-    fn bytes<const N: usize>(&self, off: u16, dst: &mut [u8]) {
+    pub fn bytes<const N: usize>(&self, off: u16, dst: &mut [u8]) {
         let off = off as usize;
         if off > TP_RECORD_MAX - N || dst.len() < N {
             return;

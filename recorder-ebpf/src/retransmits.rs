@@ -1,58 +1,57 @@
-//! `tcp:tcp_retransmit_skb` and `tcp:tcp_retransmit_synack` → `retransmits`.
+//! Raw tracepoints `tcp_retransmit_skb(sk, skb[, err])` and
+//! `tcp_retransmit_synack(sk, req)` → `retransmits`.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
-use tcpfr_schema::raw::{kind, stream, tcp_state, tp_field as f};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext};
+use tcpfr_schema::raw::{kernel_flag, kind, scratch_slot, stream, tcp_state};
 use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit};
 
-use crate::{config, kernel, maps::reserve, record::Record};
+use crate::{config, kernel, maps::reserve, sock};
 
-#[tracepoint]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     if cfg.streams & stream::RETRANSMITS == 0 {
         return 0;
     }
-    let tp = &cfg.retransmit_skb;
-    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
+    let sk: u64 = ctx.arg(0);
+    let skb: u64 = ctx.arg(1);
     let Some(mut entry) = reserve::<RawRetransmit>(kind::RETRANSMIT) else { return 0 };
     // SAFETY: a zeroed, reserved RawRetransmit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    let sk = rec.u64(tp.fields[f::SKADDR]);
     ev.hdr.kind = kind::RETRANSMIT;
     ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.hdr.sk = sk;
     ev.hdr.netns = kernel::netns(sk);
-    rec.tuple(&tp.addr, &mut ev.tuple);
-    let state = rec.i32(tp.fields[f::STATE]) as u8;
+    let state = sock::tuple(sk, scratch_slot::RETRANSMIT, &mut ev.tuple);
     ev.state = state;
     ev.kind = if state == tcp_state::SYN_SENT { retransmit_kind::SYN } else { retransmit_kind::DATA };
-    if Record::has(tp.fields[f::ERR]) {
+    if cfg.flags & kernel_flag::RETRANSMIT_HAS_ERR != 0 {
         ev.has_err = 1;
-        ev.err = rec.i32(tp.fields[f::ERR]);
+        ev.err = ctx.arg::<u64>(2) as i32;
     }
-    ev.segs = kernel::gso_segs(rec.u64(tp.fields[f::SKBADDR]));
+    ev.segs = kernel::gso_segs(skb);
+    ev.total_retrans = kernel::total_retrans(sk);
     entry.submit(0);
     0
 }
 
-/// SYN-ACK retransmits happen on request sockets; `skaddr` is the listener.
-#[tracepoint]
-pub fn tcp_retransmit_synack(ctx: TracePointContext) -> u32 {
+/// SYN-ACK retransmits happen on request sockets (`req`); `sk` is the listener.
+#[raw_tracepoint(tracepoint = "tcp_retransmit_synack")]
+pub fn tcp_retransmit_synack(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     if cfg.streams & stream::RETRANSMITS == 0 {
         return 0;
     }
-    let tp = &cfg.retransmit_synack;
-    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
+    let sk: u64 = ctx.arg(0);
+    let req: u64 = ctx.arg(1);
     let Some(mut entry) = reserve::<RawRetransmit>(kind::RETRANSMIT_SYNACK) else { return 0 };
     // SAFETY: a zeroed, reserved RawRetransmit.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    let sk = rec.u64(tp.fields[f::SKADDR]);
     ev.hdr.kind = kind::RETRANSMIT_SYNACK;
     ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.hdr.sk = sk;
     ev.hdr.netns = kernel::netns(sk);
-    rec.tuple(&tp.addr, &mut ev.tuple);
+    sock::tuple(req, scratch_slot::SYNACK, &mut ev.tuple);
     ev.state = tcp_state::SYN_RECV;
     ev.kind = retransmit_kind::SYNACK;
     // The kernel only traces SYN-ACKs that were sent.

@@ -1,9 +1,16 @@
-//! `tcp:tcp_probe` (every incoming ACK) → `rtt_samples`, at most one per socket per
-//! `rtt_interval_ns`, decided here so that skipped samples cost no ring-buffer space.
-//! `tcp:tcp_destroy_sock` forgets a socket's last-sample time.
+//! Classic tracepoint `tcp:tcp_probe` (every incoming segment of an established
+//! connection) → `rtt_samples`, at most one per socket per `rtt_interval_ns`, decided
+//! here so that skipped samples cost no ring-buffer space. The kernel has already put
+//! srtt, cwnd, windows and sequence numbers in its record. Raw tracepoint
+//! `tcp_destroy_sock(sk)` forgets a socket's last-sample time.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
-use tcpfr_schema::raw::{counter, kind, stream, tp_field as f};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
+};
+use tcpfr_schema::raw::{counter, kind, scratch_slot, stream, tp_field as f};
 use tcpfr_schema::rtt_samples::RawRttSample;
 
 use crate::{
@@ -19,7 +26,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tp = &cfg.probe;
-    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
+    let Some(rec) = Record::load(ctx.as_ptr().cast_const(), tp, scratch_slot::PROBE) else { return 0 };
     let sk = rec.u64(tp.fields[f::SKADDR]);
     let now = unsafe { bpf_ktime_get_ns() };
     let interval = cfg.rtt_interval_ns;
@@ -55,10 +62,8 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
-    let tp = &config().destroy_sock;
-    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
-    let _ = RTT_LAST.remove(rec.u64(tp.fields[f::SKADDR]));
+#[raw_tracepoint(tracepoint = "tcp_destroy_sock")]
+pub fn tcp_destroy_sock(ctx: RawTracePointContext) -> i32 {
+    let _ = RTT_LAST.remove(ctx.arg::<u64>(0));
     0
 }

@@ -1,36 +1,36 @@
-//! `sock:inet_sock_set_state` (TCP only) → `state_changes`, and the raw material of
-//! `flows` (lifetimes, handshake outcomes) and of socket ownership.
+//! Raw tracepoint `inet_sock_set_state(sk, oldstate, newstate)` (TCP only) →
+//! `state_changes`, and the raw material of `flows` (lifetimes, handshake outcomes)
+//! and of socket ownership.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
-use tcpfr_schema::raw::{kind, stream, tcp_state, tp_field as f};
+use tcpfr_schema::raw::{kind, scratch_slot, stream, tcp_state};
 use tcpfr_schema::state_changes::RawStateChange;
 
 use crate::{
     config, kernel,
     maps::{reserve, RTT_LAST},
-    record::Record,
+    sock,
 };
 
 const IPPROTO_TCP: u16 = 6;
 
-#[tracepoint]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     // Flows are built from state changes, so they need this program too.
     if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS) == 0 {
         return 0;
     }
-    let tp = &cfg.set_state;
-    let Some(rec) = Record::load(&ctx, tp) else { return 0 };
-    if rec.u16(tp.fields[f::PROTOCOL]) != IPPROTO_TCP {
+    let sk: u64 = ctx.arg(0);
+    if kernel::sk_protocol(sk) != IPPROTO_TCP {
         return 0;
     }
-    let sk = rec.u64(tp.fields[f::SKADDR]);
-    let new_state = rec.i32(tp.fields[f::NEWSTATE]) as u8;
+    let old_state = ctx.arg::<u64>(1) as u8;
+    let new_state = ctx.arg::<u64>(2) as u8;
     if new_state == tcp_state::CLOSE {
         let _ = RTT_LAST.remove(sk);
     }
@@ -41,13 +41,13 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.hdr.sk = sk;
     ev.hdr.netns = kernel::netns(sk);
-    rec.tuple(&tp.addr, &mut ev.tuple);
+    sock::tuple(sk, scratch_slot::STATE, &mut ev.tuple);
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.task.tgid = (pid_tgid >> 32) as u32;
     ev.task.tid = pid_tgid as u32;
     ev.task.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.task.comm = bpf_get_current_comm().unwrap_or_default();
-    ev.old_state = rec.i32(tp.fields[f::OLDSTATE]) as u8;
+    ev.old_state = old_state;
     ev.new_state = new_state;
     if new_state == tcp_state::CLOSE {
         ev.sk_err = kernel::sk_err(sk);

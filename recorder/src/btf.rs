@@ -1,12 +1,13 @@
-//! Offsets inside kernel structs, from the running kernel's BTF
-//! (`/sys/kernel/btf/vmlinux`). aya-ebpf has no CO-RE relocations, so the programs get
-//! these numbers as data instead.
+//! What the kernel's BTF (`/sys/kernel/btf/vmlinux`) says that the programs need:
+//! offsets inside kernel structs (aya-ebpf has no CO-RE relocations, so the programs
+//! get these numbers as data), and the argument lists of the raw tracepoints, which
+//! differ between kernel versions.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use btfparse::{Offset, Readable, TypeInformation};
-use tcpfr_schema::raw::{BtfOffsets, NO_OFFSET};
+use btfparse::{Offset, Readable, TypeInformation, TypeVariant};
+use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, TP_RECORD_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -25,9 +26,89 @@ impl Readable for Bytes<'_> {
     }
 }
 
-/// The kernel struct offsets the programs need. Fails when one without which the data
-/// would be wrong is missing; returns warnings for optional ones.
-pub fn load(path: &Path) -> Result<(BtfOffsets, Vec<String>)> {
+/// One argument of a raw tracepoint: a pointer to a named struct, or a scalar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Ptr(String),
+    Scalar,
+}
+
+pub struct Kernel {
+    pub offsets: BtfOffsets,
+    /// [`kernel_flag`] bits.
+    pub flags: u32,
+    /// Things that work less well on this kernel, for the log and `recorder_stats`.
+    pub warnings: Vec<String>,
+}
+
+struct Btf {
+    ti: TypeInformation,
+}
+
+impl Btf {
+    fn offset(&self, ty: &str, field: &str) -> Option<u32> {
+        let id = self.ti.id_of(ty)?;
+        match self.ti.offset_of(id, field).ok()?.1 {
+            Offset::ByteOffset(o) => Some(o),
+            Offset::BitOffsetAndSize(..) => None,
+        }
+    }
+
+    /// Skips const/volatile/typedef.
+    fn strip(&self, mut tid: u32) -> Option<TypeVariant> {
+        loop {
+            let t = self.ti.from_id(tid)?;
+            tid = match &t {
+                TypeVariant::Const(c) => *c.tid(),
+                TypeVariant::Volatile(v) => *v.tid(),
+                TypeVariant::Typedef(t) => *t.tid(),
+                TypeVariant::Restrict(r) => *r.tid(),
+                _ => return Some(t),
+            };
+        }
+    }
+
+    /// Arguments of raw tracepoint `name` (from the `btf_trace_<name>` typedef), without
+    /// the leading `void *__data`.
+    fn raw_tp_args(&self, name: &str) -> Option<Vec<Arg>> {
+        let id = self.ti.id_of(&format!("btf_trace_{name}"))?;
+        let TypeVariant::Ptr(p) = self.strip(id)? else { return None };
+        let TypeVariant::FuncProto(fp) = self.strip(*p.tid())? else { return None };
+        let mut out = Vec::new();
+        for param in fp.parameter_list().iter().skip(1) {
+            out.push(match self.strip(param.tid()) {
+                Some(TypeVariant::Ptr(p)) => match self.strip(*p.tid()) {
+                    Some(TypeVariant::Struct(s)) => Arg::Ptr(s.name().clone().unwrap_or_default()),
+                    _ => Arg::Ptr(String::new()),
+                },
+                _ => Arg::Scalar,
+            });
+        }
+        Some(out)
+    }
+}
+
+fn ptr(s: &str) -> Arg {
+    Arg::Ptr(s.to_string())
+}
+
+/// Checks that raw tracepoint `name` takes `required` (and maybe `optional` after
+/// them); returns whether the optional arguments are there.
+fn check_args(btf: &Btf, name: &str, required: &[Arg], optional: &[Arg]) -> Result<bool> {
+    let Some(args) = btf.raw_tp_args(name) else {
+        bail!("kernel BTF has no raw tracepoint {name} (btf_trace_{name}); this kernel is too old or lacks it");
+    };
+    let full: Vec<Arg> = required.iter().chain(optional).cloned().collect();
+    if args == required {
+        Ok(false)
+    } else if !optional.is_empty() && args == full {
+        Ok(true)
+    } else {
+        bail!("raw tracepoint {name} takes {args:?} on this kernel; tcpfr understands {required:?} optionally followed by {optional:?}")
+    }
+}
+
+pub fn load(path: &Path) -> Result<Kernel> {
     let data = std::fs::read(path).with_context(|| {
         format!(
             "cannot read kernel BTF at {} (the kernel needs CONFIG_DEBUG_INFO_BTF=y; tcpfr reads struct layouts from it)",
@@ -35,35 +116,95 @@ pub fn load(path: &Path) -> Result<(BtfOffsets, Vec<String>)> {
         )
     })?;
     let ti = TypeInformation::new(&Bytes(&data)).map_err(|e| anyhow::anyhow!("cannot parse {}: {e:?}", path.display()))?;
-    let off = |ty: &str, field: &str| -> Option<u32> {
-        let id = ti.id_of(ty)?;
-        match ti.offset_of(id, field).ok()?.1 {
-            Offset::ByteOffset(o) => Some(o),
-            Offset::BitOffsetAndSize(..) => None,
-        }
-    };
+    let btf = Btf { ti };
+
+    let mut flags = 0;
+    if check_args(&btf, "tcp_retransmit_skb", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
+        flags |= kernel_flag::RETRANSMIT_HAS_ERR;
+    }
+    check_args(&btf, "tcp_retransmit_synack", &[ptr("sock"), ptr("request_sock")], &[])?;
+    check_args(&btf, "inet_sock_set_state", &[ptr("sock"), Arg::Scalar, Arg::Scalar], &[])?;
+    if check_args(&btf, "tcp_send_reset", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
+        flags |= kernel_flag::SEND_RESET_HAS_REASON;
+    }
+    check_args(&btf, "tcp_receive_reset", &[ptr("sock")], &[])?;
+    check_args(&btf, "tcp_destroy_sock", &[ptr("sock")], &[])?;
+
     let mut warnings = Vec::new();
+    if flags & kernel_flag::RETRANSMIT_HAS_ERR == 0 {
+        warnings.push("tcp_retransmit_skb has no `err` on this kernel (before 6.13): failed attempts cannot be told apart, retransmits.err will be null".to_string());
+    }
+    let required = |ty: &str, field: &str| -> Result<u32> {
+        btf.offset(ty, field)
+            .with_context(|| format!("kernel BTF has no {ty}.{field}, which tcpfr needs to read sockets"))
+    };
     let mut optional = |ty: &str, field: &str, what: &str| -> u32 {
-        off(ty, field).unwrap_or_else(|| {
+        btf.offset(ty, field).unwrap_or_else(|| {
             warnings.push(format!("kernel BTF has no {ty}.{field}: {what}"));
             NO_OFFSET
         })
     };
-    let (Some(cb), Some(gso)) = (off("sk_buff", "cb"), off("tcp_skb_cb", "tcp_gso_segs")) else {
+    let (Some(cb), Some(gso)) = (btf.offset("sk_buff", "cb"), btf.offset("tcp_skb_cb", "tcp_gso_segs")) else {
         bail!(
             "kernel BTF lacks sk_buff.cb or tcp_skb_cb.tcp_gso_segs: without them a retransmit of a \
              TSO/GSO packet cannot be counted in segments, and counts would disagree with RetransSegs"
         );
     };
-    let offsets = BtfOffsets {
+    let mut o = BtfOffsets {
         skb_gso_segs: cb + gso,
+        skb_head: optional("sk_buff", "head", "addresses of resets sent without a socket will be empty"),
+        skb_network_header: optional("sk_buff", "network_header", "addresses of resets sent without a socket will be empty"),
+        skb_transport_header: optional("sk_buff", "transport_header", "addresses of resets sent without a socket will be empty"),
+        sk_family: required("sock_common", "skc_family")?,
+        sk_state: required("sock_common", "skc_state")?,
+        sk_num: required("sock_common", "skc_num")?,
+        sk_dport: required("sock_common", "skc_dport")?,
+        sk_rcv_saddr: required("sock_common", "skc_rcv_saddr")?,
+        sk_daddr: required("sock_common", "skc_daddr")?,
+        sk_v6_rcv_saddr: optional("sock_common", "skc_v6_rcv_saddr", "no IPv6 in this kernel: IPv6 addresses will be empty"),
+        sk_v6_daddr: optional("sock_common", "skc_v6_daddr", "no IPv6 in this kernel: IPv6 addresses will be empty"),
+        sk_head_len: 0,
+        sk_protocol: required("sock", "sk_protocol")?,
         sk_net: optional("sock", "__sk_common.skc_net.net", "netns will be null"),
         net_inum: optional("net", "ns.inum", "netns will be null"),
         sk_err: optional("sock", "sk_err", "flows.error and handshake causes will be missing"),
-        sk_state: optional("sock", "__sk_common.skc_state", "state of received resets will be null"),
         tcp_mdev_us: optional("tcp_sock", "mdev_us", "rtt_samples.rttvar_us will be null"),
+        tcp_total_retrans: optional(
+            "tcp_sock",
+            "total_retrans",
+            "whether a failed retransmit was counted is guessed from its error code",
+        ),
+        _pad: 0,
     };
-    Ok((offsets, warnings))
+    // struct sock begins with sock_common, so these offsets hold for both.
+    if btf.offset("sock", "__sk_common") != Some(0) {
+        bail!("struct sock does not begin with __sk_common on this kernel");
+    }
+    let head_end = [
+        (o.sk_family, 2),
+        (o.sk_state, 1),
+        (o.sk_num, 2),
+        (o.sk_dport, 2),
+        (o.sk_rcv_saddr, 4),
+        (o.sk_daddr, 4),
+        (o.sk_v6_rcv_saddr, 16),
+        (o.sk_v6_daddr, 16),
+    ]
+    .iter()
+    .filter(|(off, _)| *off != NO_OFFSET)
+    .map(|(off, size)| off + size)
+    .max()
+    .unwrap_or(0);
+    if head_end as usize > TP_RECORD_MAX {
+        bail!("sock_common fields end at byte {head_end}, beyond the {TP_RECORD_MAX} bytes the programs copy");
+    }
+    o.sk_head_len = head_end;
+    for (off, align, what) in [(o.sk_family, 2, "skc_family"), (o.sk_num, 2, "skc_num"), (o.sk_dport, 2, "skc_dport")] {
+        if off % align != 0 {
+            bail!("sock_common.{what} at {off} is not {align}-aligned");
+        }
+    }
+    Ok(Kernel { offsets: o, flags, warnings })
 }
 
 #[cfg(test)]
@@ -71,13 +212,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_every_offset_on_this_kernel() {
-        let (o, warnings) = load(Path::new(VMLINUX)).expect("this kernel has BTF");
-        assert!(warnings.is_empty(), "{warnings:?}");
-        // Sanity: cb is 40 bytes into sk_buff on every kernel since 4.x; the socket's
-        // common part starts the struct.
+    fn finds_every_offset_and_tracepoint_on_this_kernel() {
+        let k = load(Path::new(VMLINUX)).expect("this kernel has BTF");
+        assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+        let o = k.offsets;
+        // cb is 40 bytes into sk_buff on every kernel since 4.x; sock_common is small.
         assert!(o.skb_gso_segs >= 40 && o.skb_gso_segs < 40 + 48, "{o:?}");
-        assert!(o.sk_net < 200 && o.sk_state < 40, "{o:?}");
+        assert!(o.sk_head_len > 0 && o.sk_head_len < 136, "{o:?}");
         assert!(o.tcp_mdev_us > 1000, "{o:?}");
+        assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
+        assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
     }
 }

@@ -63,6 +63,8 @@ pub struct Enricher {
     pub undecodable: u64,
     /// Network namespaces seen in events (host counters follow them).
     pub netns_seen: HashSet<u32>,
+    /// Whether retransmit events carry the socket's total_retrans (BTF had it).
+    pub total_retrans_known: bool,
     names: HashMap<&'static str, Str>,
 }
 
@@ -80,6 +82,7 @@ impl Enricher {
             counts: StreamCounts::default(),
             undecodable: 0,
             netns_seen: HashSet::new(),
+            total_retrans_known: true,
             names: HashMap::new(),
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, SockOps, TracePoint};
+use aya::programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tcpfr_schema::raw::{counter, KernelConfig, RAW_ABI_VERSION};
 
@@ -27,16 +27,19 @@ pub struct Kernel {
     pub counters: PerCpuArray<MapData, u64>,
 }
 
-/// (tracepoint category, name, program name)
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("tcp", "tcp_retransmit_skb", "tcp_retransmit_skb"),
-    ("tcp", "tcp_retransmit_synack", "tcp_retransmit_synack"),
-    ("sock", "inet_sock_set_state", "inet_sock_set_state"),
-    ("tcp", "tcp_send_reset", "tcp_send_reset"),
-    ("tcp", "tcp_receive_reset", "tcp_receive_reset"),
-    ("tcp", "tcp_probe", "tcp_probe"),
-    ("tcp", "tcp_destroy_sock", "tcp_destroy_sock"),
+/// Raw tracepoints (program name = tracepoint name): the kernel guards each of these
+/// programs on its own, so one running cannot make the kernel skip another.
+pub const RAW_TRACEPOINTS: &[&str] = &[
+    "tcp_retransmit_skb",
+    "tcp_retransmit_synack",
+    "inet_sock_set_state",
+    "tcp_send_reset",
+    "tcp_receive_reset",
+    "tcp_destroy_sock",
 ];
+
+/// Classic tracepoints (category, name = program name).
+pub const TRACEPOINTS: &[(&str, &str)] = &[("tcp", "tcp_probe")];
 
 /// Where cgroup v2 is mounted (from /proc/self/mountinfo).
 pub fn cgroup2_root() -> Result<PathBuf> {
@@ -80,12 +83,20 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Resul
         p.attach(&cgroup, CgroupAttachMode::default())
             .with_context(|| format!("attaching sock_ops to cgroup {}", root.display()))?;
     }
-    for (category, name, prog) in TRACEPOINTS {
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .with_context(|| format!("program {prog} missing from the object"))?
+    for name in RAW_TRACEPOINTS {
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        p.load().with_context(|| format!("the kernel rejected program {prog}"))?;
+        p.load().with_context(|| format!("the kernel rejected program {name}"))?;
+        p.attach(name).with_context(|| format!("attaching to raw tracepoint {name}"))?;
+    }
+    for (category, name) in TRACEPOINTS {
+        let p: &mut TracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        p.load().with_context(|| format!("the kernel rejected program {name}"))?;
         p.attach(category, name)
             .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
     }
@@ -96,6 +107,33 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Resul
         ring,
         counters,
     })
+}
+
+/// How often the kernel skipped each program because it was already running on that
+/// CPU (`bpf_prog_info.recursion_misses`), by program name. Those are events lost.
+pub fn recursion_misses(ebpf: &Ebpf) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (name, prog) in ebpf.programs() {
+        let Ok(fd) = prog.fd() else { continue };
+        let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+        let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+        attr.info.bpf_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd)) as u32;
+        attr.info.info_len = std::mem::size_of_val(&info) as u32;
+        attr.info.info = (&mut info as *mut aya_obj::generated::bpf_prog_info) as u64;
+        // SAFETY: BPF_OBJ_GET_INFO_BY_FD fills `info` (at most info_len bytes).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+                &mut attr as *mut _,
+                std::mem::size_of_val(&attr),
+            )
+        };
+        if rc == 0 {
+            out.push((name.to_string(), info.recursion_misses));
+        }
+    }
+    out
 }
 
 /// Sum over CPUs of counter `index` (see `tcpfr_schema::raw::counter`).

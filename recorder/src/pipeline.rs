@@ -75,12 +75,10 @@ pub async fn run(opts: Options) -> Result<()> {
     prepare_out_dir(&opts.out)?;
     let tracefs = crate::tracefs::ensure_mounted()?;
     let tps = crate::tracefs::load(&tracefs)?;
-    let (btf, warnings) = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
+    let kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
+    let warnings = kernel_btf.warnings.clone();
     for w in &warnings {
         tracing::warn!("{w}");
-    }
-    if !tps.retransmit_has_err {
-        tracing::warn!("tcp:tcp_retransmit_skb has no `err` field on this kernel: failed attempts cannot be told apart (retransmits.err will be null)");
     }
     let enabled = enabled_streams(&opts);
     let mut streams = 0;
@@ -99,15 +97,10 @@ pub async fn run(opts: Options) -> Result<()> {
         abi_version: RAW_ABI_VERSION,
         streams,
         rtt_interval_ns: opts.rtt_interval.as_nanos() as u64,
-        retransmit_skb: tps.retransmit_skb,
-        retransmit_synack: tps.retransmit_synack,
-        set_state: tps.set_state,
-        send_reset: tps.send_reset,
-        receive_reset: tps.receive_reset,
-        probe: tps.probe,
-        destroy_sock: tps.destroy_sock,
-        btf,
+        flags: kernel_btf.flags,
         _pad: 0,
+        probe: tps.probe,
+        btf: kernel_btf.offsets,
     };
 
     let host = host_name(&opts);
@@ -149,9 +142,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let filter = Filter { ports: opts.ports.clone(), cidrs: opts.cidrs.clone(), cgroups: opts.cgroups.clone() };
     let mut enr = Enricher::new(&host, clock, sockets, filter);
     enr.enabled = enabled;
+    enr.total_retrans_known = kernel_btf.offsets.tcp_total_retrans != tcpfr_schema::raw::NO_OFFSET;
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
-    let loader::Kernel { ebpf: _programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
+    let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
     let writer = WriterHandle::spawn(writer);
 
     // Host counters: a thread of their own (it switches network namespaces). Its first
@@ -208,7 +202,8 @@ pub async fn run(opts: Options) -> Result<()> {
                 let mut rs = std::mem::take(&mut pending_stats);
                 rs.extend(recorder_stats::rows(
                     &mut stats, &enr.host, now, &counts, loader::lost(&counters),
-                    loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED), &writer.stats, &enr.enabled,
+                    loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
+                    &loader::recursion_misses(&programs), &writer.stats, &enr.enabled,
                 ));
                 if let Some(err) = writer.stats.last_error.lock().unwrap().take() {
                     rs.push(recorder_stats::note(&enr.host, now, format!("write error: {err}")));
@@ -243,6 +238,7 @@ pub async fn run(opts: Options) -> Result<()> {
         &counts,
         loader::lost(&counters),
         loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
+        &loader::recursion_misses(&programs),
         &writer.stats,
         &enr.enabled,
     ));

@@ -22,9 +22,22 @@ pub fn stream_of_kind(k: usize) -> Option<usize> {
     })
 }
 
+/// The table a program feeds (for the kernel's per-program recursion misses).
+pub fn stream_of_program(name: &str) -> Option<usize> {
+    Some(match name {
+        "tcp_retransmit_skb" | "tcp_retransmit_synack" => stream::RETRANSMITS,
+        "inet_sock_set_state" => stream::STATE_CHANGES,
+        "tcp_send_reset" | "tcp_receive_reset" => stream::RESETS,
+        "tcp_probe" => stream::RTT_SAMPLES,
+        "tcpfr_sock_ops" => stream::FLOWS,
+        _ => return None,
+    })
+}
+
 /// Cumulative counters at the previous row, to turn totals into per-interval deltas.
 #[derive(Default)]
 pub struct StatsState {
+    misses: std::collections::HashMap<String, u64>,
     lost: [u64; kind::COUNT],
     rate_limited: u64,
     written: [u64; 7],
@@ -47,6 +60,7 @@ pub fn rows(
     counts: &StreamCounts,
     lost: [u64; kind::COUNT],
     rate_limited: u64,
+    misses: &[(String, u64)],
     writer: &WriterStats,
     enabled: &[bool; 7],
 ) -> Vec<RecorderStats> {
@@ -57,6 +71,15 @@ pub fn rows(
         }
     }
     st.lost = lost;
+    // The kernel skips a program that is already running on the CPU (an interrupt
+    // arrived while it ran): those events are lost too, and said so.
+    let mut per_stream_missed = [0i64; 7];
+    for (name, total) in misses {
+        let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);
+        if let Some(s) = stream_of_program(name) {
+            per_stream_missed[s] += total.saturating_sub(prev) as i64;
+        }
+    }
     let mut filtered = counts.filtered.map(|v| v as i64);
     filtered[stream::RTT_SAMPLES] += (rate_limited - st.rate_limited) as i64;
     st.rate_limited = rate_limited;
@@ -75,19 +98,29 @@ pub fn rows(
             interval_ns: interval,
             stream: Str::from(*name),
             events_seen: counts.seen[i] as i64,
-            events_lost: per_stream_lost[i],
+            events_lost: per_stream_lost[i] + per_stream_missed[i],
             events_filtered: filtered[i],
             rows_written: (written - st.written[i]) as i64,
             rows_dropped: (dropped - st.dropped[i]) as i64,
             gap_start: None,
             gap_end: None,
-            note: (per_stream_lost[i] > 0)
-                .then(|| Str::from(format!("{} events lost: ring buffer full (raise --ring-size)", per_stream_lost[i]))),
+            note: lost_note(per_stream_lost[i], per_stream_missed[i]),
         });
         st.written[i] = written;
         st.dropped[i] = dropped;
     }
     out
+}
+
+fn lost_note(ring_full: i64, missed: i64) -> Option<Str> {
+    let mut parts = Vec::new();
+    if ring_full > 0 {
+        parts.push(format!("{ring_full} events lost: ring buffer full (raise --ring-size)"));
+    }
+    if missed > 0 {
+        parts.push(format!("{missed} events skipped by the kernel: the program was already running on that CPU"));
+    }
+    (!parts.is_empty()).then(|| Str::from(parts.join("; ")))
 }
 
 /// A row about the recorder itself (start, stop, problems).

@@ -5,30 +5,51 @@ use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit, Retransmit};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{nonzero, owner_cols, stream, Enricher};
-use crate::sockets::state_name;
+use crate::sockets::{state_name, Socket};
+
+/// Whether the kernel counted this attempt in RetransSegs / total_retrans. Exact when
+/// we know the socket's total_retrans before it (it grows by the attempt's segments if
+/// counted); otherwise from the error: attempts given up before counting return
+/// EBUSY (original still queued), EAGAIN (no window), ENOMEM or EHOSTUNREACH (no route).
+fn counted(s: &mut Socket, ev: &RawRetransmit, exact: bool) -> bool {
+    let by_err = || ![-libc::EBUSY, -libc::EAGAIN, -libc::ENOMEM, -libc::EHOSTUNREACH].contains(&ev.err);
+    let result = match (exact, s.total_retrans) {
+        (true, Some(prev)) => {
+            let grew = ev.total_retrans.wrapping_sub(prev);
+            grew != 0 && grew >= ev.segs
+        }
+        _ => by_err(),
+    };
+    if exact {
+        s.total_retrans = Some(ev.total_retrans);
+    }
+    result
+}
 
 pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
     e.counts.seen[stream::RETRANSMITS] += 1;
     let time = UtcNanos(e.clock.utc(ev.hdr.ts_ns));
     let netns = nonzero(ev.hdr.netns);
-    let (socket_id, ends, owner) = if ev.hdr.kind == kind::RETRANSMIT_SYNACK {
+    let exact = e.total_retrans_known;
+    let (socket_id, ends, owner, counted) = if ev.hdr.kind == kind::RETRANSMIT_SYNACK {
         // The request socket has no id yet; the connection it becomes gets the count.
+        // SYN-ACKs are only traced when sent (and then counted).
         let ends = e.addrs.endpoints(&ev.tuple);
         let owner = netns.and_then(|ns| {
             e.sockets.synack_retransmit(ns, &ends);
             e.sockets.listener_owner(ns, ends.lport)
         });
-        (None, ends, owner)
+        (None, ends, owner, true)
     } else {
         let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs);
-        // Failed attempts (err < 0) were not sent: not retransmissions.
-        if ev.err == 0 {
+        let counted = counted(s, ev, exact);
+        if counted {
             s.retrans_segs_seen += ev.segs as i64;
             if ev.kind == retransmit_kind::SYN {
                 s.syn_retransmits += 1;
             }
         }
-        (Some(s.id), s.ends.clone(), s.owner.clone())
+        (Some(s.id), s.ends.clone(), s.owner.clone(), counted)
     };
     if !e.keep(stream::RETRANSMITS, &ends, owner.as_deref()) {
         return;
@@ -48,6 +69,7 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
         state: e.name(state_name(ev.state)),
         segments: ev.segs as i32,
         err: (ev.has_err != 0).then_some(ev.err),
+        counted,
         pid: o.pid,
         comm: o.comm,
         cgroup_id: o.cgroup_id,

@@ -46,6 +46,9 @@ pub struct Socket {
     pub reset_received: bool,
     /// Reached ESTABLISHED while we watched (the handshake completed).
     pub established: bool,
+    /// `tcp_sock.total_retrans` as of the last retransmit event (None: not known, e.g.
+    /// a socket older than the recording), to tell counted attempts from others.
+    pub total_retrans: Option<u32>,
     pub counters: Option<RawFlowCounters>,
     /// Monotonic time of the last event, for evicting sockets whose close we missed.
     pub last_seen: Instant,
@@ -184,6 +187,8 @@ impl SocketTable {
                 retrans_segs_seen: 0,
                 reset_received: false,
                 established: false,
+                // New sockets start at 0; accepted ones inherit the SYN-ACK retransmits.
+                total_retrans: Some(syn_retransmits as u32),
                 counters: None,
                 last_seen: Instant::now(),
             },
@@ -217,6 +222,7 @@ impl SocketTable {
                     retrans_segs_seen: 0,
                     reset_received: false,
                     established: false,
+                    total_retrans: None,
                     counters: None,
                     last_seen: Instant::now(),
                 },

@@ -1,6 +1,7 @@
-//! Tracepoint record layouts of the running kernel, read from tracefs `format` files,
-//! so that nothing about them is compiled in. A missing tracepoint or field is an
-//! error that names it (or, for optional fields, a documented degradation).
+//! What tracefs says about the running kernel's TCP tracepoints: that they exist, the
+//! record layout of `tcp:tcp_probe` (the one classic tracepoint we attach), and the
+//! names of reset reasons. Nothing about them is compiled in; a missing tracepoint or
+//! field is an error that names it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -164,18 +165,6 @@ impl<'a> Builder<'a> {
         Ok(self)
     }
 
-    /// Optional fields: absent on older kernels (the programs then record "unknown").
-    fn maybe(mut self, slot: usize, name: &str, sizes: &[u16]) -> Result<Self> {
-        if self.fmt.fields.contains_key(name) {
-            let field = self.fmt.field(name, sizes)?.clone();
-            self.tp.fields[slot] = field.offset;
-            self.grow(&field);
-        } else {
-            self.tp.fields[slot] = NO_FIELD;
-        }
-        Ok(self)
-    }
-
     fn addrs(mut self) -> Result<Self> {
         let fmt = self.fmt;
         let a = if fmt.fields.get("saddr").is_some_and(|f| f.size == 28) {
@@ -223,50 +212,34 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Offsets of every tracepoint the programs use, plus the names of reset reasons.
+/// Every tracepoint the programs attach to, as (group, name).
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("tcp", "tcp_retransmit_skb"),
+    ("tcp", "tcp_retransmit_synack"),
+    ("sock", "inet_sock_set_state"),
+    ("tcp", "tcp_send_reset"),
+    ("tcp", "tcp_receive_reset"),
+    ("tcp", "tcp_probe"),
+    ("tcp", "tcp_destroy_sock"),
+];
+
+/// What the programs need from tracefs.
 #[derive(Debug, Clone)]
 pub struct Tracepoints {
-    pub retransmit_skb: TpOffsets,
-    pub retransmit_synack: TpOffsets,
-    pub set_state: TpOffsets,
-    pub send_reset: TpOffsets,
-    pub receive_reset: TpOffsets,
+    /// Record layout of `tcp:tcp_probe`.
     pub probe: TpOffsets,
-    pub destroy_sock: TpOffsets,
     /// `enum sk_rst_reason` value → name, from tcp_send_reset's print format.
     pub reset_reasons: HashMap<u32, String>,
-    /// Whether tcp_retransmit_skb reports `err` (failed attempts) on this kernel.
-    pub retransmit_has_err: bool,
 }
 
 pub fn load(root: &Path) -> Result<Tracepoints> {
-    let rs = read_format(root, "tcp", "tcp_retransmit_skb")?;
-    let retransmit_skb = Builder::new(&rs)
-        .need(f::SKADDR, "skaddr", &[8])?
-        .need(f::SKBADDR, "skbaddr", &[8])?
-        .need(f::STATE, "state", &[4])?
-        .maybe(f::ERR, "err", &[4])?
-        .addrs()?
-        .done();
-    let sa = read_format(root, "tcp", "tcp_retransmit_synack")?;
-    let retransmit_synack = Builder::new(&sa).need(f::SKADDR, "skaddr", &[8])?.addrs()?.done();
-    let ss = read_format(root, "sock", "inet_sock_set_state")?;
-    let set_state = Builder::new(&ss)
-        .need(f::SKADDR, "skaddr", &[8])?
-        .need(f::OLDSTATE, "oldstate", &[4])?
-        .need(f::NEWSTATE, "newstate", &[4])?
-        .need(f::PROTOCOL, "protocol", &[2])?
-        .addrs()?
-        .done();
-    let sr = read_format(root, "tcp", "tcp_send_reset")?;
-    let send_reset = Builder::new(&sr)
-        .need(f::SKADDR, "skaddr", &[8])?
-        .need(f::STATE, "state", &[4])?
-        .maybe(f::REASON, "reason", &[4])?
-        .addrs()?
-        .done();
-    let rr = read_format(root, "tcp", "tcp_receive_reset")?;
-    let receive_reset = Builder::new(&rr).need(f::SKADDR, "skaddr", &[8])?.addrs()?.done();
+    let mut reset_fmt = Format::default();
+    for (group, name) in TRACEPOINTS {
+        let fmt = read_format(root, group, name)?;
+        if *name == "tcp_send_reset" {
+            reset_fmt = fmt;
+        }
+    }
     let pr = read_format(root, "tcp", "tcp_probe")?;
     let probe = Builder::new(&pr)
         .need(f::SKADDR, "skaddr", &[8])?
@@ -279,18 +252,9 @@ pub fn load(root: &Path) -> Result<Tracepoints> {
         .need(f::RCV_WND, "rcv_wnd", &[4])?
         .addrs()?
         .done();
-    let ds = read_format(root, "tcp", "tcp_destroy_sock")?;
-    let destroy_sock = Builder::new(&ds).need(f::SKADDR, "skaddr", &[8])?.done();
     Ok(Tracepoints {
-        retransmit_has_err: retransmit_skb.fields[f::ERR] != NO_FIELD,
-        retransmit_skb,
-        retransmit_synack,
-        set_state,
-        send_reset,
-        receive_reset,
         probe,
-        destroy_sock,
-        reset_reasons: symbolic_names(&sr.print_fmt, "REC->reason"),
+        reset_reasons: symbolic_names(&reset_fmt.print_fmt, "REC->reason"),
     })
 }
 
@@ -338,14 +302,15 @@ print fmt: "skbaddr=%p state=%s reason=%s", REC->skbaddr, REC->state ? __print_s
         let tp = Builder::new(&fmt)
             .need(f::SKADDR, "skaddr", &[8])
             .unwrap()
-            .maybe(f::REASON, "reason", &[4])
+            .need(f::SND_NXT, "reason", &[4])
             .unwrap()
             .addrs()
             .unwrap()
             .done();
         assert_eq!(tp.addr.layout, addr_layout::SOCKADDR);
         assert_eq!((tp.addr.saddr, tp.addr.daddr), (32, 60));
-        assert_eq!(tp.fields[f::REASON], 28);
+        assert_eq!(tp.fields[f::SND_NXT], 28);
+        assert_eq!(tp.fields[f::SND_UNA], NO_FIELD, "unused slots stay empty");
         assert_eq!(tp.size, 88);
         let reasons = symbolic_names(&fmt.print_fmt, "REC->reason");
         assert_eq!(reasons[&1], "NO_SOCKET");
@@ -356,7 +321,7 @@ print fmt: "skbaddr=%p state=%s reason=%s", REC->skbaddr, REC->state ? __print_s
     fn missing_field_is_named() {
         let mut fmt = parse_format(SEND_RESET);
         fmt.name = "tcp:tcp_send_reset".into();
-        let err = Builder::new(&fmt).need(f::STATE, "oldstate", &[4]).err().unwrap().to_string();
+        let err = Builder::new(&fmt).need(f::SRTT, "oldstate", &[4]).err().unwrap().to_string();
         assert!(err.contains("tcp:tcp_send_reset") && err.contains("`oldstate`"), "{err}");
     }
 
@@ -367,7 +332,8 @@ print fmt: "skbaddr=%p state=%s reason=%s", REC->skbaddr, REC->state ? __print_s
             panic!("tracefs unavailable: run as root (the recorder needs it)")
         };
         let tps = load(&root).unwrap();
-        assert!(tps.probe.size > 0 && tps.set_state.size > 0);
-        assert_eq!(tps.set_state.addr.layout, addr_layout::SPLIT);
+        assert!(tps.probe.size > 0);
+        assert_eq!(tps.probe.addr.layout, addr_layout::SOCKADDR);
+        assert!(tps.reset_reasons.values().any(|r| r == "NO_SOCKET"));
     }
 }

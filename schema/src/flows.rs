@@ -113,7 +113,7 @@ mod table {
             data_segs_in: Option<i64> => "segments",
             /// Retransmitted segments over the connection's life (tcp_sock.total_retrans).
             retrans_segs: Option<i64> => "segments",
-            /// Retransmitted segments recorded in `retransmits` for this socket (err = 0), available even without counters.
+            /// Retransmitted segments recorded in `retransmits` for this socket (`counted` rows), available even without counters.
             retrans_segs_seen: i64 => "segments",
             /// Bytes acknowledged by the peer (what we sent).
             bytes_acked: Option<i64> => "bytes",

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 1;
+pub const RAW_ABI_VERSION: u32 = 3;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -152,9 +152,9 @@ pub mod addr_layout {
     pub const SOCKADDR: u16 = 2;
 }
 
-/// Field offsets of one tracepoint record, read from tracefs `format` at start-up.
-/// Unused slots are [`NO_FIELD`]; which slot means what is per tracepoint (see the
-/// constants in [`tp_field`]).
+/// Field offsets of one classic tracepoint record, read from tracefs `format` at
+/// start-up (only `tcp:tcp_probe` is attached that way; see [`KernelConfig`]).
+/// Unused slots are [`NO_FIELD`]; see [`tp_field`] for which slot means what.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TpOffsets {
@@ -164,27 +164,12 @@ pub struct TpOffsets {
     pub addr: AddrOffsets,
 }
 
-/// Largest tracepoint record the programs copy.
+/// Largest tracepoint record (or `struct sock` head) the programs copy.
 pub const TP_RECORD_MAX: usize = 256;
 
-/// Meaning of [`TpOffsets::fields`] slots.
+/// Meaning of [`TpOffsets::fields`] slots for `tcp:tcp_probe`.
 pub mod tp_field {
-    // tcp_retransmit_skb, tcp_retransmit_synack, tcp_send_reset, tcp_receive_reset,
-    // inet_sock_set_state, tcp_probe, tcp_destroy_sock: all have skaddr.
     pub const SKADDR: usize = 0;
-    /// tcp_retransmit_skb, tcp_send_reset
-    pub const SKBADDR: usize = 1;
-    /// tcp_retransmit_skb, tcp_send_reset
-    pub const STATE: usize = 2;
-    /// tcp_retransmit_skb (kernels ≥ 6.13)
-    pub const ERR: usize = 3;
-    /// tcp_send_reset (kernels ≥ 6.10)
-    pub const REASON: usize = 4;
-    /// inet_sock_set_state
-    pub const OLDSTATE: usize = 2;
-    pub const NEWSTATE: usize = 3;
-    pub const PROTOCOL: usize = 4;
-    /// tcp_probe
     pub const SND_NXT: usize = 1;
     pub const SND_UNA: usize = 2;
     pub const SND_CWND: usize = 3;
@@ -200,38 +185,71 @@ pub mod tp_field {
 pub struct BtfOffsets {
     /// `sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs` (u16): segments in a retransmitted skb.
     pub skb_gso_segs: u32,
+    /// `sk_buff.head` (pointer), `.network_header`, `.transport_header` (u16 offsets
+    /// from head): addresses of a reset sent without a socket come from its packet.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    /// `sock_common` fields (also the head of `request_sock` and timewait sockets):
+    /// `skc_family` (u16), `skc_state` (u8), `skc_num` (u16, local port, host order),
+    /// `skc_dport` (be16), `skc_rcv_saddr`/`skc_daddr` (be32), `skc_v6_rcv_saddr` /
+    /// `skc_v6_daddr` (16 bytes; [`NO_OFFSET`] without IPv6).
+    pub sk_family: u32,
+    pub sk_state: u32,
+    pub sk_num: u32,
+    pub sk_dport: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_v6_daddr: u32,
+    /// Bytes to copy from the start of a socket to cover the fields above.
+    pub sk_head_len: u32,
+    /// `sock.sk_protocol` (u16).
+    pub sk_protocol: u32,
     /// `sock.__sk_common.skc_net` (pointer to `struct net`).
     pub sk_net: u32,
     /// `net.ns.inum` (u32): the namespace inode.
     pub net_inum: u32,
     /// `sock.sk_err` (int).
     pub sk_err: u32,
-    /// `sock.__sk_common.skc_state` (u8).
-    pub sk_state: u32,
     /// `tcp_sock.mdev_us` (u32, RTT deviation × 4).
     pub tcp_mdev_us: u32,
+    /// `tcp_sock.total_retrans` (u32).
+    pub tcp_total_retrans: u32,
+    pub _pad: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
 /// choices. A single global (`CONFIG`) set by the recorder at load time.
+///
+/// Events that must not be missed (retransmits, state changes, resets) come from raw
+/// tracepoints, whose arguments are kernel pointers read with [`BtfOffsets`]: the
+/// kernel guards raw tracepoint programs one program at a time, whereas classic
+/// tracepoint programs share one guard per CPU, so a retransmit in softirq that
+/// interrupts any other tracing program on that CPU would be skipped. RTT samples come
+/// from the classic `tcp:tcp_probe` record (already formatted by the kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
-    /// Must equal [`RAW_ABI_VERSION`] (checked by the recorder against the object).
+    /// Must equal [`RAW_ABI_VERSION`].
     pub abi_version: u32,
     /// Bit set of [`stream`]s to record.
     pub streams: u32,
     /// Minimum time between two RTT samples of one socket (0 = every ACK).
     pub rtt_interval_ns: u64,
-    pub retransmit_skb: TpOffsets,
-    pub retransmit_synack: TpOffsets,
-    pub set_state: TpOffsets,
-    pub send_reset: TpOffsets,
-    pub receive_reset: TpOffsets,
-    pub probe: TpOffsets,
-    pub destroy_sock: TpOffsets,
-    pub btf: BtfOffsets,
+    /// Bit set of [`kernel_flag`]s.
+    pub flags: u32,
     pub _pad: u32,
+    pub probe: TpOffsets,
+    pub btf: BtfOffsets,
+}
+
+/// Bits of [`KernelConfig::flags`]: optional raw tracepoint arguments of this kernel.
+pub mod kernel_flag {
+    /// `tcp_retransmit_skb(sk, skb, err)` (since 6.13) rather than `(sk, skb)`.
+    pub const RETRANSMIT_HAS_ERR: u32 = 1;
+    /// `tcp_send_reset(sk, skb, reason)` (since 6.10) rather than `(sk, skb)`.
+    pub const SEND_RESET_HAS_REASON: u32 = 2;
 }
 
 /// Bits of [`KernelConfig::streams`].
@@ -262,29 +280,54 @@ impl TpOffsets {
     };
 }
 
+impl BtfOffsets {
+    pub const EMPTY: BtfOffsets = BtfOffsets {
+        skb_gso_segs: NO_OFFSET,
+        skb_head: NO_OFFSET,
+        skb_network_header: NO_OFFSET,
+        skb_transport_header: NO_OFFSET,
+        sk_family: NO_OFFSET,
+        sk_state: NO_OFFSET,
+        sk_num: NO_OFFSET,
+        sk_dport: NO_OFFSET,
+        sk_rcv_saddr: NO_OFFSET,
+        sk_daddr: NO_OFFSET,
+        sk_v6_rcv_saddr: NO_OFFSET,
+        sk_v6_daddr: NO_OFFSET,
+        sk_head_len: 0,
+        sk_protocol: NO_OFFSET,
+        sk_net: NO_OFFSET,
+        net_inum: NO_OFFSET,
+        sk_err: NO_OFFSET,
+        tcp_mdev_us: NO_OFFSET,
+        tcp_total_retrans: NO_OFFSET,
+        _pad: 0,
+    };
+}
+
 impl KernelConfig {
     /// Placeholder compiled into the object; the recorder always overrides it.
     pub const EMPTY: KernelConfig = KernelConfig {
         abi_version: 0,
         streams: 0,
         rtt_interval_ns: 0,
-        retransmit_skb: TpOffsets::EMPTY,
-        retransmit_synack: TpOffsets::EMPTY,
-        set_state: TpOffsets::EMPTY,
-        send_reset: TpOffsets::EMPTY,
-        receive_reset: TpOffsets::EMPTY,
-        probe: TpOffsets::EMPTY,
-        destroy_sock: TpOffsets::EMPTY,
-        btf: BtfOffsets {
-            skb_gso_segs: NO_OFFSET,
-            sk_net: NO_OFFSET,
-            net_inum: NO_OFFSET,
-            sk_err: NO_OFFSET,
-            sk_state: NO_OFFSET,
-            tcp_mdev_us: NO_OFFSET,
-        },
+        flags: 0,
         _pad: 0,
+        probe: TpOffsets::EMPTY,
+        btf: BtfOffsets::EMPTY,
     };
+}
+
+/// Per-CPU scratch slots, one per program: a raw tracepoint program can interrupt a
+/// classic one on the same CPU, so they must not share scratch space.
+pub mod scratch_slot {
+    pub const RETRANSMIT: u32 = 0;
+    pub const SYNACK: u32 = 1;
+    pub const STATE: u32 = 2;
+    pub const SEND_RESET: u32 = 3;
+    pub const RECEIVE_RESET: u32 = 4;
+    pub const PROBE: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 /// Indexes of the per-CPU counter array `COUNTERS` (besides per-kind losses).

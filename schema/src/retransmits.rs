@@ -2,7 +2,7 @@
 //! SYN-ACK — from `tcp:tcp_retransmit_skb` and `tcp:tcp_retransmit_synack`.
 //!
 //! One row can stand for many segments (TSO/GSO); `segments` says how many, so that
-//! `sum(segments) where err = 0` reconciles with the kernel's `RetransSegs` counter.
+//! `sum(segments) WHERE counted` reconciles with the kernel's `RetransSegs` counter.
 
 use crate::raw::{RawHeader, RawTuple};
 
@@ -43,7 +43,10 @@ pub struct RawRetransmit {
     pub err: i32,
     /// Segments in the retransmitted skb (`tcp_skb_cb.tcp_gso_segs`).
     pub segs: u32,
-    pub _pad2: u32,
+    /// The socket's `tcp_sock.total_retrans` after this attempt: it grows by `segs`
+    /// exactly when the kernel counted the attempt (in RetransSegs too), which some
+    /// failed attempts are and some are not.
+    pub total_retrans: u32,
 }
 const _: () = assert!(core::mem::size_of::<RawRetransmit>() == 80);
 
@@ -57,9 +60,10 @@ mod table {
     crate::define_table! {
         /// One row per retransmission attempt of a data segment, a SYN (active open in
         /// SYN_SENT) or a SYN-ACK (our listener answering a SYN). Failed attempts (the
-        /// kernel could not send, `err` < 0) are recorded too but are not retransmissions:
-        /// filter on `err = 0` (or `err IS NULL` on kernels that do not report it) when
-        /// counting. One row may stand for several segments (TSO/GSO); sum `segments`.
+        /// kernel could not send, `err` ≠ 0) are recorded too; `counted` says whether the
+        /// kernel counted the attempt. One row may stand for several segments (TSO/GSO):
+        /// count retransmitted segments as `sum(segments) WHERE counted`, which equals
+        /// the kernel's RetransSegs for the same sockets.
         pub struct Retransmit in "retransmits" ordered by time {
             /// Host name of the machine that made the recording.
             host: Str,
@@ -85,8 +89,10 @@ mod table {
             state: Str,
             /// Segments carried by this retransmission (TSO/GSO can put many in one). Sum over `err = 0` rows equals the kernel's RetransSegs for the same sockets.
             segments: i32 => "segments",
-            /// Result of the attempt: 0 = sent; a negative errno = the kernel could not send it (e.g. -16 EBUSY, device queue full) and will try again; null when the kernel does not report it (before 6.13).
+            /// Result of the attempt: 0 = handed to the device; otherwise the kernel could not send it and will try again (-16 EBUSY: the original still queued; -11 EAGAIN: no window; -1 EPERM: dropped by a local firewall; …); null when the kernel does not report it (before 6.13).
             err: Option<i32>,
+            /// Whether the kernel counted these segments as retransmitted (Tcp RetransSegs and the connection's total_retrans): true for sent ones and for ones that failed while transmitting (e.g. local firewall), false for attempts given up before (EBUSY, EAGAIN, ENOMEM). `sum(segments) WHERE counted` reconciles with RetransSegs.
+            counted: bool,
             /// Process (thread group id) that owns the socket: the one that called connect(), or listen() for accepted connections. Null when unknown (socket older than the recording and not resolvable).
             pid: Option<i32>,
             /// Command name of that process (15 characters at most, as in `/proc/PID/comm`).
