@@ -343,7 +343,7 @@ pub struct Capture {
 impl Capture {
     pub fn start(ns: &Netns, iface: &str, filter: &str, file: &Path) -> Capture {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "tcpdump", "-i", iface, "-s", "128", "-B", "65536", "-w"])
+            .args(["netns", "exec", &ns.name, "tcpdump", "-i", iface, "-s", "128", "-B", "65536", "-U", "--immediate-mode", "-w"])
             .arg(file)
             .args(filter.split_whitespace())
             .stdout(Stdio::null())
@@ -366,20 +366,33 @@ impl Capture {
         Capture { child: Some(child), stderr: rx, file: file.to_path_buf() }
     }
 
-    /// Stops tcpdump; panics if it dropped packets (the comparison would be wrong).
+    /// Stops tcpdump once it has caught up (its file stops growing: packets still in
+    /// the kernel's capture buffer at SIGINT would be neither written nor counted as
+    /// dropped); panics if the capture is incomplete.
     pub fn stop(mut self) -> PathBuf {
         let mut child = self.child.take().unwrap();
+        let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = (size(), Instant::now());
+        while Instant::now() < deadline && last.1.elapsed() < Duration::from_millis(700) {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = size();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+        }
         // SAFETY: signalling our own child (ip execs tcpdump, same pid).
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let _ = child.wait();
         let summary = self.stderr.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-        let dropped: u64 = summary
-            .lines()
-            .find(|l| l.contains("dropped by kernel"))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        assert_eq!(dropped, 0, "tcpdump dropped packets, the capture is incomplete:\n{summary}");
+        let number = |what: &str| -> Option<u64> {
+            summary.lines().find(|l| l.contains(what)).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok())
+        };
+        let (captured, received, dropped) = (number("captured"), number("received by filter"), number("dropped by kernel"));
+        assert!(
+            captured.is_some() && captured == received && dropped == Some(0),
+            "tcpdump did not capture everything, the comparison would be wrong: {summary:?} {captured:?} {received:?} {dropped:?}"
+        );
         self.file.clone()
     }
 }
