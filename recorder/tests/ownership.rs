@@ -1,0 +1,82 @@
+//! Who owns a socket, when the recorder saw it born and when it did not; and the
+//! recorder's filters.
+
+mod testbed;
+
+use std::time::Duration;
+
+use tcpfr_schema::flows::Flow;
+use tcpfr_schema::recorder_stats::RecorderStats;
+use tcpfr_schema::retransmits::Retransmit;
+use tcpfr_schema::rtt_samples::RttSample;
+use testbed::*;
+
+/// A connection that is already sending when the recorder starts: its owner comes
+/// from /proc (as `ss -p` finds it), and its flow row says the counters are missing
+/// because it is older than the recording rather than inventing them.
+#[test]
+fn connection_older_than_the_recorder() {
+    let _serial = serial();
+    let bed = Bed::new("old", 9, false);
+    let port = 5009;
+    bed.iptables(
+        &bed.server,
+        &format!("-A INPUT -p tcp --dport {port} -m length --length 300:65535 -m statistic --mode random --probability 0.02 -j DROP"),
+    );
+    let _server = bed.serve(port, &[]);
+    // Rate-limited by a small receive buffer? No: by the loss; a long transfer.
+    let to = bed.server_addr(port);
+    let client = bed.client.spawn(&[traffic_bin(), "send", "--to", &to, "--bytes", "100000000000", "--conns", "1"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let rec = Recorder::start(&[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (recording, _d) = rec.stop();
+    let client_pid = client.pid() as i32;
+    drop(client);
+
+    let ns = bed.client.inode();
+    let rows: Vec<Retransmit> = recording.read_table::<Retransmit>().unwrap().into_iter().filter(|r| r.netns == Some(ns)).collect();
+    assert!(!rows.is_empty(), "the long transfer kept retransmitting while recorded");
+    assert!(rows.iter().all(|r| r.pid == Some(client_pid) && r.comm.as_deref() == Some("tcpfr-traffic")));
+    let flows: Vec<Flow> = recording.read_table::<Flow>().unwrap().into_iter().filter(|f| f.netns == Some(ns)).collect();
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let f = &flows[0];
+    assert_eq!(&*f.counters, "opened_before_recording");
+    assert_eq!((f.open_time, f.close_time, f.role.as_deref(), f.handshake.as_deref()), (None, None, None, None));
+    assert_eq!((f.segs_out, f.retrans_segs), (None, None));
+    assert_eq!(f.pid, Some(client_pid));
+    assert_eq!(f.retrans_segs_seen, rows.iter().filter(|r| r.counted).map(|r| r.segments as i64).sum::<i64>());
+    // RTT samples of that connection carry its socket id.
+    let samples: Vec<RttSample> = recording.read_table::<RttSample>().unwrap().into_iter().filter(|s| s.socket_id == f.socket_id).collect();
+    assert!(samples.len() >= 5, "{} samples", samples.len());
+    // At most one sample per 100 ms (the default interval) per socket.
+    for w in samples.windows(2) {
+        assert!(w[1].time.0 - w[0].time.0 >= 100_000_000, "{:?}", w);
+    }
+}
+
+/// `--port` keeps only the connections on that port; what it leaves out is counted.
+#[test]
+fn port_filter_keeps_only_that_port() {
+    let _serial = serial();
+    let bed = Bed::new("flt", 10, false);
+    let (kept, other) = (5010, 5011);
+    for p in [kept, other] {
+        bed.iptables(&bed.server, &format!("-A INPUT -p tcp --dport {p} -m length --length 300:65535 -m statistic --mode random --probability 0.02 -j DROP"));
+    }
+    let rec = Recorder::start(&["--port", &kept.to_string()]);
+    let _s1 = bed.serve(kept, &[]);
+    let _s2 = bed.serve(other, &[]);
+    bed.send(kept, 5_000_000, 2, &[], Duration::from_secs(60));
+    bed.send(other, 5_000_000, 2, &[], Duration::from_secs(60));
+    let (recording, _d) = rec.stop();
+    let ns = bed.client.inode();
+    let flows: Vec<Flow> = recording.read_table::<Flow>().unwrap().into_iter().filter(|f| f.netns == Some(ns)).collect();
+    assert_eq!(flows.len(), 2);
+    assert!(flows.iter().all(|f| f.rport == kept));
+    let rows = recording.read_table::<Retransmit>().unwrap();
+    assert!(rows.iter().all(|r| r.lport == kept || r.rport == kept));
+    let stats = recording.read_table::<RecorderStats>().unwrap();
+    let filtered: i64 = stats.iter().filter(|s| &*s.stream == "flows").map(|s| s.events_filtered).sum();
+    assert!(filtered >= 2, "the other port's flows are counted as filtered: {filtered}");
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, on a fresh machine too: installs what is missing
+# (scripts/bootstrap.sh), builds, and runs the tests. Needs root: the recorder's tests
+# load eBPF programs and build network namespaces in the real kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: the tests need root (eBPF, network namespaces); run: sudo scripts/test.sh" >&2
+    exit 1
+fi
+scripts/bootstrap.sh
+export PATH="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}/bin:$PATH"
+
+# Build first, so a compile error is not mistaken for a test failure.
+cargo build --workspace --locked --all-targets
+cargo test --workspace --locked -- --test-threads=2 "$@"
