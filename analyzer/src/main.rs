@@ -1,1 +1,319 @@
-fn main() {}
+//! `tcpfr`: SQL and the standard incident questions over tcpfr recordings, with no
+//! server to set up.
+//!
+//! * `dataset` finds and checks recordings; `session` registers their tables (with the
+//!   time window and the `service` column from `services`) in DataFusion.
+//! * `query` runs SQL (`exec`) and prints it (`print`), or opens the `shell`.
+//! * `canned` holds the questions of `queries/*.sql`; `report` answers them in words;
+//!   `replay` plays a recording back as an event stream.
+
+mod canned;
+mod dataset;
+mod exec;
+mod print;
+mod replay;
+mod report;
+mod services;
+mod session;
+mod shell;
+mod window;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::dataset::Dataset;
+use crate::print::{Format, Output};
+use crate::services::ServiceMap;
+use crate::window::Window;
+
+/// Read tcpfr recordings: SQL, the standard questions after an incident, a report.
+///
+/// REC is a recording directory (made by tcpfr-recorder --out), a directory holding
+/// recordings of many hosts, or a single Parquet file of a recording.
+#[derive(Debug, Parser)]
+#[command(name = "tcpfr", version, max_term_width = 100, after_help = after_help())]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+fn after_help() -> String {
+    let mut s = String::from("Questions (tcpfr <question> REC… [--from/--to | --last] [--by …]):\n");
+    for q in canned::all() {
+        s.push_str(&format!("  {:<16} {}\n", q.name, q.about));
+    }
+    s.push_str("\nExamples:\n  tcpfr report samples/services\n  tcpfr hotspots /var/lib/tcpfr --last 30m\n  tcpfr query rec 'SELECT service, sum(segments) FROM retransmits WHERE counted GROUP BY 1'\n");
+    s
+}
+
+/// Which recordings, and which part of them.
+#[derive(Debug, Args, Clone)]
+struct DataArgs {
+    /// Start of the time window: 2026-11-23T14:00:00Z, "2026-11-23 14:00", 14:00 (UTC),
+    /// +5m (after the data starts) or -10m (before it ends).
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// End of the time window (exclusive), same forms as --from.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Only the last part of the data, e.g. 10m (counted back from the data's end).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    last: Option<Duration>,
+    /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
+    #[arg(long, value_name = "FILE")]
+    services: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Write results to FILE instead of stdout (required for parquet).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run SQL over recordings, or open an interactive shell when no SQL is given.
+    Query {
+        /// Recordings, then optionally the SQL (the last argument, when it is not a path).
+        #[arg(required = true, value_name = "REC… [SQL]")]
+        args: Vec<String>,
+        /// SQL to run (instead of a trailing argument).
+        #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
+        command: Option<String>,
+        /// Read SQL from FILE (statements separated by `;`).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// A summary of what stands out, in plain words.
+    Report {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Play recordings back as one time-ordered event stream (like tcpretrans).
+    Replay {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+        /// Pace playback at recorded speed times this (e.g. 10x, 0.5x).
+        #[arg(long, value_name = "FACTOR", conflicts_with = "fast")]
+        speed: Option<String>,
+        /// As fast as possible (the default when stdout is not a terminal).
+        #[arg(long)]
+        fast: bool,
+        /// Only events matching this SQL condition (columns: time, kind, host, pid, comm,
+        /// laddr, lport, raddr, rport, state, detail, service).
+        #[arg(long, value_name = "SQL-WHERE")]
+        filter: Option<String>,
+        /// text (one line per event) or ndjson.
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        format: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Check recordings fully: manifests, sizes, checksums, Parquet footers, schemas.
+    Verify {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+    },
+}
+
+/// Options of every canned question.
+#[derive(Debug, Args)]
+struct CannedArgs {
+    #[arg(required = true, value_name = "REC")]
+    recs: Vec<PathBuf>,
+    /// Group by: service, peer, raddr, lport, process, host, flow.
+    #[arg(long, value_name = "GROUP")]
+    by: Option<String>,
+    /// Time window size, e.g. 1s, 10s, 1m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    window: Option<Duration>,
+    /// Most rows per result.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Only the n-th result (1-based) of questions that have several.
+    #[arg(long, value_name = "N")]
+    part: Option<usize>,
+    /// Print the SQL instead of running it (to adapt it, or run it elsewhere).
+    #[arg(long)]
+    show_sql: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for q in canned::all() {
+        cmd = cmd.subcommand(CannedArgs::augment_args(clap::Command::new(q.name).about(q.about.clone())));
+    }
+    cmd
+}
+
+fn main() -> ExitCode {
+    let matches = command().get_matches();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tcpfr: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(matches)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`tcpfr … | head`) is not an error worth a message.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("tcpfr: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(matches: ArgMatches) -> Result<()> {
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(q) = canned::get(name) {
+            let args = CannedArgs::from_arg_matches(sub)?;
+            return run_canned(q, args).await;
+        }
+    }
+    match Cli::from_arg_matches(&matches)?.cmd {
+        Cmd::Query { args, command, file, data, out } => run_query(args, command, file, data, out).await,
+        Cmd::Report { recs, data } => {
+            let (ds, window, services) = open(&recs, &data)?;
+            report::run(&ds, &window, &services).await
+        }
+        Cmd::Replay { recs, speed, fast, filter, format, data } => {
+            let (ds, window, services) = open(&recs, &data)?;
+            replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
+        }
+        Cmd::Verify { recs } => verify(&recs),
+    }
+}
+
+/// Opens data and resolves the window and services map.
+fn open(recs: &[PathBuf], data: &DataArgs) -> Result<(Dataset, Window, ServiceMap)> {
+    let ds = Dataset::open(recs)?;
+    let window = Window::parse(data.from.as_deref(), data.to.as_deref(), data.last, ds.time_range)?;
+    let services = ServiceMap::load(data.services.as_deref())?;
+    Ok((ds, window, services))
+}
+
+/// Seconds covered by the question (window, clipped to the data).
+fn range_seconds(ds: &Dataset, w: &Window) -> f64 {
+    let (lo, hi) = ds.time_range.unwrap_or((0, 1));
+    let from = w.from.unwrap_or(lo).max(lo);
+    let to = w.to.unwrap_or(hi + 1).min(hi + 1);
+    ((to - from).max(1)) as f64 / 1e9
+}
+
+async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
+    let out = Output { format: args.out.format, file: args.out.output.clone() };
+    out.check()?;
+    let (ds, window, services) = open(&args.recs, &args.data)?;
+    let statements = q.render(&canned::Params {
+        by: args.by.clone(),
+        window: args.window,
+        limit: args.limit,
+        range_s: range_seconds(&ds, &window),
+    })?;
+    let selected: Vec<(String, String)> = match args.part {
+        Some(n) if n >= 1 && n <= statements.len() => vec![statements[n - 1].clone()],
+        Some(n) => bail!("--part {n}: {} has {} result(s)", q.name, statements.len()),
+        None => statements,
+    };
+    if out.format == Format::Parquet && selected.len() > 1 {
+        bail!("{} has {} results; choose one with --part N to write Parquet", q.name, selected.len());
+    }
+    if args.show_sql {
+        for (title, sql) in &selected {
+            println!("-- {title}\n{sql};\n");
+        }
+        return Ok(());
+    }
+    let ctx = session::context(&ds, &window, &services).await?;
+    for (i, (title, sql)) in selected.iter().enumerate() {
+        let (schema, batches) = exec::run(&ctx, sql, title).await.with_context(|| format!("{}: {title}", q.name))?;
+        if i > 0 && out.format == Format::Table {
+            println!();
+        }
+        out.write(Some(title), &schema, &batches)?;
+    }
+    Ok(())
+}
+
+async fn run_query(args: Vec<String>, command: Option<String>, file: Option<PathBuf>, data: DataArgs, out: OutputArgs) -> Result<()> {
+    let out = Output { format: out.format, file: out.output };
+    out.check()?;
+    // The last argument is SQL when it is not an existing path.
+    let mut recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    let mut sql = command;
+    if sql.is_none() && file.is_none() && recs.len() > 1 && !recs.last().is_some_and(|p| p.exists()) {
+        sql = args.last().cloned();
+        recs.pop();
+    }
+    if let Some(f) = &file {
+        sql = Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?);
+    }
+    let (ds, window, services) = open(&recs, &data)?;
+    let ctx = session::context(&ds, &window, &services).await?;
+    let Some(sql) = sql else {
+        return shell::run(&ctx, &ds).await;
+    };
+    let statements = shell::split_statements(&sql);
+    if out.format == Format::Parquet && statements.len() > 1 {
+        bail!("Parquet output takes one statement, got {}", statements.len());
+    }
+    for stmt in statements {
+        let (schema, batches) = exec::run(&ctx, &stmt, "query").await?;
+        out.write(None, &schema, &batches)?;
+    }
+    Ok(())
+}
+
+fn verify(recs: &[PathBuf]) -> Result<()> {
+    let mut bad = 0;
+    for source in tcpfr_schema::read::discover(recs)? {
+        match source {
+            tcpfr_schema::read::Source::Recording(rec) => {
+                let problems = rec.verify(tcpfr_schema::read::Verify::Full);
+                let unlisted = rec.unlisted_files();
+                if problems.is_empty() {
+                    println!("ok  {} ({} files, host {})", rec.dir.display(), rec.manifest.files.len(), rec.manifest.host);
+                } else {
+                    bad += problems.len();
+                    println!("BAD {}", rec.dir.display());
+                    for p in problems {
+                        println!("    {p}");
+                    }
+                }
+                for u in unlisted {
+                    println!("    note: {} is not in the manifest (a file being written, or left by a crash)", u.display());
+                }
+            }
+            tcpfr_schema::read::Source::File { path, table } => {
+                println!("ok  {} (table {table})", path.display());
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} problem(s) found");
+    }
+    Ok(())
+}

@@ -17,7 +17,7 @@ pub fn handle_counters(e: &mut Enricher, ev: &RawFlowCounters) {
 
 /// How a connection's handshake went, from what we saw of it.
 fn handshake_of(s: &Socket, closed_from: Option<(u8, i32)>) -> Option<&'static str> {
-    if s.established {
+    if s.established_ns.is_some() {
         return Some(handshake::COMPLETED);
     }
     let (old, err) = closed_from?;
@@ -38,6 +38,18 @@ fn handshake_of(s: &Socket, closed_from: Option<(u8, i32)>) -> Option<&'static s
             handshake::FAILED
         }),
         _ => None,
+    }
+}
+
+/// Client side: connect() → ESTABLISHED, or → CLOSE if it never got there.
+fn handshake_wait(s: &Socket, close_ns: Option<i64>) -> Option<i64> {
+    if s.role != Some("client") {
+        return None;
+    }
+    let open = s.open_ns?;
+    match s.established_ns {
+        Some(t) => Some(t - open),
+        None => close_ns.map(|c| c - open),
     }
 }
 
@@ -79,6 +91,7 @@ pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, 
         close_time: close_ns.map(UtcNanos),
         duration_ns: s.open_ns.zip(close_ns).map(|(o, c)| c - o),
         handshake: handshake_of(&s, closed_from).map(|h| e.name(h)),
+        handshake_ns: handshake_wait(&s, close_ns),
         syn_retransmits: s.syn_retransmits,
         last_state: e.name(state_name(last_state)),
         error: error.map(tcpfr_schema::Str::from),

@@ -28,8 +28,9 @@ pub fn stream_of_program(name: &str) -> Option<usize> {
         "tcp_retransmit_skb" | "tcp_retransmit_synack" => stream::RETRANSMITS,
         "inet_sock_set_state" => stream::STATE_CHANGES,
         "tcp_send_reset" | "tcp_receive_reset" => stream::RESETS,
-        "tcp_probe" => stream::RTT_SAMPLES,
         "tcpfr_sock_ops" => stream::FLOWS,
+        // tcp_probe runs per ACK and samples are rate-limited: a skipped run rarely
+        // costs a sample, so its misses are reported in a note, not as lost events.
         _ => return None,
     })
 }
@@ -74,10 +75,14 @@ pub fn rows(
     // The kernel skips a program that is already running on the CPU (an interrupt
     // arrived while it ran): those events are lost too, and said so.
     let mut per_stream_missed = [0i64; 7];
+    let mut probe_skipped = 0;
     for (name, total) in misses {
         let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);
-        if let Some(s) = stream_of_program(name) {
-            per_stream_missed[s] += total.saturating_sub(prev) as i64;
+        let delta = total.saturating_sub(prev) as i64;
+        match stream_of_program(name) {
+            Some(s) => per_stream_missed[s] += delta,
+            None if name == "tcp_probe" => probe_skipped += delta,
+            None => {}
         }
     }
     let mut filtered = counts.filtered.map(|v| v as i64);
@@ -104,7 +109,7 @@ pub fn rows(
             rows_dropped: (dropped - st.dropped[i]) as i64,
             gap_start: None,
             gap_end: None,
-            note: lost_note(per_stream_lost[i], per_stream_missed[i]),
+            note: lost_note(per_stream_lost[i], per_stream_missed[i], if i == stream::RTT_SAMPLES { probe_skipped } else { 0 }),
         });
         st.written[i] = written;
         st.dropped[i] = dropped;
@@ -112,8 +117,11 @@ pub fn rows(
     out
 }
 
-fn lost_note(ring_full: i64, missed: i64) -> Option<Str> {
+fn lost_note(ring_full: i64, missed: i64, probe_skipped: i64) -> Option<Str> {
     let mut parts = Vec::new();
+    if probe_skipped > 0 {
+        parts.push(format!("{probe_skipped} ACKs not looked at: the sampling program was already running on that CPU"));
+    }
     if ring_full > 0 {
         parts.push(format!("{ring_full} events lost: ring buffer full (raise --ring-size)"));
     }

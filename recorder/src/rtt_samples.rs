@@ -3,7 +3,7 @@
 use tcpfr_schema::rtt_samples::{RawRttSample, RttSample, TCP_INFINITE_SSTHRESH};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{stream, Enricher};
+use crate::enrich::{owner_cols, stream, Enricher};
 
 pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
     e.counts.seen[stream::RTT_SAMPLES] += 1;
@@ -14,10 +14,12 @@ pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
     if !e.keep(stream::RTT_SAMPLES, &ends, owner.as_deref()) {
         return;
     }
+    let o = owner_cols(owner.as_ref());
     e.rows.rtt_samples.push(RttSample {
         host: e.host.clone(),
         time,
         socket_id: id,
+        family: ends.family,
         laddr: ends.laddr,
         lport: ends.lport,
         raddr: ends.raddr,
@@ -29,5 +31,10 @@ pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
         snd_wnd: ev.snd_wnd,
         rcv_wnd: ev.rcv_wnd,
         bytes_in_flight: ev.bytes_in_flight,
+        pid: o.pid,
+        comm: o.comm,
+        cgroup_id: o.cgroup_id,
+        cgroup: o.cgroup,
+        container_id: o.container_id,
     });
 }

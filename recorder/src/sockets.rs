@@ -44,8 +44,8 @@ pub struct Socket {
     pub syn_retransmits: i32,
     pub retrans_segs_seen: i64,
     pub reset_received: bool,
-    /// Reached ESTABLISHED while we watched (the handshake completed).
-    pub established: bool,
+    /// When it reached ESTABLISHED while we watched (the handshake completed), UTC ns.
+    pub established_ns: Option<i64>,
     /// `tcp_sock.total_retrans` as of the last retransmit event (None: not known, e.g.
     /// a socket older than the recording), to tell counted attempts from others.
     pub total_retrans: Option<u32>,
@@ -186,7 +186,7 @@ impl SocketTable {
                 syn_retransmits,
                 retrans_segs_seen: 0,
                 reset_received: false,
-                established: false,
+                established_ns: None,
                 // New sockets start at 0; accepted ones inherit the SYN-ACK retransmits.
                 total_retrans: Some(syn_retransmits as u32),
                 counters: None,
@@ -221,7 +221,7 @@ impl SocketTable {
                     syn_retransmits: 0,
                     retrans_segs_seen: 0,
                     reset_received: false,
-                    established: false,
+                    established_ns: None,
                     total_retrans: None,
                     counters: None,
                     last_seen: Instant::now(),

@@ -32,7 +32,7 @@ pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
     let s = e.sockets.get_or_adopt(sk, netns, &ev.tuple, &mut e.addrs);
     s.state = ev.new_state;
     if ev.new_state == ESTABLISHED && matches!(ev.old_state, SYN_SENT | SYN_RECV) {
-        s.established = true;
+        s.established_ns = Some(time);
     }
     let (id, ends, owner) = (s.id, s.ends.clone(), s.owner.clone());
     let error = (ev.new_state == CLOSE && ev.sk_err != 0).then(|| errno_name(ev.sk_err));

@@ -69,6 +69,7 @@ fn syn_blackhole_times_out() {
         assert_eq!(f.retrans_segs, Some(f.syn_retransmits as i64), "sock_ops total_retrans counts the SYNs");
         // How long the client waited: the kernel gives up after the last retransmit's
         // timeout (≥ 3 s with tcp_syn_retries=1); the application after its own 0.5 s.
+        assert_eq!(f.handshake_ns, f.duration_ns, "a failed handshake is the whole connection");
         let waited = f.duration_ns.unwrap() as f64 / 1e9;
         if f.handshake.as_deref() == Some("timeout") {
             assert!(f.syn_retransmits >= 1 && waited >= 2.9, "waited {waited} s: {f:?}");

@@ -95,6 +95,8 @@ mod table {
             duration_ns: Option<i64> => "ns",
             /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `reset` (server: reset in SYN_RECV), `failed` (another error, see `error`); null if not observed.
             handshake: Option<Str>,
+            /// How long the client waited for the handshake: from connect() to ESTABLISHED, or to the failure; null on the server side (the kernel hands over a connection only once its handshake is done) and for connections older than the recording.
+            handshake_ns: Option<i64> => "ns",
             /// SYN (client) or SYN-ACK (server) retransmissions seen for this connection.
             syn_retransmits: i32 => "segments",
             /// Last state before CLOSE, or the current state if still open.

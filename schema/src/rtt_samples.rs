@@ -35,8 +35,7 @@ mod table {
     crate::define_table! {
         /// Periodic samples of a connection's RTT and congestion state, taken when an ACK
         /// arrives, at most one per socket per sample interval (recorder option
-        /// `--rtt-interval`, in the manifest). Process columns are in `flows` and
-        /// `state_changes` (join on host, socket_id).
+        /// `--rtt-interval`, in the manifest).
         pub struct RttSample in "rtt_samples" ordered by time {
             /// Host name of the machine that made the recording.
             host: Str,
@@ -44,6 +43,8 @@ mod table {
             time: UtcNanos => "ns",
             /// Socket sampled; joins with the other tables on (host, socket_id).
             socket_id: i64,
+            /// `ipv4` or `ipv6` (IPv4-mapped addresses count as `ipv4`).
+            family: Str,
             /// Local address, textual.
             laddr: Str,
             /// Local port.
@@ -66,6 +67,16 @@ mod table {
             rcv_wnd: u32 => "bytes",
             /// Bytes sent and not yet acknowledged (snd_nxt − snd_una).
             bytes_in_flight: u32 => "bytes",
+            /// Process that owns the socket (see `retransmits.pid`); null when unknown.
+            pid: Option<i32>,
+            /// Command name of that process.
+            comm: Option<Str>,
+            /// cgroup v2 id of that process.
+            cgroup_id: Option<i64>,
+            /// cgroup v2 path of that process.
+            cgroup: Option<Str>,
+            /// Container id when the cgroup path names one.
+            container_id: Option<Str>,
         }
     }
 }

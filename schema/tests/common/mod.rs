@@ -93,6 +93,7 @@ pub fn rtt(t: i64, socket: i64, srtt: u32) -> RttSample {
         host: s("web1"),
         time: UtcNanos(t),
         socket_id: socket,
+        family: s("ipv4"),
         laddr: s("10.0.0.1"),
         lport: 43210,
         raddr: s("10.0.0.34"),
@@ -104,6 +105,11 @@ pub fn rtt(t: i64, socket: i64, srtt: u32) -> RttSample {
         snd_wnd: 65535,
         rcv_wnd: 65535,
         bytes_in_flight: 1448,
+        pid: Some(2167),
+        comm: Some(s("api")),
+        cgroup_id: None,
+        cgroup: None,
+        container_id: None,
     }
 }
 
@@ -191,6 +197,7 @@ impl Dataset {
                 host: s("web1"),
                 time: t(&mut r),
                 socket_id: r.below(100) as i64,
+                family: s(fam),
                 laddr: s(r.pick(ADDRS)),
                 lport: r.below(65536) as u16,
                 raddr: s(r.pick(ADDRS)),
@@ -202,6 +209,11 @@ impl Dataset {
                 snd_wnd: u32::MAX,
                 rcv_wnd: r.below(1 << 20) as u32,
                 bytes_in_flight: r.below(1 << 20) as u32,
+                pid: Some(i as i32),
+                comm: opt_s(&mut r, COMMS),
+                cgroup_id: None,
+                cgroup: None,
+                container_id: None,
             });
             let open = if r.chance(20) { None } else { Some(t(&mut r)) };
             let close = if r.chance(20) { None } else { Some(t(&mut r)) };
@@ -220,6 +232,7 @@ impl Dataset {
                 close_time: close,
                 duration_ns: open.zip(close).map(|(o, c)| c.0 - o.0),
                 handshake: opt_s(&mut r, &["completed", "timeout", "refused"]),
+                handshake_ns: if r.chance(50) { None } else { Some(r.below(10_000_000_000) as i64) },
                 syn_retransmits: r.below(7) as i32,
                 last_state: s(r.pick(STATES)),
                 error: opt_s(&mut r, &["ETIMEDOUT"]),

@@ -1,0 +1,105 @@
+//! What the user pointed us at: recordings (one, or a directory of many hosts) and
+//! single Parquet files, checked against their manifests before any query runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
+use tcpfr_schema::read::{discover, read_footer, Recording, Source, Verify};
+use tcpfr_schema::TABLES;
+
+/// Files of every table across all sources, and what we know about them.
+#[derive(Debug, Default)]
+pub struct Dataset {
+    pub recordings: Vec<Recording>,
+    /// Table name → files (time-ordered within each source).
+    pub files: BTreeMap<&'static str, Vec<PathBuf>>,
+    /// Earliest and latest `time` of any row, when known (manifests, file statistics).
+    pub time_range: Option<(i64, i64)>,
+}
+
+impl Dataset {
+    /// Resolves paths and checks every recording's files exist with their recorded
+    /// sizes (a cheap check; `tcpfr verify` does the full one).
+    pub fn open(paths: &[PathBuf]) -> Result<Self> {
+        if paths.is_empty() {
+            bail!("no recording given: name a recording directory, a directory of recordings, or a Parquet file");
+        }
+        let mut ds = Dataset::default();
+        for t in TABLES {
+            ds.files.insert(t, Vec::new());
+        }
+        for source in discover(paths)? {
+            match source {
+                Source::Recording(rec) => {
+                    let problems = rec.verify(Verify::Sizes);
+                    if !problems.is_empty() {
+                        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                        bail!(
+                            "recording {} is damaged:\n{}\n(run `tcpfr verify {}` for a full check)",
+                            rec.dir.display(),
+                            list.join("\n"),
+                            rec.dir.display()
+                        );
+                    }
+                    for t in TABLES {
+                        ds.files.get_mut(t).expect("all tables").extend(rec.paths(t));
+                    }
+                    ds.extend_range(manifest_range(&rec.manifest));
+                    ds.recordings.push(rec);
+                }
+                Source::File { path, table } => {
+                    let Some(slot) = TABLES.iter().find(|t| **t == table) else { continue };
+                    if let Ok(md) = read_footer(&path) {
+                        ds.extend_range(footer_range(&md));
+                    }
+                    ds.files.get_mut(slot).expect("all tables").push(path);
+                }
+            }
+        }
+        Ok(ds)
+    }
+
+    fn extend_range(&mut self, r: Option<(i64, i64)>) {
+        if let Some((a, b)) = r {
+            self.time_range = Some(match self.time_range {
+                Some((x, y)) => (x.min(a), y.max(b)),
+                None => (a, b),
+            });
+        }
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        let mut h: Vec<String> = self.recordings.iter().map(|r| r.manifest.host.clone()).collect();
+        h.sort();
+        h.dedup();
+        h
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.values().map(|v| v.len()).sum()
+    }
+}
+
+fn manifest_range(m: &Manifest) -> Option<(i64, i64)> {
+    let lo = m.files.iter().filter_map(|f| f.time_min.as_deref().and_then(parse_rfc3339)).min();
+    let hi = m.files.iter().filter_map(|f| f.time_max.as_deref().and_then(parse_rfc3339)).max();
+    let start = parse_rfc3339(&m.start);
+    let end = m.end.as_deref().and_then(parse_rfc3339);
+    Some((lo.or(start)?, hi.or(end).or(start)?))
+}
+
+/// Time range of a lone file from its `time` column statistics.
+fn footer_range(md: &parquet::file::metadata::ParquetMetaData) -> Option<(i64, i64)> {
+    let idx = md.file_metadata().schema_descr().columns().iter().position(|c| c.name() == "time")?;
+    let mut range: Option<(i64, i64)> = None;
+    for rg in md.row_groups() {
+        if let Some(parquet::file::statistics::Statistics::Int64(s)) = rg.column(idx).statistics() {
+            if let (Some(a), Some(b)) = (s.min_opt(), s.max_opt()) {
+                range = Some(range.map_or((*a, *b), |(x, y)| (x.min(*a), y.max(*b))));
+            }
+        }
+    }
+    range
+}

@@ -1,0 +1,366 @@
+//! The services map: which service a connection belongs to, decided at query time so
+//! it can be changed after the incident without re-recording.
+//!
+//! Rules come from a TOML file (`--services FILE`, else `$TCPFR_SERVICES`, else
+//! `~/.config/tcpfr/services.toml` if it exists), then built-in rules for well-known
+//! ports; first match wins; otherwise the connection is named after its local process.
+//!
+//! ```toml
+//! [[service]]
+//! name = "db"
+//! rport = "5432"             # remote port or range ("8000-8100")
+//! [[service]]
+//! name = "api"
+//! lport = "8080"             # local port or range
+//! cidr = "10.0.0.0/8"        # remote address in this network
+//! [[service]]
+//! name = "ingress"
+//! process = "nginx*"         # local process name (glob)
+//! cgroup = "/kubepods/*"     # cgroup path (glob)
+//! ```
+//! All conditions of a rule must hold. The map compiles to a plain SQL `CASE`
+//! expression over the columns every event table has (`lport`, `rport`, `raddr`,
+//! `family`, `comm`, `cgroup`), so any SQL engine can apply it: the `service` column of
+//! the analyzer's views, DuckDB in the benchmark, stock Ballista executors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Well-known server ports → service names, checked on the remote port (we are the
+/// client) and then the local port (we are the server).
+pub const WELL_KNOWN: &[(u16, &str)] = &[
+    (22, "ssh"),
+    (25, "smtp"),
+    (53, "dns"),
+    (80, "http"),
+    (110, "pop3"),
+    (143, "imap"),
+    (389, "ldap"),
+    (443, "https"),
+    (465, "smtps"),
+    (587, "submission"),
+    (636, "ldaps"),
+    (993, "imaps"),
+    (1433, "mssql"),
+    (1521, "oracle"),
+    (2181, "zookeeper"),
+    (2379, "etcd"),
+    (3306, "mysql"),
+    (4222, "nats"),
+    (5432, "postgres"),
+    (5672, "amqp"),
+    (6379, "redis"),
+    (6443, "kubernetes-api"),
+    (8080, "http-alt"),
+    (8443, "https-alt"),
+    (9042, "cassandra"),
+    (9092, "kafka"),
+    (9200, "elasticsearch"),
+    (11211, "memcached"),
+    (27017, "mongodb"),
+];
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub lport: Option<PortSpec>,
+    pub rport: Option<PortSpec>,
+    pub cidr: Option<String>,
+    pub process: Option<String>,
+    pub cgroup: Option<String>,
+}
+
+/// `5432`, `"5432"` or `"8000-8100"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PortSpec {
+    One(u16),
+    Text(String),
+}
+
+impl PortSpec {
+    fn range(&self) -> Result<(u16, u16)> {
+        match self {
+            PortSpec::One(p) => Ok((*p, *p)),
+            PortSpec::Text(s) => {
+                let (a, b) = s.split_once('-').unwrap_or((s, s));
+                let a: u16 = a.trim().parse().with_context(|| format!("bad port {s:?}"))?;
+                let b: u16 = b.trim().parse().with_context(|| format!("bad port {s:?}"))?;
+                if a > b {
+                    bail!("empty port range {s:?}");
+                }
+                Ok((a, b))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    service: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMap {
+    pub rules: Vec<Rule>,
+    /// Where the rules came from (for messages), None for built-ins only.
+    pub source: Option<PathBuf>,
+}
+
+impl ServiceMap {
+    /// `--services FILE`, else `$TCPFR_SERVICES`, else `~/.config/tcpfr/services.toml`.
+    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => std::env::var_os("TCPFR_SERVICES").map(PathBuf::from).or_else(|| {
+                let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/tcpfr/services.toml");
+                p.exists().then_some(p)
+            }),
+        };
+        let Some(path) = path else { return Ok(ServiceMap::default()) };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read services map {}", path.display()))?;
+        let mut map = Self::parse(&text).with_context(|| format!("in services map {}", path.display()))?;
+        map.source = Some(path);
+        Ok(map)
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let f: File = toml::from_str(text)?;
+        for r in &f.service {
+            if r.name.is_empty() {
+                bail!("a [[service]] has an empty name");
+            }
+            if r.lport.is_none() && r.rport.is_none() && r.cidr.is_none() && r.process.is_none() && r.cgroup.is_none() {
+                bail!("service {:?} has no condition (lport, rport, cidr, process or cgroup)", r.name);
+            }
+            r.lport.as_ref().map(PortSpec::range).transpose()?;
+            r.rport.as_ref().map(PortSpec::range).transpose()?;
+            if let Some(c) = &r.cidr {
+                c.parse::<ipnet::IpNet>().with_context(|| format!("service {:?}: bad cidr {c:?}", r.name))?;
+            }
+        }
+        Ok(ServiceMap { rules: f.service, source: None })
+    }
+
+    /// The SQL expression naming the service of a row of an event table.
+    pub fn sql(&self) -> Result<String> {
+        let mut arms = Vec::new();
+        for r in &self.rules {
+            let mut conds = Vec::new();
+            if let Some(p) = &r.lport {
+                let (a, b) = p.range()?;
+                conds.push(format!("lport BETWEEN {a} AND {b}"));
+            }
+            if let Some(p) = &r.rport {
+                let (a, b) = p.range()?;
+                conds.push(format!("rport BETWEEN {a} AND {b}"));
+            }
+            if let Some(c) = &r.cidr {
+                conds.push(cidr_sql(c)?);
+            }
+            if let Some(p) = &r.process {
+                conds.push(format!("comm LIKE {}", glob_to_like(p)));
+            }
+            if let Some(c) = &r.cgroup {
+                conds.push(format!("cgroup LIKE {}", glob_to_like(c)));
+            }
+            arms.push(format!("WHEN {} THEN {}", conds.join(" AND "), quote(&r.name)));
+        }
+        for (port, name) in WELL_KNOWN {
+            arms.push(format!("WHEN rport = {port} THEN '{name}'"));
+        }
+        for (port, name) in WELL_KNOWN {
+            arms.push(format!("WHEN lport = {port} THEN '{name}'"));
+        }
+        Ok(format!("CASE {} ELSE coalesce(comm, 'unknown') END", arms.join(" ")))
+    }
+
+    /// The same decision in Rust: the reference the SQL is tested against.
+    #[cfg(test)]
+    pub fn name_of(&self, lport: u16, rport: u16, raddr: &str, comm: Option<&str>, cgroup: Option<&str>) -> String {
+        for r in &self.rules {
+            let port_ok = |spec: &Option<PortSpec>, p: u16| {
+                spec.as_ref().is_none_or(|s| s.range().is_ok_and(|(a, b)| (a..=b).contains(&p)))
+            };
+            let cidr_ok = r.cidr.as_ref().is_none_or(|c| {
+                let net: ipnet::IpNet = c.parse().expect("checked at parse");
+                raddr.parse::<std::net::IpAddr>().is_ok_and(|a| net.contains(&a))
+            });
+            let glob_ok = |pat: &Option<String>, v: Option<&str>| pat.as_ref().is_none_or(|p| v.is_some_and(|v| glob_match(p, v)));
+            if port_ok(&r.lport, lport) && port_ok(&r.rport, rport) && cidr_ok && glob_ok(&r.process, comm) && glob_ok(&r.cgroup, cgroup) {
+                return r.name.clone();
+            }
+        }
+        for (p, name) in WELL_KNOWN {
+            if rport == *p {
+                return name.to_string();
+            }
+        }
+        for (p, name) in WELL_KNOWN {
+            if lport == *p {
+                return name.to_string();
+            }
+        }
+        comm.unwrap_or("unknown").to_string()
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `nginx*` → `'nginx%'` (with `%`, `_` escaped).
+fn glob_to_like(g: &str) -> String {
+    let mut out = String::new();
+    for c in g.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    format!("'{out}' ESCAPE '\\'")
+}
+
+#[cfg(test)]
+fn glob_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[char], s: &[char]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(&pat.chars().collect::<Vec<_>>(), &s.chars().collect::<Vec<_>>())
+}
+
+/// A CIDR test on `raddr` in plain SQL. IPv4: the address as a number, compared with
+/// the network's range (any prefix length). IPv6: the `cidr_contains` function (an
+/// analyzer UDF; other engines need it registered too).
+fn cidr_sql(c: &str) -> Result<String> {
+    let net: ipnet::IpNet = c.parse().with_context(|| format!("bad cidr {c:?}"))?;
+    Ok(match net {
+        ipnet::IpNet::V4(n) => {
+            let lo = u32::from(n.network());
+            let hi = u32::from(n.broadcast());
+            format!(
+                "(family = 'ipv4' AND (TRY_CAST(split_part(raddr, '.', 1) AS BIGINT) * 16777216 + TRY_CAST(split_part(raddr, '.', 2) AS BIGINT) * 65536 \
+                 + TRY_CAST(split_part(raddr, '.', 3) AS BIGINT) * 256 + TRY_CAST(split_part(raddr, '.', 4) AS BIGINT)) BETWEEN {lo} AND {hi})"
+            )
+        }
+        ipnet::IpNet::V6(_) => format!("(family = 'ipv6' AND cidr_contains({}, raddr))", quote(c)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAP: &str = r#"
+        [[service]]
+        name = "db"
+        rport = "5432"
+        [[service]]
+        name = "api"
+        lport = "8000-8100"
+        [[service]]
+        name = "internal"
+        cidr = "10.64.0.0/10"
+        [[service]]
+        name = "ingress"
+        process = "nginx*"
+    "#;
+
+    #[test]
+    fn first_match_wins_then_well_known_then_process() {
+        let m = ServiceMap::parse(MAP).unwrap();
+        assert_eq!(m.name_of(40000, 5432, "192.168.1.1", Some("api"), None), "db");
+        assert_eq!(m.name_of(8050, 40000, "192.168.1.1", Some("x"), None), "api");
+        assert_eq!(m.name_of(1, 2, "10.66.0.34", None, None), "internal");
+        assert_eq!(m.name_of(1, 2, "10.128.0.1", Some("nginx-worker"), None), "ingress");
+        assert_eq!(m.name_of(40000, 6379, "1.2.3.4", Some("app"), None), "redis");
+        assert_eq!(m.name_of(6379, 40000, "1.2.3.4", Some("redis-server"), None), "redis");
+        assert_eq!(m.name_of(40000, 40001, "1.2.3.4", Some("app"), None), "app");
+        assert_eq!(m.name_of(40000, 40001, "1.2.3.4", None, None), "unknown");
+    }
+
+    #[test]
+    fn bad_maps_are_explained() {
+        assert!(ServiceMap::parse("[[service]]\nname='x'").unwrap_err().to_string().contains("no condition"));
+        let e = format!("{:#}", ServiceMap::parse("[[service]]\nname='x'\ncidr='10.0.0.300/8'").unwrap_err());
+        assert!(e.contains("bad cidr"), "{e}");
+        let e = format!("{:#}", ServiceMap::parse("[[service]]\nname='x'\nport=1").unwrap_err());
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(ServiceMap::parse("[[service]]\nname='x'\nrport='90-80'").is_err());
+    }
+
+    /// The SQL the views use and the Rust reference decide the same, row by row.
+    #[tokio::test]
+    async fn sql_agrees_with_the_reference() {
+        use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt16Array};
+        use std::sync::Arc;
+        let map = ServiceMap::parse(&format!("{MAP}\n[[service]]\nname = \"v6net\"\ncidr = \"fd00:66::/32\"\n")).unwrap();
+        let addrs = ["10.66.0.34", "10.128.0.1", "192.168.1.1", "fd00:66::2", "fd00:67::2"];
+        let comms = [Some("nginx-1"), Some("api"), None];
+        let ports = [5432u16, 8050, 6379, 40000];
+        let (mut l, mut r, mut a, mut f, mut c, mut expect) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for &lp in &ports {
+            for &rp in &ports {
+                for addr in addrs {
+                    for comm in comms {
+                        l.push(lp);
+                        r.push(rp);
+                        a.push(addr);
+                        f.push(if addr.contains(':') { "ipv6" } else { "ipv4" });
+                        c.push(comm);
+                        expect.push(map.name_of(lp, rp, addr, comm, None));
+                    }
+                }
+            }
+        }
+        let batch = RecordBatch::try_from_iter([
+            ("lport", Arc::new(UInt16Array::from(l)) as _),
+            ("rport", Arc::new(UInt16Array::from(r)) as _),
+            ("raddr", Arc::new(StringArray::from(a)) as _),
+            ("family", Arc::new(StringArray::from(f)) as _),
+            ("comm", Arc::new(StringArray::from(c)) as _),
+            ("cgroup", Arc::new(StringArray::from(vec![None::<&str>; expect.len()])) as _),
+        ])
+        .unwrap();
+        // A session over no recordings still has the views' functions (cidr_contains).
+        let ctx = crate::session::context(&crate::dataset::Dataset::default(), &crate::window::Window::default(), &map).await.unwrap();
+        ctx.register_batch("t", batch).unwrap();
+        let df = ctx.sql(&format!("SELECT {} AS svc FROM t", map.sql().unwrap())).await.unwrap();
+        let got: Vec<String> = df
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap().clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect();
+        assert_eq!(got, expect);
+        assert!(expect.iter().any(|e| e == "v6net") && expect.iter().any(|e| e == "internal") && expect.iter().any(|e| e == "unknown"));
+    }
+
+    #[test]
+    fn globs_become_escaped_like_patterns() {
+        assert_eq!(glob_to_like("ngin_x*"), r"'ngin\_x%' ESCAPE '\'");
+        assert!(glob_match("/kubepods/*", "/kubepods/pod1/x"));
+        assert!(!glob_match("nginx", "nginx2"));
+    }
+}

@@ -1,0 +1,97 @@
+//! The SQL session over a [`Dataset`]: every table of format v1 registered across all
+//! recordings, as a view that applies the time window and adds the `service` column.
+//!
+//! ```text
+//! files.<table>   the Parquet files as they are (schema `files`)
+//! <table>         SELECT *, <services map> AS service FROM files.<table> WHERE <window>
+//! ```
+//! Everything is plain SQL over plain tables (plus the `cidr_contains` function), so the
+//! same queries run on DuckDB and on stock Ballista executors.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use tcpfr_schema::{schema_of, TABLES};
+
+use crate::dataset::Dataset;
+use crate::services::ServiceMap;
+use crate::window::Window;
+
+/// Tables whose rows are about a connection, and so get a `service` column.
+pub const EVENT_TABLES: [&str; 5] = ["retransmits", "state_changes", "resets", "rtt_samples", "flows"];
+
+pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let ctx = SessionContext::new_with_config(config);
+    ctx.catalog("datafusion")
+        .context("default catalog")?
+        .register_schema("files", Arc::new(MemorySchemaProvider::new()))?;
+    ctx.register_udf(cidr_contains_udf());
+
+    for table in TABLES {
+        let schema = schema_of(table).expect("known table");
+        let files = ds.files.get(table).map(Vec::as_slice).unwrap_or(&[]);
+        let provider: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+        } else {
+            let urls = files
+                .iter()
+                .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema);
+            Arc::new(ListingTable::try_new(config)?)
+        };
+        ctx.register_table(format!("files.{table}"), provider)?;
+    }
+
+    let service = services.sql()?;
+    for table in TABLES {
+        let extra = if EVENT_TABLES.contains(&table) { format!(", {service} AS service") } else { String::new() };
+        let filter = window.sql_filter("time");
+        ctx.sql(&format!("CREATE VIEW {table} AS SELECT *{extra} FROM files.{table}{filter}"))
+            .await
+            .with_context(|| format!("defining view {table}"))?;
+    }
+    Ok(ctx)
+}
+
+/// `cidr_contains(cidr, addr)`: whether text address `addr` lies in network `cidr`
+/// (IPv4 or IPv6). Null if either is null or not parseable.
+fn cidr_contains_udf() -> datafusion::logical_expr::ScalarUDF {
+    let f = Arc::new(|args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let cidrs = arrays[0].as_any().downcast_ref::<StringArray>().expect("utf8 by signature");
+        let addrs = arrays[1].as_any().downcast_ref::<StringArray>().expect("utf8 by signature");
+        let mut cache: Option<(String, Option<ipnet::IpNet>)> = None;
+        let out: BooleanArray = (0..addrs.len())
+            .map(|i| {
+                if cidrs.is_null(i) || addrs.is_null(i) {
+                    return None;
+                }
+                let c = cidrs.value(i);
+                if cache.as_ref().is_none_or(|(s, _)| s != c) {
+                    cache = Some((c.to_string(), c.parse().ok()));
+                }
+                let net = cache.as_ref().and_then(|(_, n)| *n)?;
+                let addr: std::net::IpAddr = addrs.value(i).parse().ok()?;
+                Some(net.contains(&addr))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    });
+    create_udf("cidr_contains", vec![DataType::Utf8, DataType::Utf8], DataType::Boolean, Volatility::Immutable, f)
+}

@@ -1,0 +1,226 @@
+//! What users type wrong, and what tcpfr must do then: a clear error that says what to
+//! do, a non-zero exit, never a panic, and never a written or deleted file.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) -> String {
+    let r = tcpfr(args);
+    assert!(!r.ok, "tcpfr {args:?} should fail; stdout: {}", r.stdout);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "tcpfr {args:?}: stderr lacks {n:?}:\n{}", r.stderr);
+    }
+    r.stderr
+}
+
+#[test]
+fn paths_that_are_not_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails_with(&["report", empty.to_str().unwrap()], &["empty", "no manifest.json"]);
+    fails_with(&["query", "/no/such/recording", "SELECT 1"], &["/no/such/recording"]);
+    let garbage = dir.path().join("garbage.parquet");
+    std::fs::write(&garbage, b"not parquet at all").unwrap();
+    fails_with(&["query", garbage.to_str().unwrap(), "SELECT 1"], &["garbage.parquet", "not a readable Parquet file"]);
+}
+
+#[test]
+fn foreign_and_damaged_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Parquet file of someone else's: DuckDB makes one.
+    let foreign = dir.path().join("sales.parquet");
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("import duckdb; duckdb.sql(\"COPY (SELECT 1 AS amount) TO '{}'\")", foreign.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_with(&["query", foreign.to_str().unwrap(), "SELECT 1"], &["sales.parquet", "not one written by tcpfr"]);
+
+    // A recording whose file was cut short.
+    let rec = dir.path().join("rec");
+    copy_dir(&sample("refused/recording"), &rec);
+    let file = std::fs::read_dir(rec.join("state_changes")).unwrap().next().unwrap().unwrap().path();
+    let len = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len / 3).unwrap();
+    let err = fails_with(&["report", rec.to_str().unwrap()], &["damaged", "truncated", "tcpfr verify"]);
+    assert!(err.contains(&file.file_name().unwrap().to_string_lossy().to_string()), "{err}");
+    let v = tcpfr(&["verify", rec.to_str().unwrap()]);
+    assert!(!v.ok && v.stdout.contains("BAD") && v.stdout.contains("state_changes"), "{}", v.stdout);
+}
+
+#[test]
+fn a_newer_format_says_which_version_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    copy_dir(&sample("refused/recording"), &rec);
+    let m = rec.join("manifest.json");
+    let text = std::fs::read_to_string(&m).unwrap().replace("\"format_version\": \"1.0\"", "\"format_version\": \"2.0\"");
+    std::fs::write(&m, text).unwrap();
+    fails_with(&["hotspots", rec.to_str().unwrap()], &["format 2.0", "reads format 1.x", "reads format 2"]);
+}
+
+#[test]
+fn sql_mistakes_are_explained() {
+    let rec = sample("refused");
+    let rec = rec.to_str().unwrap();
+    fails_with(&["query", rec, "SELECT * FROM retransmit"], &["not found", "Tables:", "retransmits", "flows"]);
+    fails_with(&["query", rec, "SELECT nonsense_column FROM flows"], &["nonsense_column", "socket_id"]);
+    fails_with(&["query", rec, "SELEC 1"], &["SELEC"]);
+    fails_with(&["hotspots", rec, "--by", "colour"], &["--by colour", "service, peer"]);
+    fails_with(&["query", rec, "SELECT 1", "--format", "parquet"], &["-o FILE"]);
+    fails_with(&["report", rec, "--from", "yesterday"], &["--from", "not a time"]);
+}
+
+#[test]
+fn nothing_typed_can_write_or_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    copy_dir(&sample("refused/recording"), &rec);
+    let target = dir.path().join("stolen.csv");
+    let before: Vec<_> = walk(dir.path());
+    for sql in [
+        format!("COPY (SELECT * FROM flows) TO '{}'", target.display()),
+        "CREATE TABLE t AS SELECT 1".to_string(),
+        "DROP VIEW flows".to_string(),
+        "INSERT INTO files.flows SELECT * FROM files.flows".to_string(),
+        format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", target.display()),
+        "SET datafusion.execution.target_partitions = 1".to_string(),
+    ] {
+        fails_with(&["query", rec.to_str().unwrap(), &sql], &["queries only"]);
+    }
+    assert_eq!(walk(dir.path()), before, "no file appeared, changed or vanished");
+}
+
+fn walk(p: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push((e.path().display().to_string(), e.metadata().unwrap().len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn output_formats() {
+    let rec = sample("refused");
+    let rec = rec.to_str().unwrap();
+    let sql = "SELECT socket_id, raddr, rport, handshake FROM flows WHERE role = 'client' ORDER BY time";
+    let csv = ok(&["query", rec, sql, "--format", "csv"]);
+    assert!(csv.starts_with("socket_id,raddr,rport,handshake\n"), "{csv}");
+    assert_eq!(csv_rows(&csv).len(), 9);
+    let json: serde_json::Value = serde_json::from_str(&ok(&["query", rec, sql, "--format", "json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 9);
+    assert_eq!(json[8]["handshake"], "refused");
+    let nd = ok(&["query", rec, sql, "--format", "ndjson"]);
+    assert_eq!(nd.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).count(), 9);
+    let empty: serde_json::Value = serde_json::from_str(&ok(&["query", rec, "SELECT * FROM flows WHERE false", "--format", "json"])).unwrap();
+    assert_eq!(empty, serde_json::json!([]));
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("out.parquet");
+    ok(&["query", rec, sql, "--format", "parquet", "-o", pq.to_str().unwrap()]);
+    let md = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(md.metadata().file_metadata().num_rows(), 9);
+    let table = ok(&["query", rec, sql]);
+    assert!(table.contains("socket_id") && table.contains("(9 rows)"), "{table}");
+}
+
+#[test]
+fn many_recordings_and_single_files_are_one_dataset() {
+    let both = ok(&[
+        "query",
+        sample("refused").to_str().unwrap(),
+        sample("syn-blackhole").to_str().unwrap(),
+        "SELECT host, count(*) FROM flows GROUP BY host ORDER BY host",
+        "--format",
+        "csv",
+    ]);
+    let rows = csv_rows(&both);
+    assert_eq!(rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["sample-refused", "sample-syn-blackhole"]);
+    // The parent of both finds them too.
+    let parent = ok(&["query", sample("").to_str().unwrap(), "SELECT count(DISTINCT host) FROM flows", "--format", "csv"]);
+    assert_eq!(scalar(&parent), 4);
+    // One Parquet file on its own: its table has its rows, the others are empty.
+    let file = std::fs::read_dir(sample("refused/recording/flows")).unwrap().next().unwrap().unwrap().path();
+    let n = scalar(&ok(&["query", file.to_str().unwrap(), "SELECT count(*) FROM flows", "--format", "csv"]));
+    assert_eq!(n, 11);
+    assert_eq!(scalar(&ok(&["query", file.to_str().unwrap(), "SELECT count(*) FROM resets", "--format", "csv"])), 0);
+}
+
+#[test]
+fn time_windows_select_rows_by_time() {
+    let rec = sample("syn-blackhole");
+    let rec = rec.to_str().unwrap();
+    let all = csv_rows(&ok(&["query", rec, "SELECT time FROM state_changes ORDER BY time", "--format", "csv"]));
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> =
+        all.iter().map(|r| chrono::DateTime::parse_from_rfc3339(&r[0]).unwrap()).collect();
+    let mid = times[times.len() / 2];
+    let expected_before = times.iter().filter(|t| **t < mid).count() as i64;
+    let from_mid = mid.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let n = scalar(&ok(&["query", rec, "SELECT count(*) FROM state_changes", "--to", &from_mid, "--format", "csv"]));
+    assert_eq!(n, expected_before);
+    let n = scalar(&ok(&["query", rec, "SELECT count(*) FROM state_changes", "--from", &from_mid, "--format", "csv"]));
+    assert_eq!(n, times.len() as i64 - expected_before);
+    // --last counts back from the end of the data.
+    let last = *times.last().unwrap();
+    let expected = times.iter().filter(|t| (last - **t).num_milliseconds() <= 2000).count() as i64;
+    let n = scalar(&ok(&["query", rec, "SELECT count(*) FROM state_changes", "--last", "2s", "--format", "csv"]));
+    assert!(n >= expected && n <= expected + 1, "{n} vs {expected}");
+    // The raw tables ignore the window.
+    let raw = scalar(&ok(&["query", rec, "SELECT count(*) FROM files.state_changes", "--last", "1ms", "--format", "csv"]));
+    assert_eq!(raw, times.len() as i64);
+}
+
+#[test]
+fn services_map_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("services.toml");
+    std::fs::write(&map, "[[service]]\nname = \"orders-db\"\nrport = 5432\n[[service]]\nname = \"lab\"\ncidr = \"10.66.0.0/24\"\n").unwrap();
+    let rec = sample("services");
+    let rows = csv_rows(&ok(&["hotspots", rec.to_str().unwrap(), "--part", "1", "--services", map.to_str().unwrap(), "--format", "csv"]));
+    // First match wins: 5432 is orders-db; everything else on 10.66.0.0/24 is lab.
+    assert_eq!(rows[0][0], "orders-db");
+    assert!(rows[1..].iter().all(|r| r[0] == "lab"), "{rows:?}");
+    std::fs::write(&map, "[[service]]\nname = \"x\"\n").unwrap();
+    fails_with(&["hotspots", rec.to_str().unwrap(), "--services", map.to_str().unwrap()], &["services.toml", "no condition"]);
+}
+
+#[test]
+fn every_question_runs_on_every_sample_and_lists_in_help() {
+    let help = ok(&["--help"]);
+    for q in ["retransmit-rate", "hotspots", "handshakes", "resets", "rtt", "timeline", "top-flows"] {
+        assert!(help.contains(q), "--help lists {q}");
+        for s in ["bulk-loss", "syn-blackhole", "refused", "services"] {
+            for by in ["service", "peer", "flow", "host"] {
+                let r = tcpfr(&[q, sample(s).to_str().unwrap(), "--by", by, "--format", "csv"]);
+                assert!(r.ok, "{q} {s} --by {by}: {}", r.stderr);
+            }
+        }
+        // --show-sql prints SQL that DuckDB could run after dialect changes; here: valid SQL text.
+        assert!(ok(&[q, sample("refused").to_str().unwrap(), "--show-sql"]).contains("SELECT"));
+    }
+}

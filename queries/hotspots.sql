@@ -1,0 +1,62 @@
+-- about: Which service, and which peer of it, accounts for the most retransmits, resets and failed handshakes
+-- limit: 20
+
+-- title: Hotspots by service
+WITH ev AS (
+    SELECT service, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
+    FROM retransmits WHERE counted
+    UNION ALL
+    SELECT service, 0, 1, 0, comm, pid FROM resets
+    UNION ALL
+    SELECT service, 0, 0, 1, comm, pid FROM flows
+    WHERE handshake IS NOT NULL AND handshake <> 'completed'
+), g AS (
+    SELECT service,
+           sum(retrans_segs) AS retrans_segs,
+           sum(resets) AS resets,
+           sum(failed_handshakes) AS failed_handshakes,
+           array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
+    FROM ev GROUP BY 1
+)
+SELECT service,
+       retrans_segs,
+       round(100.0 * retrans_segs / nullif(sum(retrans_segs) OVER (), 0), 1) AS retrans_share_pct,
+       round(retrans_segs / {range_s}, 3) AS retrans_per_s,
+       resets,
+       round(100.0 * resets / nullif(sum(resets) OVER (), 0), 1) AS resets_share_pct,
+       failed_handshakes,
+       round(100.0 * failed_handshakes / nullif(sum(failed_handshakes) OVER (), 0), 1) AS failed_share_pct,
+       processes
+FROM g
+WHERE retrans_segs + resets + failed_handshakes > 0
+ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, service
+LIMIT {limit};
+
+-- title: Hotspots by service and peer (ephemeral ports shown as *)
+WITH ev AS (
+    SELECT service, raddr, rport, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
+    FROM retransmits WHERE counted
+    UNION ALL
+    SELECT service, raddr, rport, 0, 1, 0, comm, pid FROM resets
+    UNION ALL
+    SELECT service, raddr, rport, 0, 0, 1, comm, pid FROM flows
+    WHERE handshake IS NOT NULL AND handshake <> 'completed'
+), g AS (
+    SELECT service,
+           raddr || ':' || CASE WHEN rport >= 32768 THEN '*' ELSE CAST(rport AS VARCHAR) END AS peer,
+           sum(retrans_segs) AS retrans_segs,
+           sum(resets) AS resets,
+           sum(failed_handshakes) AS failed_handshakes,
+           array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
+    FROM ev GROUP BY 1, 2
+)
+SELECT service, peer,
+       retrans_segs,
+       round(100.0 * retrans_segs / nullif(sum(retrans_segs) OVER (), 0), 1) AS retrans_share_pct,
+       resets,
+       failed_handshakes,
+       processes
+FROM g
+WHERE retrans_segs + resets + failed_handshakes > 0
+ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, service, peer
+LIMIT {limit};
