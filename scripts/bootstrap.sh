@@ -12,7 +12,7 @@ set -euo pipefail
 NIGHTLY="${TCPFR_NIGHTLY:-nightly-2026-05-20}"
 TOOLS="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}"
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool)
+APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool bpftool)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }

@@ -128,6 +128,16 @@ enum Cmd {
         #[arg(required = true, value_name = "REC")]
         recs: Vec<PathBuf>,
     },
+    /// Show the services map in effect: its rules, and the SQL expression that computes
+    /// the `service` column (to use the same map in another SQL engine).
+    Services {
+        /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
+        #[arg(long, value_name = "FILE")]
+        services: Option<PathBuf>,
+        /// Print only the SQL expression.
+        #[arg(long)]
+        sql: bool,
+    },
 }
 
 /// Options of every canned question.
@@ -204,6 +214,21 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
+        Cmd::Services { services, sql } => {
+            let map = ServiceMap::load(services.as_deref())?;
+            if !sql {
+                match &map.source {
+                    Some(p) => println!("Rules from {} (first match wins), then well-known ports, then the local process name:", p.display()),
+                    None => println!("No services map file: well-known ports, then the local process name."),
+                }
+                for r in &map.rules {
+                    println!("  {r:?}");
+                }
+                println!("\nSQL:");
+            }
+            println!("{}", map.sql()?);
+            Ok(())
+        }
     }
 }
 

@@ -22,6 +22,15 @@ pub fn netns(sk: u64) -> u32 {
     read(net, b.net_inum)
 }
 
+/// Network namespace inode of the device a packet came in on, 0 if unknown.
+#[inline(always)]
+pub fn netns_of_packet(skb: u64) -> u32 {
+    let b = &config().btf;
+    let dev: u64 = read(skb, b.skb_dev);
+    let net: u64 = read(dev, b.dev_net);
+    read(net, b.net_inum)
+}
+
 /// `sk->sk_err`.
 #[inline(always)]
 pub fn sk_err(sk: u64) -> i32 {

@@ -27,6 +27,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         ev.hdr.netns = kernel::netns(sk);
         ev.state = sock::tuple(sk, scratch_slot::SEND_RESET, &mut ev.tuple);
     } else {
+        ev.hdr.netns = kernel::netns_of_packet(skb);
         sock::tuple_from_packet(skb, &mut ev.tuple);
     }
     ev.reason = if cfg.flags & kernel_flag::SEND_RESET_HAS_REASON != 0 { ctx.arg::<u64>(2) as u32 } else { u32::MAX };

@@ -174,6 +174,8 @@ pub fn load(path: &Path) -> Result<Kernel> {
             "total_retrans",
             "whether a failed retransmit was counted is guessed from its error code",
         ),
+        skb_dev: optional("sk_buff", "dev", "resets sent without a socket will have no netns"),
+        dev_net: optional("net_device", "nd_net.net", "resets sent without a socket will have no netns"),
         _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.

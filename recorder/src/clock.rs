@@ -36,7 +36,7 @@ pub struct Clock {
     pub offset_ns: i64,
     /// Largest change of the offset seen since start.
     pub max_drift_ns: i64,
-    initial_ns: i64,
+    pub initial_ns: i64,
 }
 
 impl Clock {

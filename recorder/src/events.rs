@@ -52,7 +52,6 @@ impl Event {
 }
 
 /// Bytes of an event, as the kernel writes it (for tests and benchmarks).
-#[cfg(test)]
 pub fn encode<T: Copy>(ev: &T) -> Vec<u8> {
     // SAFETY: T is a plain #[repr(C)] struct without padding holes (explicit padding).
     unsafe { std::slice::from_raw_parts((ev as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()

@@ -111,8 +111,9 @@ fn refused_by_firewall_and_by_closed_port() {
     let received: Vec<&Reset> = resets.iter().filter(|r| r.netns == Some(cns)).collect();
     assert_eq!(received.len(), 7);
     assert!(received.iter().all(|r| &*r.direction == "received" && r.state.as_deref() == Some("SYN_SENT")));
-    // Sent by the server's TCP without a socket: addresses from the packet answered.
-    let sent: Vec<&Reset> = resets.iter().filter(|r| &*r.direction == "sent" && &*r.laddr == bed.server_ip).collect();
+    // Sent by the server's TCP without a socket: addresses from the packet answered,
+    // namespace from the device it came in on.
+    let sent: Vec<&Reset> = resets.iter().filter(|r| &*r.direction == "sent" && r.netns == Some(sns)).collect();
     assert_eq!(sent.len(), 4, "{resets:#?}");
     for r in sent {
         assert_eq!((r.socket_id, r.state.as_deref(), r.reason.as_deref()), (None, None, Some("NO_SOCKET")));
@@ -191,4 +192,26 @@ fn local_firewall_drops_are_counted_failed_attempts() {
     assert!(rows.iter().all(|r| r.counted && r.err == Some(-libc::EPERM)), "dropped by the local firewall: {rows:#?}");
     assert_eq!(delta(&before, &after, "TcpExt.TCPRetransFail"), rows.len() as i64);
     assert_eq!(delta(&before, &after, "TcpExt.TCPSynRetrans"), rows.len() as i64);
+}
+
+/// A dual-stack listener ([::]) accepting IPv4 clients: its sockets are IPv6 sockets
+/// with IPv4-mapped addresses, recorded as the IPv4 connection they are on the wire.
+#[test]
+fn dual_stack_listener_records_ipv4_addresses() {
+    let _serial = serial();
+    let bed = Bed::new("dual", 11, false);
+    let port = 5012;
+    let rec = Recorder::start(&[]);
+    let mut server = bed.server.spawn(&[traffic_bin(), "serve", "--listen", &format!("[::]:{port}")]);
+    server.wait_for_line("listening", Duration::from_secs(10));
+    let (_, out) = bed.send(port, 1000, 2, &[], Duration::from_secs(20));
+    assert_eq!(out, vec!["ok 1000"; 2]);
+    drop(server);
+    let (recording, _d) = rec.stop();
+    let flows = in_ns(recording.read_table::<Flow>().unwrap(), bed.server.inode(), |f| f.netns);
+    let servers: Vec<&Flow> = flows.iter().filter(|f| f.role.as_deref() == Some("server")).collect();
+    assert_eq!(servers.len(), 2, "{flows:#?}");
+    for f in servers {
+        assert_eq!((&*f.family, &*f.laddr, &*f.raddr, f.lport), ("ipv4", bed.server_ip.as_str(), bed.client_ip.as_str(), port));
+    }
 }

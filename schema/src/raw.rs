@@ -116,6 +116,8 @@ pub mod tcp_state {
 
 // Layout checks: a change that moves a field fails the build on both sides.
 const _: () = {
+    assert!(core::mem::size_of::<BtfOffsets>() % 8 == 0);
+    assert!(core::mem::size_of::<KernelConfig>() % 8 == 0);
     assert!(core::mem::size_of::<RawHeader>() == 24);
     assert!(core::mem::size_of::<RawTuple>() == 40);
     assert!(core::mem::size_of::<RawTask>() == 32);
@@ -216,6 +218,10 @@ pub struct BtfOffsets {
     pub tcp_mdev_us: u32,
     /// `tcp_sock.total_retrans` (u32).
     pub tcp_total_retrans: u32,
+    /// `sk_buff.dev` (pointer) and `net_device.nd_net.net` (pointer to `struct net`):
+    /// the namespace of a reset sent without a socket.
+    pub skb_dev: u32,
+    pub dev_net: u32,
     pub _pad: u32,
 }
 
@@ -301,6 +307,8 @@ impl BtfOffsets {
         sk_err: NO_OFFSET,
         tcp_mdev_us: NO_OFFSET,
         tcp_total_retrans: NO_OFFSET,
+        skb_dev: NO_OFFSET,
+        dev_net: NO_OFFSET,
         _pad: 0,
     };
 }

@@ -1,0 +1,159 @@
+//! Generates large recordings for benchmarks, through the recorder's own enrichment
+//! and the one writer every recording is made with, from a synthetic event stream with
+//! a busy host's mix (`tcpfr_recorder::synth`).
+//!
+//! ```text
+//! cargo run --release -p tcpfr-recorder --example gen-recording -- \
+//!     --out /data/bench --events 100000000 [--hosts 1] [--sockets 5000] [--span 1h]
+//! ```
+//! Each host gets a recording `OUT/<host>/` spanning `--span` of time, with host counters
+//! (RetransSegs consistent with the events) and recorder statistics every second.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tcpfr_recorder::clock::Clock;
+use tcpfr_recorder::enrich::{Enricher, Rows};
+use tcpfr_recorder::filter::Filter;
+use tcpfr_recorder::procinfo::Cgroups;
+use tcpfr_recorder::sockets::SocketTable;
+use tcpfr_recorder::synth::Workload;
+use tcpfr_schema::host_counters::HostCounters;
+use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
+use tcpfr_schema::recorder_stats::RecorderStats;
+use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
+use tcpfr_schema::{Str, UtcNanos};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = PathBuf::from(arg(&args, "--out").expect("--out DIR"));
+    let events: u64 = arg(&args, "--events").map(|s| s.parse().expect("--events N")).unwrap_or(10_000_000);
+    let hosts: u64 = arg(&args, "--hosts").map(|s| s.parse().expect("--hosts N")).unwrap_or(1);
+    let sockets: u64 = arg(&args, "--sockets").map(|s| s.parse().expect("--sockets N")).unwrap_or(5000);
+    let span = arg(&args, "--span").map(|s| humantime::parse_duration(&s).expect("--span 1h")).unwrap_or(Duration::from_secs(3600));
+    let per_host = events / hosts;
+    let step_ns = (span.as_nanos() as u64 / per_host.max(1)).max(1);
+    let t0 = Instant::now();
+    for h in 0..hosts {
+        let host = format!("host-{h:04}");
+        generate_host(&out.join(&host), &host, per_host, sockets, step_ns, 0x5eed + h);
+        eprintln!("{host}: {per_host} events ({:.0} s so far)", t0.elapsed().as_secs_f64());
+    }
+}
+
+fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, step_ns: u64, seed: u64) {
+    let clock = Clock { offset_ns: 1_795_428_000_000_000_000 - 1_000_000_000, ..Clock::new() };
+    let start_ns = clock.utc(1_000_000_000);
+    let mut w = RecordingWriter::create(
+        dir,
+        RecordingInfo {
+            recording_id: format!("gen-{seed}"),
+            host: host.into(),
+            kernel: Some("6.18.44".into()),
+            boot_id: None,
+            clock: ClockInfo { mono_to_utc_offset_ns: clock.offset_ns, max_drift_ns: 0 },
+            recorder: RecorderInfo { version: "gen-recording".into(), config: serde_json::json!({"synthetic": true}) },
+            start_ns,
+        },
+        WriterOptions { fsync: false, ..Default::default() },
+    )
+    .expect("create recording");
+    let mut enr = Enricher::new(host, clock, SocketTable::new(start_ns, Cgroups::new(None)), Filter::default());
+    let mut workload = Workload::new(seed, sockets, step_ns);
+    let host_str: Str = Str::from(host);
+    let mut produced = 0u64;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut next_second = start_ns + 1_000_000_000;
+    while produced < events {
+        buf.clear();
+        workload.fill(&mut buf, ((events - produced) as usize).min(1 << 20));
+        produced += buf.len() as u64;
+        for e in &buf {
+            enr.handle_bytes(e);
+        }
+        let rows = enr.take_rows();
+        let now = enr.clock.utc(workload.now_ns());
+        // Host counters and recorder statistics once per second of data.
+        let mut counters = Vec::new();
+        let mut stats = Vec::new();
+        while next_second <= now {
+            let in_second = |t: &UtcNanos| t.0 >= next_second - 1_000_000_000 && t.0 < next_second;
+            let retrans: i64 = rows.retransmits.iter().filter(|r| r.counted && in_second(&r.time)).map(|r| r.segments as i64).sum();
+            let samples = rows.rtt_samples.iter().filter(|r| in_second(&r.time)).count() as i64;
+            counters.push(host_counters(&host_str, next_second, retrans, samples));
+            stats.push(recorder_stats(&host_str, next_second, samples));
+            next_second += 1_000_000_000;
+        }
+        push(&mut w, rows, counters, stats);
+        w.flush(now, now).expect("write");
+    }
+    let end = enr.clock.utc(workload.now_ns()) + 1;
+    tcpfr_recorder::flows::write_open_at_end(&mut enr, end);
+    push(&mut w, enr.take_rows(), vec![], vec![]);
+    w.finish(end).expect("finish");
+}
+
+fn push(w: &mut RecordingWriter, rows: Rows, counters: Vec<HostCounters>, stats: Vec<RecorderStats>) {
+    rows.retransmits.into_iter().for_each(|r| w.retransmits.push(r));
+    rows.state_changes.into_iter().for_each(|r| w.state_changes.push(r));
+    rows.resets.into_iter().for_each(|r| w.resets.push(r));
+    rows.rtt_samples.into_iter().for_each(|r| w.rtt_samples.push(r));
+    rows.flows.into_iter().for_each(|r| w.flows.push(r));
+    counters.into_iter().for_each(|r| w.host_counters.push(r));
+    stats.into_iter().for_each(|r| w.recorder_stats.push(r));
+}
+
+fn host_counters(host: &Str, t: i64, retrans: i64, samples: i64) -> HostCounters {
+    // Segments sent: an ACK-clocked sender sends about two segments per ACK sampled.
+    let out_segs = 2 * samples + 1000;
+    HostCounters {
+        host: host.clone(),
+        time: UtcNanos(t),
+        interval_ns: 1_000_000_000,
+        netns: 4026531840,
+        netns_name: Some(Str::from("host")),
+        active_opens: samples / 50,
+        passive_opens: 0,
+        attempt_fails: 0,
+        estab_resets: samples / 200,
+        curr_estab: 5000,
+        in_segs: samples,
+        out_segs,
+        retrans_segs: retrans,
+        in_errs: 0,
+        out_rsts: 0,
+        syn_retrans: 0,
+        timeouts: retrans / 20,
+        loss_probes: retrans / 30,
+        lost_retransmit: 0,
+        fast_retrans: retrans / 2,
+        slow_start_retrans: 0,
+        retrans_fail: 0,
+        spurious_rtos: 0,
+        abort_on_timeout: 0,
+        aborts_other: 0,
+        listen_overflows: 0,
+        listen_drops: 0,
+    }
+}
+
+fn recorder_stats(host: &Str, t: i64, samples: i64) -> RecorderStats {
+    RecorderStats {
+        host: host.clone(),
+        time: UtcNanos(t),
+        interval_ns: 1_000_000_000,
+        stream: Str::from("rtt_samples"),
+        events_seen: samples,
+        events_lost: 0,
+        events_filtered: 0,
+        rows_written: samples,
+        rows_dropped: 0,
+        gap_start: None,
+        gap_end: None,
+        note: None,
+    }
+}

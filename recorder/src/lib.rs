@@ -1,0 +1,33 @@
+//! tcpfr-recorder as a library: the pieces of the recording pipeline, used by the
+//! `tcpfr-recorder` binary and by the benchmarks.
+//!
+//! The kernel side (`recorder-ebpf/`) puts events in a ring buffer; `events` decodes
+//! them, `sockets` and `procinfo` attach socket ids and owners, one module per table
+//! (`retransmits`, `state_changes`, `resets`, `rtt_samples`, `flows`, `host_counters`,
+//! `recorder_stats`) turns them into rows through `enrich`, and `writer` hands them to
+//! the writer of `tcpfr-schema` on a thread of its own. `pipeline` ties it together.
+
+pub mod btf;
+pub mod clock;
+pub mod enrich;
+pub mod events;
+pub mod filter;
+pub mod flows;
+pub mod host_counters;
+pub mod loader;
+pub mod net;
+pub mod pipeline;
+pub mod options;
+pub mod procinfo;
+pub mod recorder_stats;
+pub mod resets;
+pub mod retransmits;
+pub mod rtt_samples;
+pub mod sockets;
+pub mod synth;
+pub mod state_changes;
+pub mod tracefs;
+pub mod writer;
+
+
+pub use options::{Options, StreamName};

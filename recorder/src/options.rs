@@ -1,0 +1,115 @@
+//! Command-line options of `tcpfr-recorder` (also recorded in the manifest).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::{filter, host_counters};
+
+/// Streams the recorder can record (one per table fed by the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamName {
+    Retransmits,
+    StateChanges,
+    Resets,
+    RttSamples,
+    Flows,
+}
+
+/// Record TCP trouble (retransmits, failed handshakes, resets, RTT) into Parquet.
+///
+/// Writes a recording directory under --out, one per run, rotated into segments by size
+/// and time. Stop with Ctrl-C (SIGINT) or SIGTERM; open files are then closed and the
+/// manifest completed. Read recordings with `tcpfr` (the analyzer), DuckDB or pandas.
+#[derive(Debug, Parser, serde::Serialize)]
+#[command(name = "tcpfr-recorder", version, about, max_term_width = 100)]
+pub struct Options {
+    /// Directory for recordings (created if missing); each run writes DIR/<start>-<host>/.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Stop after this long (e.g. 30s, 10m); default: until SIGINT/SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub duration: Option<Duration>,
+
+    /// Start a new segment when any table's file reaches this size.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub rotate_size: u64,
+
+    /// Start a new segment this often.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub rotate_interval: Duration,
+
+    /// At most one RTT sample per connection this often (0 = every ACK).
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub rtt_interval: Duration,
+
+    /// Streams to record (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "STREAM")]
+    pub streams: Vec<StreamName>,
+
+    /// Only connections with this local or remote port (or range 8000-8100); repeatable.
+    #[arg(long = "port", value_name = "PORT[-PORT]", value_parser = filter::parse_port_range)]
+    #[serde(skip)]
+    pub ports: Vec<(u16, u16)>,
+
+    /// Only connections with a local or remote address in this CIDR; repeatable.
+    #[arg(long = "cidr", value_name = "CIDR", value_parser = filter::parse_cidr)]
+    #[serde(skip)]
+    pub cidrs: Vec<ipnet::IpNet>,
+
+    /// Only connections owned by processes in this cgroup (v2 path) or below; repeatable.
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+
+    /// How often to record host counters and recorder statistics.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub counters_interval: Duration,
+
+    /// Network namespaces whose counters to record: host (ours), auto (ours, named
+    /// `ip netns` ones, and those seen in events) or all.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub netns: host_counters::NetnsMode,
+
+    /// Size of the kernel→recorder ring buffer (a power of two).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    pub ring_size: u64,
+
+    /// Host name to record (default: the system's).
+    #[arg(long)]
+    pub host: Option<String>,
+
+    /// zstd level of the Parquet files (1 = fastest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+
+    /// Log level (error, warn, info, debug) — also RUST_LOG.
+    #[arg(long, default_value = "info")]
+    #[serde(skip)]
+    pub log: String,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// `64MiB`, `1G`, `4096`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?} is not a size like 64MiB or 1G: {e}"))
+}
+
