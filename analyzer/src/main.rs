@@ -91,6 +91,10 @@ enum Cmd {
         /// Read SQL from FILE (statements separated by `;`).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Print the views (time window, services map) over the exact files, as DuckDB
+        /// SQL, to run the same questions in DuckDB.
+        #[arg(long)]
+        show_views: bool,
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
@@ -204,7 +208,22 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
         }
     }
     match Cli::from_arg_matches(&matches)?.cmd {
-        Cmd::Query { args, command, file, data, out } => run_query(args, command, file, data, out).await,
+        Cmd::Query { args, command, file, show_views: true, data, .. } => {
+            let recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+            let _ = (command, file);
+            let (ds, window, services) = open(&recs, &data)?;
+            let service = services.sql()?;
+            // Complete recordings have at least one file per table.
+            let source = |t: &str| {
+                let f: Vec<String> = ds.files[t].iter().map(|p| format!("'{}'", p.display())).collect();
+                format!("read_parquet([{}])", f.join(", "))
+            };
+            for t in tcpfr_schema::TABLES {
+                println!("{};", session::view_sql(t, &source, &window, &service));
+            }
+            Ok(())
+        }
+        Cmd::Query { args, command, file, data, out, .. } => run_query(args, command, file, data, out).await,
         Cmd::Report { recs, data } => {
             let (ds, window, services) = open(&recs, &data)?;
             report::run(&ds, &window, &services).await

@@ -26,7 +26,32 @@ use crate::services::ServiceMap;
 use crate::window::Window;
 
 /// Tables whose rows are about a connection, and so get a `service` column.
-pub const EVENT_TABLES: [&str; 5] = ["retransmits", "state_changes", "resets", "rtt_samples", "flows"];
+pub const EVENT_TABLES: [&str; 6] = ["retransmits", "state_changes", "resets", "rtt_samples", "flows", "sockets"];
+
+/// Columns of `sockets` that the `rtt_samples` view adds to each sample.
+const SOCKET_COLUMNS: &str = "s.family, s.laddr, s.lport, s.raddr, s.rport, s.pid, s.comm, s.cgroup_id, s.cgroup, s.container_id";
+
+/// The SQL defining the view of `table`, reading its files from `source(table)`
+/// (`files.<table>` here; `read_parquet([…])` for DuckDB).
+pub fn view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Window, service: &str) -> String {
+    match table {
+        // Samples carry only the socket id: addresses, owner and service come from the
+        // socket's row (every socket is in `sockets`, whatever the window).
+        "rtt_samples" => format!(
+            "CREATE VIEW rtt_samples AS SELECT r.*, {SOCKET_COLUMNS}, {service} AS service FROM {} AS r \
+             LEFT JOIN {} AS s ON r.host = s.host AND r.socket_id = s.socket_id{}",
+            source("rtt_samples"),
+            source("sockets"),
+            window.sql_filter("r.time")
+        ),
+        // A dimension: not cut by the window.
+        "sockets" => format!("CREATE VIEW sockets AS SELECT *, {service} AS service FROM {}", source("sockets")),
+        t if EVENT_TABLES.contains(&t) => {
+            format!("CREATE VIEW {t} AS SELECT *, {service} AS service FROM {}{}", source(t), window.sql_filter("time"))
+        }
+        t => format!("CREATE VIEW {t} AS SELECT * FROM {}{}", source(t), window.sql_filter("time")),
+    }
+}
 
 pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
     let config = SessionConfig::new()
@@ -60,9 +85,7 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
 
     let service = services.sql()?;
     for table in TABLES {
-        let extra = if EVENT_TABLES.contains(&table) { format!(", {service} AS service") } else { String::new() };
-        let filter = window.sql_filter("time");
-        ctx.sql(&format!("CREATE VIEW {table} AS SELECT *{extra} FROM files.{table}{filter}"))
+        ctx.sql(&view_sql(table, &|t| format!("files.{t}"), window, &service))
             .await
             .with_context(|| format!("defining view {table}"))?;
     }

@@ -81,6 +81,9 @@ pub fn describe_table(name: &str) -> Option<String> {
         let meaning = c.doc.split_whitespace().collect::<Vec<_>>().join(" ");
         out.push_str(&format!("  {:<22} {}{}{}\n      {}\n", c.name, c.type_name, unit, null, meaning));
     }
+    if name == "rtt_samples" {
+        out.push_str("  family, laddr, lport, raddr, rport, pid, comm, cgroup_id, cgroup, container_id\n      From the socket's row in `sockets` (joined by the view).\n");
+    }
     if crate::session::EVENT_TABLES.contains(&name) {
         out.push_str("  service                string\n      Service of the connection, from the services map (query-time).\n");
     }

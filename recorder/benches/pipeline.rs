@@ -13,21 +13,18 @@
 use std::time::Instant;
 
 use tcpfr_recorder::clock::Clock;
-use tcpfr_recorder::enrich::{Enricher, Rows};
+use tcpfr_recorder::enrich::Enricher;
+use tcpfr_recorder::writer::push_all;
 use tcpfr_recorder::synth::Workload;
 use tcpfr_recorder::filter::Filter;
 use tcpfr_recorder::procinfo::Cgroups;
-use tcpfr_recorder::sockets::SocketTable;
+use tcpfr_recorder::socket_table::SocketTable;
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 
-fn push(w: &mut RecordingWriter, rows: Rows) {
-    rows.retransmits.into_iter().for_each(|r| w.retransmits.push(r));
-    rows.state_changes.into_iter().for_each(|r| w.state_changes.push(r));
-    rows.resets.into_iter().for_each(|r| w.resets.push(r));
-    rows.rtt_samples.into_iter().for_each(|r| w.rtt_samples.push(r));
-    rows.flows.into_iter().for_each(|r| w.flows.push(r));
-}
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn cpu_seconds() -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -49,6 +46,7 @@ fn main() {
     let mut events = Vec::with_capacity(n + 64);
     Workload::new(0x9e37_79b9_7f4a_7c15, sockets, 500).fill(&mut events, n);
     let dir = tempfile::tempdir().unwrap();
+    let keep = std::env::var_os("TCPFR_BENCH_KEEP").map(std::path::PathBuf::from);
     let clock = Clock::new();
     let start_ns = clock.utc(1_000_000_000);
     let mut writer = RecordingWriter::create(
@@ -62,7 +60,13 @@ fn main() {
             recorder: RecorderInfo { version: "bench".into(), config: serde_json::Value::Null },
             start_ns,
         },
-        WriterOptions { rotate_interval_ns: i64::MAX / 4, rotate_size: 256 << 20, fsync: false, ..Default::default() },
+        WriterOptions {
+            rotate_interval_ns: i64::MAX / 4,
+            rotate_size: 256 << 20,
+            fsync: false,
+            zstd_level: std::env::var("TCPFR_ZSTD").ok().and_then(|v| v.parse().ok()).unwrap_or(WriterOptions::default().zstd_level),
+            ..Default::default()
+        },
     )
     .unwrap();
     let mut enr = Enricher::new("bench-host", clock, SocketTable::new(start_ns, Cgroups::new(None)), Filter::default());
@@ -74,12 +78,12 @@ fn main() {
             enr.handle_bytes(e);
         }
         let last_ts = tcpfr_recorder::events::decode(chunk.last().unwrap()).unwrap().header().ts_ns;
-        push(&mut writer, enr.take_rows());
+        push_all(&mut writer, enr.take_rows(), vec![], vec![]);
         writer.flush(enr.clock.utc(last_ts), enr.clock.utc(last_ts)).unwrap();
     }
     let end = enr.clock.utc(u64::MAX / 4);
     tcpfr_recorder::flows::write_open_at_end(&mut enr, end);
-    push(&mut writer, enr.take_rows());
+    push_all(&mut writer, enr.take_rows(), vec![], vec![]);
     let manifest = writer.finish(end).unwrap();
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
 
@@ -96,4 +100,9 @@ fn main() {
         println!("{t:<15} {rows:>12} {bytes:>12} {:>10.2}", bytes as f64 / rows.max(1) as f64);
     }
     println!("retransmits + rtt_samples: {:.2} B/event", mix.1 as f64 / mix.0.max(1) as f64);
+    if let Some(k) = keep {
+        let _ = std::fs::remove_dir_all(&k);
+        std::fs::rename(dir.path().join("rec"), &k).expect("keep the recording");
+        println!("kept in {}", k.display());
+    }
 }

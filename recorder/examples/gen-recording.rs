@@ -13,20 +13,26 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tcpfr_recorder::clock::Clock;
-use tcpfr_recorder::enrich::{Enricher, Rows};
+use tcpfr_recorder::enrich::Enricher;
+use tcpfr_recorder::writer::push_all;
 use tcpfr_recorder::filter::Filter;
 use tcpfr_recorder::procinfo::Cgroups;
-use tcpfr_recorder::sockets::SocketTable;
+use tcpfr_recorder::socket_table::SocketTable;
 use tcpfr_recorder::synth::Workload;
 use tcpfr_schema::host_counters::HostCounters;
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampNanosecondType};
 use tcpfr_schema::{Str, UtcNanos};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -80,31 +86,36 @@ fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, s
         // Host counters and recorder statistics once per second of data.
         let mut counters = Vec::new();
         let mut stats = Vec::new();
+        use tcpfr_schema::Table;
+        let retrans = concat(&rows.retransmits, tcpfr_schema::retransmits::Retransmit::schema());
+        let rt = times(&retrans);
+        let counted = retrans.column_by_name("counted").unwrap().as_boolean().clone();
+        let segments = retrans.column_by_name("segments").unwrap().as_primitive::<Int32Type>().clone();
+        let st = times(&concat(&rows.rtt_samples, tcpfr_schema::rtt_samples::RttSample::schema()));
         while next_second <= now {
-            let in_second = |t: &UtcNanos| t.0 >= next_second - 1_000_000_000 && t.0 < next_second;
-            let retrans: i64 = rows.retransmits.iter().filter(|r| r.counted && in_second(&r.time)).map(|r| r.segments as i64).sum();
-            let samples = rows.rtt_samples.iter().filter(|r| in_second(&r.time)).count() as i64;
+            let in_second = |t: i64| t >= next_second - 1_000_000_000 && t < next_second;
+            let retrans: i64 = (0..rt.len()).filter(|&i| counted.value(i) && in_second(rt[i])).map(|i| segments.value(i) as i64).sum();
+            let samples = st.iter().filter(|t| in_second(**t)).count() as i64;
             counters.push(host_counters(&host_str, next_second, retrans, samples));
             stats.push(recorder_stats(&host_str, next_second, samples));
             next_second += 1_000_000_000;
         }
-        push(&mut w, rows, counters, stats);
+        push_all(&mut w, rows, counters, stats);
         w.flush(now, now).expect("write");
     }
     let end = enr.clock.utc(workload.now_ns()) + 1;
     tcpfr_recorder::flows::write_open_at_end(&mut enr, end);
-    push(&mut w, enr.take_rows(), vec![], vec![]);
+    push_all(&mut w, enr.take_rows(), vec![], vec![]);
     w.finish(end).expect("finish");
 }
 
-fn push(w: &mut RecordingWriter, rows: Rows, counters: Vec<HostCounters>, stats: Vec<RecorderStats>) {
-    rows.retransmits.into_iter().for_each(|r| w.retransmits.push(r));
-    rows.state_changes.into_iter().for_each(|r| w.state_changes.push(r));
-    rows.resets.into_iter().for_each(|r| w.resets.push(r));
-    rows.rtt_samples.into_iter().for_each(|r| w.rtt_samples.push(r));
-    rows.flows.into_iter().for_each(|r| w.flows.push(r));
-    counters.into_iter().for_each(|r| w.host_counters.push(r));
-    stats.into_iter().for_each(|r| w.recorder_stats.push(r));
+
+fn concat(b: &[arrow_array::RecordBatch], schema: arrow_schema::SchemaRef) -> arrow_array::RecordBatch {
+    arrow_select::concat::concat_batches(&schema, b).unwrap()
+}
+
+fn times(b: &arrow_array::RecordBatch) -> Vec<i64> {
+    b.column_by_name("time").unwrap().as_primitive::<TimestampNanosecondType>().values().to_vec()
 }
 
 fn host_counters(host: &Str, t: i64, retrans: i64, samples: i64) -> HostCounters {

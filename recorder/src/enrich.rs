@@ -2,22 +2,24 @@
 //! `state_changes.rs`, …) share — clock, addresses, sockets, filters — and the rows
 //! they produce until the next flush.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::sync::Arc;
 
 use tcpfr_schema::flows::Flow;
 use tcpfr_schema::resets::Reset;
 use tcpfr_schema::retransmits::Retransmit;
 use tcpfr_schema::rtt_samples::RttSample;
+use tcpfr_schema::sockets::Socket;
 use tcpfr_schema::state_changes::StateChange;
-use tcpfr_schema::Str;
+use arrow_array::RecordBatch;
+use tcpfr_schema::{Batcher, Str};
 
 use crate::clock::Clock;
 use crate::events::Event;
 use crate::filter::Filter;
 use crate::net::AddrCache;
 use crate::procinfo::Owner;
-use crate::sockets::SocketTable;
+use crate::socket_table::SocketTable;
 
 /// Index of each table in `tcpfr_schema::TABLES` (and in per-stream counters).
 pub mod stream {
@@ -26,25 +28,70 @@ pub mod stream {
     pub const RESETS: usize = 2;
     pub const RTT_SAMPLES: usize = 3;
     pub const FLOWS: usize = 4;
-    pub const HOST_COUNTERS: usize = 5;
-    pub const RECORDER_STATS: usize = 6;
+    pub const SOCKETS: usize = 5;
+    pub const HOST_COUNTERS: usize = 6;
+    pub const RECORDER_STATS: usize = 7;
+    pub const COUNT: usize = 8;
 }
 
-/// Event rows produced since the last flush.
-#[derive(Default)]
+/// Rows per batch: small enough that builder memory is reused, big enough that
+/// per-batch costs vanish.
+const BATCH_ROWS: usize = 32 * 1024;
+
+/// Event rows produced since the last flush, appended straight into Arrow builders
+/// (no row vectors to move around: this is the hot path).
 pub struct Rows {
-    pub retransmits: Vec<Retransmit>,
-    pub state_changes: Vec<StateChange>,
-    pub resets: Vec<Reset>,
-    pub rtt_samples: Vec<RttSample>,
-    pub flows: Vec<Flow>,
+    pub retransmits: Batcher<Retransmit>,
+    pub state_changes: Batcher<StateChange>,
+    pub resets: Batcher<Reset>,
+    pub rtt_samples: Batcher<RttSample>,
+    pub flows: Batcher<Flow>,
+    pub sockets: Batcher<Socket>,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows {
+            retransmits: Batcher::new(BATCH_ROWS),
+            state_changes: Batcher::new(BATCH_ROWS),
+            resets: Batcher::new(BATCH_ROWS),
+            rtt_samples: Batcher::new(BATCH_ROWS),
+            flows: Batcher::new(BATCH_ROWS),
+            sockets: Batcher::new(BATCH_ROWS),
+        }
+    }
+}
+
+/// Rows of one flush, as batches per table.
+#[derive(Default)]
+pub struct Batches {
+    pub retransmits: Vec<RecordBatch>,
+    pub state_changes: Vec<RecordBatch>,
+    pub resets: Vec<RecordBatch>,
+    pub rtt_samples: Vec<RecordBatch>,
+    pub flows: Vec<RecordBatch>,
+    pub sockets: Vec<RecordBatch>,
+}
+
+impl Rows {
+    /// The rows so far as batches.
+    pub fn finish(&mut self) -> Batches {
+        Batches {
+            retransmits: self.retransmits.finish(),
+            state_changes: self.state_changes.finish(),
+            resets: self.resets.finish(),
+            rtt_samples: self.rtt_samples.finish(),
+            flows: self.flows.finish(),
+            sockets: self.sockets.finish(),
+        }
+    }
 }
 
 /// Per-stream counts since the last `recorder_stats` row.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct StreamCounts {
-    pub seen: [u64; 7],
-    pub filtered: [u64; 7],
+    pub seen: [u64; stream::COUNT],
+    pub filtered: [u64; stream::COUNT],
 }
 
 pub struct Enricher {
@@ -54,7 +101,7 @@ pub struct Enricher {
     pub sockets: SocketTable,
     pub filter: Filter,
     /// Which tables to write (indexes of `stream`).
-    pub enabled: [bool; 7],
+    pub enabled: [bool; stream::COUNT],
     /// `enum sk_rst_reason` names of this kernel.
     pub reset_reasons: HashMap<u32, Str>,
     pub rows: Rows,
@@ -76,7 +123,7 @@ impl Enricher {
             addrs: AddrCache::default(),
             sockets,
             filter,
-            enabled: [true; 7],
+            enabled: [true; stream::COUNT],
             reset_reasons: HashMap::new(),
             rows: Rows::default(),
             counts: StreamCounts::default(),
@@ -129,8 +176,8 @@ impl Enricher {
     }
 
     /// Takes the rows produced so far.
-    pub fn take_rows(&mut self) -> Rows {
-        std::mem::take(&mut self.rows)
+    pub fn take_rows(&mut self) -> Batches {
+        self.rows.finish()
     }
 }
 

@@ -6,12 +6,13 @@ use tcpfr_schema::raw::tcp_state::{SYN_RECV, SYN_SENT};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{owner_cols, stream, Enricher};
-use crate::sockets::{errno_name, state_name, Socket};
+use crate::socket_table::{errno_name, state_name, Socket};
 
 /// Counters arrive just before the CLOSE state change of the same socket.
 pub fn handle_counters(e: &mut Enricher, ev: &RawFlowCounters) {
     e.counts.seen[stream::FLOWS] += 1;
-    let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs);
+    let time_ns = e.clock.utc(ev.hdr.ts_ns);
+    let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs, time_ns);
     s.counters = Some(*ev);
 }
 
@@ -113,7 +114,7 @@ pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, 
         cgroup: o.cgroup,
         container_id: o.container_id,
     };
-    e.rows.flows.push(row);
+    e.rows.flows.push(&row);
 }
 
 /// At the end of a recording: a row for every connection still open.

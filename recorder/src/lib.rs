@@ -2,9 +2,9 @@
 //! `tcpfr-recorder` binary and by the benchmarks.
 //!
 //! The kernel side (`recorder-ebpf/`) puts events in a ring buffer; `events` decodes
-//! them, `sockets` and `procinfo` attach socket ids and owners, one module per table
-//! (`retransmits`, `state_changes`, `resets`, `rtt_samples`, `flows`, `host_counters`,
-//! `recorder_stats`) turns them into rows through `enrich`, and `writer` hands them to
+//! them, `socket_table` and `procinfo` attach socket ids and owners, one module per
+//! table (`retransmits`, `state_changes`, `resets`, `rtt_samples`, `flows`, `sockets`,
+//! `host_counters`, `recorder_stats`) turns them into rows through `enrich`, and `writer` hands them to
 //! the writer of `tcpfr-schema` on a thread of its own. `pipeline` ties it together.
 
 pub mod btf;
@@ -23,6 +23,7 @@ pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;
 pub mod rtt_samples;
+pub mod socket_table;
 pub mod sockets;
 pub mod synth;
 pub mod state_changes;

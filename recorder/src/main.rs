@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tcpfr_recorder::{pipeline, Options};
 
+/// mimalloc keeps freed memory for reuse: the pipeline allocates and frees large
+/// buffers every second, which glibc's allocator hands back to the kernel each time.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let opts = Options::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,7 +1,7 @@
 //! Addresses as they appear in recordings: text, with IPv4-mapped IPv6 addresses
 //! written as IPv4, and shared strings so repeated addresses cost one allocation.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 

@@ -19,7 +19,7 @@ use crate::enrich::{stream, Enricher};
 use crate::filter::Filter;
 use crate::host_counters::CounterReader;
 use crate::procinfo::Cgroups;
-use crate::sockets::SocketTable;
+use crate::socket_table::SocketTable;
 use crate::writer::{Msg, WriterHandle};
 use crate::{loader, recorder_stats, Options, StreamName};
 
@@ -27,10 +27,10 @@ use crate::{loader, recorder_stats, Options, StreamName};
 const WATERMARK_LAG_NS: i64 = 20_000_000;
 
 /// Rows of each table that are enabled, from `--streams`.
-fn enabled_streams(opts: &Options) -> [bool; 7] {
+fn enabled_streams(opts: &Options) -> [bool; stream::COUNT] {
     let all = opts.streams.is_empty();
     let on = |s: StreamName| all || opts.streams.contains(&s);
-    let mut e = [true; 7];
+    let mut e = [true; stream::COUNT];
     e[stream::RETRANSMITS] = on(StreamName::Retransmits);
     e[stream::STATE_CHANGES] = on(StreamName::StateChanges);
     e[stream::RESETS] = on(StreamName::Resets);
@@ -171,7 +171,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut tick = tokio::time::interval(opts.counters_interval.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut reported_netns = std::collections::HashSet::new();
+    let mut reported_netns = ahash::AHashSet::new();
 
     loop {
         tokio::select! {

@@ -2,7 +2,7 @@
 //! cgroup ids, and the owners of sockets that existed before the recorder started
 //! (the kernel programs only see owners of sockets opened while they run).
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -41,8 +41,8 @@ pub struct StatsState {
     misses: std::collections::HashMap<String, u64>,
     lost: [u64; kind::COUNT],
     rate_limited: u64,
-    written: [u64; 7],
-    dropped: [u64; 7],
+    written: [u64; stream::COUNT],
+    dropped: [u64; stream::COUNT],
     last_ns: i64,
 }
 
@@ -63,9 +63,9 @@ pub fn rows(
     rate_limited: u64,
     misses: &[(String, u64)],
     writer: &WriterStats,
-    enabled: &[bool; 7],
+    enabled: &[bool; stream::COUNT],
 ) -> Vec<RecorderStats> {
-    let mut per_stream_lost = [0i64; 7];
+    let mut per_stream_lost = [0i64; stream::COUNT];
     for (k, total) in lost.iter().enumerate() {
         if let Some(s) = stream_of_kind(k) {
             per_stream_lost[s] += (total - st.lost[k]) as i64;
@@ -74,7 +74,7 @@ pub fn rows(
     st.lost = lost;
     // The kernel skips a program that is already running on the CPU (an interrupt
     // arrived while it ran): those events are lost too, and said so.
-    let mut per_stream_missed = [0i64; 7];
+    let mut per_stream_missed = [0i64; stream::COUNT];
     let mut probe_skipped = 0;
     for (name, total) in misses {
         let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);

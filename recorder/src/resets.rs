@@ -7,22 +7,28 @@ use tcpfr_schema::resets::{RawReset, Reset};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{nonzero, owner_cols, stream, Enricher};
-use crate::sockets::state_name;
+use crate::socket_table::state_name;
 
 pub fn handle(e: &mut Enricher, ev: &RawReset) {
     e.counts.seen[stream::RESETS] += 1;
-    let time = UtcNanos(e.clock.utc(ev.hdr.ts_ns));
+    let time_ns = e.clock.utc(ev.hdr.ts_ns);
+    let time = UtcNanos(time_ns);
     let netns = nonzero(ev.hdr.netns);
     let sent = ev.hdr.kind == kind::RESET_SENT;
     let (socket_id, ends, owner) = if ev.hdr.sk == 0 {
         // Sent without a socket (e.g. to a SYN for a closed port).
         (None, e.addrs.endpoints(&ev.tuple), None)
     } else {
-        let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs);
+        let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
         if !sent {
             s.reset_received = true;
         }
-        (Some(s.id), s.ends.clone(), s.owner.clone())
+        let due = crate::sockets::due(s);
+        let r = (Some(s.id), s.ends.clone(), s.owner.clone());
+        if due {
+            crate::sockets::announce(e, ev.hdr.sk, time_ns, false);
+        }
+        r
     };
     if !e.keep(stream::RESETS, &ends, owner.as_deref()) {
         return;
@@ -53,5 +59,5 @@ pub fn handle(e: &mut Enricher, ev: &RawReset) {
         cgroup: o.cgroup,
         container_id: o.container_id,
     };
-    e.rows.resets.push(row);
+    e.rows.resets.push(&row);
 }

@@ -5,7 +5,7 @@ use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit, Retransmit};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{nonzero, owner_cols, stream, Enricher};
-use crate::sockets::{state_name, Socket};
+use crate::socket_table::{state_name, Socket};
 
 /// Whether the kernel counted this attempt in RetransSegs / total_retrans. Exact when
 /// we know the socket's total_retrans before it (it grows by the attempt's segments if
@@ -28,10 +28,11 @@ fn counted(s: &mut Socket, ev: &RawRetransmit, exact: bool) -> bool {
 
 pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
     e.counts.seen[stream::RETRANSMITS] += 1;
-    let time = UtcNanos(e.clock.utc(ev.hdr.ts_ns));
+    let time_ns = e.clock.utc(ev.hdr.ts_ns);
+    let time = UtcNanos(time_ns);
     let netns = nonzero(ev.hdr.netns);
     let exact = e.total_retrans_known;
-    let (socket_id, ends, owner, counted) = if ev.hdr.kind == kind::RETRANSMIT_SYNACK {
+    let (socket_id, ends, owner, counted, due) = if ev.hdr.kind == kind::RETRANSMIT_SYNACK {
         // The request socket has no id yet; the connection it becomes gets the count.
         // SYN-ACKs are only traced when sent (and then counted).
         let ends = e.addrs.endpoints(&ev.tuple);
@@ -39,9 +40,9 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
             e.sockets.synack_retransmit(ns, &ends);
             e.sockets.listener_owner(ns, ends.lport)
         });
-        (None, ends, owner, true)
+        (None, ends, owner, true, false)
     } else {
-        let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs);
+        let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
         let counted = counted(s, ev, exact);
         if counted {
             s.retrans_segs_seen += ev.segs as i64;
@@ -49,8 +50,11 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
                 s.syn_retransmits += 1;
             }
         }
-        (Some(s.id), s.ends.clone(), s.owner.clone(), counted)
+        (Some(s.id), s.ends.clone(), s.owner.clone(), counted, crate::sockets::due(s))
     };
+    if due {
+        crate::sockets::announce(e, ev.hdr.sk, time_ns, false);
+    }
     if !e.keep(stream::RETRANSMITS, &ends, owner.as_deref()) {
         return;
     }
@@ -76,5 +80,5 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
         cgroup: o.cgroup,
         container_id: o.container_id,
     };
-    e.rows.retransmits.push(row);
+    e.rows.retransmits.push(&row);
 }

@@ -6,7 +6,7 @@ use tcpfr_schema::state_changes::{RawStateChange, StateChange};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{nonzero, owner_cols, stream, Enricher};
-use crate::sockets::{errno_name, state_name, Birth};
+use crate::socket_table::{errno_name, state_name, Birth};
 
 pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
     e.counts.seen[stream::STATE_CHANGES] += 1;
@@ -29,12 +29,16 @@ pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
             crate::flows::write(e, lost, None, time, None);
         }
     }
-    let s = e.sockets.get_or_adopt(sk, netns, &ev.tuple, &mut e.addrs);
+    let s = e.sockets.get_or_adopt(sk, netns, &ev.tuple, &mut e.addrs, time);
     s.state = ev.new_state;
     if ev.new_state == ESTABLISHED && matches!(ev.old_state, SYN_SENT | SYN_RECV) {
         s.established_ns = Some(time);
     }
-    let (id, ends, owner) = (s.id, s.ends.clone(), s.owner.clone());
+    let (id, ends, owner, due) = (s.id, s.ends.clone(), s.owner.clone(), crate::sockets::due(s));
+    if due || ev.new_state == CLOSE {
+        // Closing sockets are announced even if their local port never got known.
+        crate::sockets::announce(e, sk, time, ev.new_state == CLOSE);
+    }
     let error = (ev.new_state == CLOSE && ev.sk_err != 0).then(|| errno_name(ev.sk_err));
     if e.keep(stream::STATE_CHANGES, &ends, owner.as_deref()) {
         let o = owner_cols(owner.as_ref());
@@ -57,10 +61,10 @@ pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
             cgroup: o.cgroup,
             container_id: o.container_id,
         };
-        e.rows.state_changes.push(row);
+        e.rows.state_changes.push(&row);
     }
     if ev.new_state == CLOSE {
-        if let Some(s) = e.sockets.remove(sk) {
+        if let Some(s) = e.sockets.remove(sk, time) {
             if !s.listener {
                 crate::flows::write(e, s, Some(time), time, Some((ev.old_state, ev.sk_err)));
             }

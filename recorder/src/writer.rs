@@ -12,12 +12,12 @@ use tcpfr_schema::manifest::Manifest;
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::write::RecordingWriter;
 
-use crate::enrich::Rows;
+use crate::enrich::Batches;
 
 pub enum Msg {
     /// Rows to buffer, then write those up to `watermark` (UTC ns); `now` drives rotation.
     Flush {
-        rows: Rows,
+        rows: Batches,
         host_counters: Vec<HostCounters>,
         recorder_stats: Vec<RecorderStats>,
         watermark: i64,
@@ -25,7 +25,7 @@ pub enum Msg {
     },
     /// Write everything, close the recording at `end`.
     Finish {
-        rows: Rows,
+        rows: Batches,
         host_counters: Vec<HostCounters>,
         recorder_stats: Vec<RecorderStats>,
         end: i64,
@@ -35,8 +35,8 @@ pub enum Msg {
 /// What the writer did, read by the pipeline for `recorder_stats`.
 #[derive(Default)]
 pub struct WriterStats {
-    pub rows_written: [AtomicU64; 7],
-    pub rows_dropped: [AtomicU64; 7],
+    pub rows_written: [AtomicU64; crate::enrich::stream::COUNT],
+    pub rows_dropped: [AtomicU64; crate::enrich::stream::COUNT],
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -70,24 +70,16 @@ impl WriterHandle {
     }
 }
 
-fn push_all(w: &mut RecordingWriter, rows: Rows, host_counters: Vec<HostCounters>, stats: Vec<RecorderStats>) -> [u64; 7] {
-    let n = [
-        rows.retransmits.len() as u64,
-        rows.state_changes.len() as u64,
-        rows.resets.len() as u64,
-        rows.rtt_samples.len() as u64,
-        rows.flows.len() as u64,
-        host_counters.len() as u64,
-        stats.len() as u64,
-    ];
-    rows.retransmits.into_iter().for_each(|r| w.retransmits.push(r));
-    rows.state_changes.into_iter().for_each(|r| w.state_changes.push(r));
-    rows.resets.into_iter().for_each(|r| w.resets.push(r));
-    rows.rtt_samples.into_iter().for_each(|r| w.rtt_samples.push(r));
-    rows.flows.into_iter().for_each(|r| w.flows.push(r));
+/// Hands a flush's rows to the recording writer.
+pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostCounters>, stats: Vec<RecorderStats>) {
+    rows.retransmits.into_iter().for_each(|b| w.retransmits.push_batch(b));
+    rows.state_changes.into_iter().for_each(|b| w.state_changes.push_batch(b));
+    rows.resets.into_iter().for_each(|b| w.resets.push_batch(b));
+    rows.rtt_samples.into_iter().for_each(|b| w.rtt_samples.push_batch(b));
+    rows.flows.into_iter().for_each(|b| w.flows.push_batch(b));
+    rows.sockets.into_iter().for_each(|b| w.sockets.push_batch(b));
     host_counters.into_iter().for_each(|r| w.host_counters.push(r));
     stats.into_iter().for_each(|r| w.recorder_stats.push(r));
-    n
 }
 
 fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>) -> Result<Manifest> {

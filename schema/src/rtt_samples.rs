@@ -35,24 +35,16 @@ mod table {
     crate::define_table! {
         /// Periodic samples of a connection's RTT and congestion state, taken when an ACK
         /// arrives, at most one per socket per sample interval (recorder option
-        /// `--rtt-interval`, in the manifest).
+        /// `--rtt-interval`, in the manifest). Addresses and owner are in `sockets`
+        /// (join on host, socket_id): repeating them on every sample would double the
+        /// size of the busiest table.
         pub struct RttSample in "rtt_samples" ordered by time {
             /// Host name of the machine that made the recording.
             host: Str,
             /// When the ACK was processed (UTC).
             time: UtcNanos => "ns",
-            /// Socket sampled; joins with the other tables on (host, socket_id).
+            /// Socket sampled; joins with `sockets` and the other tables on (host, socket_id).
             socket_id: i64,
-            /// `ipv4` or `ipv6` (IPv4-mapped addresses count as `ipv4`).
-            family: Str,
-            /// Local address, textual.
-            laddr: Str,
-            /// Local port.
-            lport: u16,
-            /// Remote address, textual.
-            raddr: Str,
-            /// Remote port.
-            rport: u16,
             /// Smoothed RTT (the kernel's srtt).
             srtt_us: u32 => "us",
             /// RTT mean deviation (the kernel's rttvar); null if the kernel's layout could not be read.
@@ -67,16 +59,6 @@ mod table {
             rcv_wnd: u32 => "bytes",
             /// Bytes sent and not yet acknowledged (snd_nxt − snd_una).
             bytes_in_flight: u32 => "bytes",
-            /// Process that owns the socket (see `retransmits.pid`); null when unknown.
-            pid: Option<i32>,
-            /// Command name of that process.
-            comm: Option<Str>,
-            /// cgroup v2 id of that process.
-            cgroup_id: Option<i64>,
-            /// cgroup v2 path of that process.
-            cgroup: Option<Str>,
-            /// Container id when the cgroup path names one.
-            container_id: Option<Str>,
         }
     }
 }

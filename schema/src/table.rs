@@ -169,6 +169,46 @@ pub trait TableBuilder: Send {
     fn finish(&mut self) -> RecordBatch;
 }
 
+/// Collects rows into batches of at most `chunk` rows: the allocations stay small
+/// enough for the allocator to reuse from batch to batch, where one huge batch per
+/// second would take fresh (zeroed) pages from the kernel every time.
+pub struct Batcher<T: Table> {
+    builder: T::Builder,
+    done: Vec<RecordBatch>,
+    chunk: usize,
+}
+
+impl<T: Table> Batcher<T> {
+    pub fn new(chunk: usize) -> Self {
+        Batcher { builder: T::builder(0), done: Vec::new(), chunk: chunk.max(1) }
+    }
+
+    #[inline]
+    pub fn push(&mut self, row: &T) {
+        self.builder.push(row);
+        if self.builder.len() >= self.chunk {
+            self.done.push(self.builder.finish());
+        }
+    }
+
+    /// Rows pushed and not yet taken.
+    pub fn len(&self) -> usize {
+        self.done.iter().map(|b| b.num_rows()).sum::<usize>() + self.builder.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows pushed so far, as batches in push order.
+    pub fn finish(&mut self) -> Vec<RecordBatch> {
+        if !self.builder.is_empty() {
+            self.done.push(self.builder.finish());
+        }
+        std::mem::take(&mut self.done)
+    }
+}
+
 /// Declares a table. See the table modules (`retransmits.rs`, …) for uses.
 #[macro_export]
 macro_rules! define_table {
@@ -301,7 +341,8 @@ macro_rules! paste_builder {
                 let columns: Vec<::arrow_array::ArrayRef> = vec![
                     $( ::arrow_array::builder::ArrayBuilder::finish(&mut self.$col), )*
                 ];
-                self.len = 0;
+                // The next batch is likely as big: allocate once instead of regrowing.
+                *self = RowBuilder::with_capacity(self.len);
                 ::arrow_array::RecordBatch::try_new(schema, columns)
                     .expect("builder columns match the table schema")
             }

@@ -35,6 +35,7 @@ use crate::error::{FormatError, Result};
 use crate::layout;
 use crate::manifest::{rfc3339, FileEntry, Manifest};
 use crate::table::{Table, TableBuilder};
+
 use crate::{FORMAT_MAJOR, FORMAT_MINOR};
 
 /// How files are cut and encoded.
@@ -125,6 +126,7 @@ pub struct RecordingWriter {
     pub resets: TableWriter<crate::resets::Reset>,
     pub rtt_samples: TableWriter<crate::rtt_samples::RttSample>,
     pub flows: TableWriter<crate::flows::Flow>,
+    pub sockets: TableWriter<crate::sockets::Socket>,
     pub host_counters: TableWriter<crate::host_counters::HostCounters>,
     pub recorder_stats: TableWriter<crate::recorder_stats::RecorderStats>,
 }
@@ -138,6 +140,7 @@ macro_rules! each_table {
             { let $t = &mut $self.resets as &mut dyn AnyTableWriter; $body },
             { let $t = &mut $self.rtt_samples as &mut dyn AnyTableWriter; $body },
             { let $t = &mut $self.flows as &mut dyn AnyTableWriter; $body },
+            { let $t = &mut $self.sockets as &mut dyn AnyTableWriter; $body },
             { let $t = &mut $self.host_counters as &mut dyn AnyTableWriter; $body },
             { let $t = &mut $self.recorder_stats as &mut dyn AnyTableWriter; $body },
         ]
@@ -175,6 +178,7 @@ impl RecordingWriter {
             resets: TableWriter::new(ctx.clone()),
             rtt_samples: TableWriter::new(ctx.clone()),
             flows: TableWriter::new(ctx.clone()),
+            sockets: TableWriter::new(ctx.clone()),
             host_counters: TableWriter::new(ctx.clone()),
             recorder_stats: TableWriter::new(ctx),
             opts,
@@ -255,6 +259,7 @@ impl RecordingWriter {
                     "resets" => self.resets.write_empty(segment, start)?,
                     "rtt_samples" => self.rtt_samples.write_empty(segment, start)?,
                     "flows" => self.flows.write_empty(segment, start)?,
+                    "sockets" => self.sockets.write_empty(segment, start)?,
                     "host_counters" => self.host_counters.write_empty(segment, start)?,
                     "recorder_stats" => self.recorder_stats.write_empty(segment, start)?,
                     other => unreachable!("table {other} not handled"),
@@ -286,7 +291,11 @@ trait AnyTableWriter {
 /// Buffers rows of one table and writes its files.
 pub struct TableWriter<T: Table> {
     ctx: Arc<FileContext>,
-    pending: Vec<T>,
+    /// Rows pushed one at a time since the last flush.
+    builder: T::Builder,
+    /// Batches not yet written (pushed, or after the last flush's watermark).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
     open: Option<OpenFile>,
     /// Latest time written to the current file (rows must not go before it).
     max_written_ns: i64,
@@ -312,7 +321,9 @@ impl<T: Table> TableWriter<T> {
     fn new(ctx: Arc<FileContext>) -> Self {
         TableWriter {
             ctx,
+            builder: T::builder(0),
             pending: Vec::new(),
+            pending_rows: 0,
             open: None,
             max_written_ns: i64::MIN,
             late_rows: 0,
@@ -322,12 +333,52 @@ impl<T: Table> TableWriter<T> {
     /// Buffers a row; it is written by the next flush whose watermark reaches its time.
     #[inline]
     pub fn push(&mut self, row: T) {
-        self.pending.push(row);
+        self.builder.push(&row);
+    }
+
+    /// Buffers a batch of rows of this table (built with `T::builder`).
+    pub fn push_batch(&mut self, batch: RecordBatch) {
+        debug_assert_eq!(batch.schema(), T::schema());
+        if batch.num_rows() > 0 {
+            self.pending_rows += batch.num_rows();
+            self.pending.push(batch);
+        }
     }
 
     /// Rows buffered and not yet handed to Parquet.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending_rows + self.builder.len()
+    }
+
+    /// Everything buffered, as batches in time order (usually the batches as they
+    /// came; merged and sorted only when they overlap or are out of order).
+    fn take_sorted(&mut self) -> Result<Vec<RecordBatch>> {
+        if !self.builder.is_empty() {
+            let b = self.builder.finish();
+            self.push_batch(b);
+        }
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let mut prev_last = i64::MIN;
+        let in_order = batches.iter().all(|b| {
+            let t = time_column::<T>(b);
+            let v = t.values();
+            let ok = v[0] >= prev_last && v.windows(2).all(|w| w[0] <= w[1]);
+            prev_last = v[v.len() - 1];
+            ok
+        });
+        if in_order || batches.is_empty() {
+            return Ok(batches);
+        }
+        let batch = arrow_select::concat::concat_batches(&T::schema(), &batches).map_err(|e| FormatError::Schema(e.to_string()))?;
+        let time = time_column::<T>(&batch);
+        // A stable sort: rows with equal times keep their arrival order.
+        let values = time.values();
+        let mut order: Vec<u32> = (0..values.len() as u32).collect();
+        order.sort_by_key(|&i| values[i as usize]);
+        let idx = arrow_array::UInt32Array::from(order);
+        let sorted = arrow_select::take::take_record_batch(&batch, &idx).map_err(|e| FormatError::Schema(e.to_string()))?;
+        Ok(vec![sorted])
     }
 
     fn open_file(&mut self, segment: u64, segment_start_ns: i64) -> Result<&mut OpenFile> {
@@ -384,58 +435,97 @@ impl<T: Table> TableWriter<T> {
 
 impl<T: Table> AnyTableWriter for TableWriter<T> {
     fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64> {
-        if self.pending.is_empty() {
-            return Ok(0);
+        let mut written = Vec::new();
+        let mut rest = Vec::new();
+        for batch in self.take_sorted()? {
+            if !rest.is_empty() {
+                rest.push(batch);
+                continue;
+            }
+            let time = time_column::<T>(&batch);
+            let cut = match watermark_ns {
+                Some(w) => time.values().partition_point(|t| *t <= w),
+                None => batch.num_rows(),
+            };
+            if cut > 0 {
+                self.write_sorted(&batch.slice(0, cut), segment, segment_start_ns, &mut written)?;
+            }
+            if cut < batch.num_rows() {
+                rest.push(batch.slice(cut, batch.num_rows() - cut));
+            }
         }
-        // Mostly sorted already (ring-buffer order): the stable sort is close to linear.
-        self.pending.sort_by_key(|r| r.sort_time());
-        let cut = match watermark_ns {
-            Some(w) => self.pending.partition_point(|r| r.sort_time() <= w),
-            None => self.pending.len(),
-        };
-        if cut == 0 {
-            return Ok(0);
+        for b in rest {
+            self.push_batch(b);
         }
-        let min_rg = self.ctx.opts.min_row_group_rows;
-        let max_rg = self.ctx.opts.max_row_group_rows;
-        let rows: Vec<T> = self.pending.drain(..cut).collect();
-        let first = rows[0].sort_time();
-        let last = rows[rows.len() - 1].sort_time();
+        let n: usize = written.iter().map(|b: &RecordBatch| b.num_rows()).sum();
+        // One decision per flush: a row group once enough rows are buffered, otherwise
+        // the rows go to the write-ahead log (which always holds exactly the rows of
+        // the row group in progress).
+        if let Some(f) = self.open.as_mut() {
+            let (tmp, footer, wal) = Self::sidecar_paths(f);
+            if f.writer.in_progress_rows() >= self.ctx.opts.min_row_group_rows {
+                flush_row_group(f, &tmp, &footer, &wal)?;
+            } else {
+                for b in &written {
+                    append_wal(f, &wal, b)?;
+                }
+            }
+        }
+        Ok(n as u64)
+    }
+
+    fn close(&mut self) -> Result<Option<FileEntry>> {
+        self.close_file()
+    }
+
+    fn current_bytes(&self) -> u64 {
+        self.open
+            .as_ref()
+            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl<T: Table> TableWriter<T> {
+    /// Writes rows already sorted by time into the current file, closing a row group
+    /// when enough rows are buffered and logging smaller amounts to the WAL.
+    fn write_sorted(&mut self, ready: &RecordBatch, segment: u64, segment_start_ns: i64, written: &mut Vec<RecordBatch>) -> Result<()> {
+        let cut = ready.num_rows();
+        let time = time_column::<T>(ready);
+        let first = time.value(0);
+        let last = time.value(cut - 1);
         self.open_file(segment, segment_start_ns)?;
         let late = first < self.max_written_ns;
         if late {
-            self.late_rows += rows.iter().take_while(|r| r.sort_time() < self.max_written_ns).count() as u64;
+            self.late_rows += time.values().partition_point(|t| *t < self.max_written_ns) as u64;
         }
         self.max_written_ns = self.max_written_ns.max(last);
+        let max_rg = self.ctx.opts.max_row_group_rows;
         let f = self.open.as_mut().expect("opened above");
         if late {
             f.sorted = false;
         }
         let (tmp, footer, wal) = Self::sidecar_paths(f);
-        let n = rows.len() as u64;
-        for chunk in rows.chunks(max_rg) {
-            let mut b = T::builder(chunk.len());
-            for r in chunk {
-                b.push(r);
-            }
-            let batch = b.finish();
-            if f.writer.in_progress_rows() + batch.num_rows() > max_rg {
+        let mut offset = 0;
+        while offset < cut {
+            let room = max_rg - f.writer.in_progress_rows().min(max_rg);
+            if room == 0 {
                 flush_row_group(f, &tmp, &footer, &wal)?;
+                written.clear();
+                continue;
             }
-            f.writer.write(&batch).map_err(|e| write_err(&tmp, e))?;
-            if f.writer.in_progress_rows() >= min_rg {
-                flush_row_group(f, &tmp, &footer, &wal)?;
-            } else {
-                append_wal(f, &wal, &batch)?;
-            }
+            let chunk = ready.slice(offset, room.min(cut - offset));
+            offset += chunk.num_rows();
+            f.writer.write(&chunk).map_err(|e| write_err(&tmp, e))?;
+            written.push(chunk);
         }
-        f.rows += n;
+        f.rows += cut as u64;
         f.time_min = f.time_min.min(first);
         f.time_max = f.time_max.max(last);
-        Ok(n)
+        Ok(())
     }
 
-    fn close(&mut self) -> Result<Option<FileEntry>> {
+    fn close_file(&mut self) -> Result<Option<FileEntry>> {
         let Some(mut f) = self.open.take() else {
             return Ok(None);
         };
@@ -472,12 +562,6 @@ impl<T: Table> AnyTableWriter for TableWriter<T> {
         }))
     }
 
-    fn current_bytes(&self) -> u64 {
-        self.open
-            .as_ref()
-            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
-            .unwrap_or(0)
-    }
 }
 
 /// Closes the in-progress row group, makes it reach the file, saves the partial footer
@@ -522,6 +606,19 @@ fn append_wal(f: &mut OpenFile, wal: &Path, batch: &RecordBatch) -> Result<()> {
     w.write(batch).map_err(|e| write_err(wal, e))?;
     w.flush().map_err(|e| write_err(wal, e))?;
     Ok(())
+}
+
+/// The time column of a batch of table `T`.
+fn time_column<T: Table>(batch: &RecordBatch) -> arrow_array::TimestampNanosecondArray {
+    use arrow_array::Array;
+    let col = batch.column_by_name(T::TIME_COLUMN).expect("table has its time column");
+    let arr = col
+        .as_any()
+        .downcast_ref::<arrow_array::TimestampNanosecondArray>()
+        .expect("time columns are Timestamp(ns)")
+        .clone();
+    debug_assert_eq!(arr.null_count(), 0, "time is not null");
+    arr
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {

@@ -38,6 +38,7 @@ fn every_table_round_trips_through_parquet() {
     assert_eq!(rec.read_table::<Reset>().unwrap(), sorted(data.resets.clone()));
     assert_eq!(rec.read_table::<RttSample>().unwrap(), sorted(data.rtt_samples.clone()));
     assert_eq!(rec.read_table::<Flow>().unwrap(), sorted(data.flows.clone()));
+    assert_eq!(rec.read_table::<tcpfr_schema::sockets::Socket>().unwrap(), sorted(data.sockets.clone()));
     assert_eq!(rec.read_table::<HostCounters>().unwrap(), sorted(data.host_counters.clone()));
     assert_eq!(rec.read_table::<RecorderStats>().unwrap(), sorted(data.recorder_stats.clone()));
 

@@ -12,6 +12,7 @@ use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::resets::Reset;
 use tcpfr_schema::retransmits::Retransmit;
 use tcpfr_schema::rtt_samples::RttSample;
+use tcpfr_schema::sockets::Socket;
 use tcpfr_schema::state_changes::StateChange;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter};
 use tcpfr_schema::{Str, UtcNanos};
@@ -93,11 +94,6 @@ pub fn rtt(t: i64, socket: i64, srtt: u32) -> RttSample {
         host: s("web1"),
         time: UtcNanos(t),
         socket_id: socket,
-        family: s("ipv4"),
-        laddr: s("10.0.0.1"),
-        lport: 43210,
-        raddr: s("10.0.0.34"),
-        rport: 5432,
         srtt_us: srtt,
         rttvar_us: Some(srtt / 4),
         cwnd: 10,
@@ -105,11 +101,6 @@ pub fn rtt(t: i64, socket: i64, srtt: u32) -> RttSample {
         snd_wnd: 65535,
         rcv_wnd: 65535,
         bytes_in_flight: 1448,
-        pid: Some(2167),
-        comm: Some(s("api")),
-        cgroup_id: None,
-        cgroup: None,
-        container_id: None,
     }
 }
 
@@ -121,6 +112,7 @@ pub struct Dataset {
     pub resets: Vec<Reset>,
     pub rtt_samples: Vec<RttSample>,
     pub flows: Vec<Flow>,
+    pub sockets: Vec<Socket>,
     pub host_counters: Vec<HostCounters>,
     pub recorder_stats: Vec<RecorderStats>,
 }
@@ -197,11 +189,6 @@ impl Dataset {
                 host: s("web1"),
                 time: t(&mut r),
                 socket_id: r.below(100) as i64,
-                family: s(fam),
-                laddr: s(r.pick(ADDRS)),
-                lport: r.below(65536) as u16,
-                raddr: s(r.pick(ADDRS)),
-                rport: r.below(65536) as u16,
                 srtt_us: r.below(1_000_000) as u32,
                 rttvar_us: if r.chance(5) { None } else { Some(r.below(100_000) as u32) },
                 cwnd: r.below(1000) as u32,
@@ -209,10 +196,22 @@ impl Dataset {
                 snd_wnd: u32::MAX,
                 rcv_wnd: r.below(1 << 20) as u32,
                 bytes_in_flight: r.below(1 << 20) as u32,
-                pid: Some(i as i32),
+            });
+            d.sockets.push(Socket {
+                host: s("web1"),
+                time: t(&mut r),
+                socket_id: i as i64,
+                origin: s(r.pick(&["connect", "accept", "listen", "existing"])),
+                netns: if r.chance(5) { None } else { Some(4026531840) },
+                family: s(fam),
+                laddr: s(r.pick(ADDRS)),
+                lport: r.below(65536) as u16,
+                raddr: s(r.pick(ADDRS)),
+                rport: r.below(65536) as u16,
+                pid: if r.chance(15) { None } else { Some(r.below(4_000_000) as i32) },
                 comm: opt_s(&mut r, COMMS),
                 cgroup_id: None,
-                cgroup: None,
+                cgroup: opt_s(&mut r, &["/", "/system.slice/db.service"]),
                 container_id: None,
             });
             let open = if r.chance(20) { None } else { Some(t(&mut r)) };
@@ -320,6 +319,9 @@ impl Dataset {
         }
         for r in &self.flows {
             w.flows.push(r.clone());
+        }
+        for r in &self.sockets {
+            w.sockets.push(r.clone());
         }
         for r in &self.host_counters {
             w.host_counters.push(r.clone());
