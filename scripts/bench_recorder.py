@@ -93,15 +93,23 @@ def run_plain(nbytes):
     return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": cpu / (nbytes / 1e9)}
 
 
-def run_recorder(nbytes, work):
+def peak_rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def run_recorder(nbytes, work, extra):
     out = tempfile.mkdtemp(dir=work)
-    rec = subprocess.Popen([os.path.join(BIN, "tcpfr-recorder"), "--out", out, "--rtt-interval", "0", "--ring-size", "64MiB",
-                            "--cidr", "10.99.0.0/24", "--log", "warn"], stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen([os.path.join(BIN, "tcpfr-recorder"), "--out", out, "--cidr", "10.99.0.0/24", "--log", "warn", *extra],
+                           stderr=subprocess.PIPE, text=True)
     time.sleep(3)  # loaded and attached
     before, cpu0 = bpf_stats(), proc_cpu(rec.pid)
     tput, mcpu = transfer(nbytes)
     cpu1, after = proc_cpu(rec.pid), bpf_stats()
     time.sleep(1.5)  # one more stats interval
+    rss = peak_rss_mb(rec.pid)
     rec.send_signal(signal.SIGINT)
     rec.wait(60)
     run_ns = sum(after[k][0] - before.get(k, (0, 0))[0] for k in after)
@@ -112,16 +120,17 @@ def run_recorder(nbytes, work):
     shutil.rmtree(out, ignore_errors=True)
     return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": mcpu / (nbytes / 1e9), "tracer_cpu_s": cpu1 - cpu0,
             "bpf_cpu_s": run_ns / 1e9, "bpf_ns_per_run": run_ns / max(1, runs), "bpf_ns_per_run_by_program": per_prog,
-            **stats}
+            "peak_rss_mb": rss, **stats}
 
 
 def recording_stats(out):
     import duckdb
+    db = duckdb.connect()
     rec = [os.path.join(out, d) for d in os.listdir(out)][0]
-    seen, lost, secs = duckdb.sql(
+    seen, lost, secs = db.execute(
         f"SELECT sum(events_seen), sum(events_lost), (epoch_ns(max(time)) - epoch_ns(min(time))) / 1e9 "
         f"FROM read_parquet('{rec}/recorder_stats/*.parquet') WHERE stream <> 'recorder'").fetchone()
-    peak = duckdb.sql(f"SELECT max(events_seen * 1e9 / interval_ns) FROM (SELECT time, interval_ns, sum(events_seen) AS events_seen "
+    peak = db.execute(f"SELECT max(events_seen * 1e9 / interval_ns) FROM (SELECT time, interval_ns, sum(events_seen) AS events_seen "
                       f"FROM read_parquet('{rec}/recorder_stats/*.parquet') WHERE stream <> 'recorder' AND interval_ns > 5e8 GROUP BY 1, 2)").fetchone()[0]
     return {"events": int(seen or 0), "events_lost": int(lost or 0), "peak_events_per_s": peak or 0}
 
@@ -162,11 +171,13 @@ def main():
     srv = subprocess.Popen(["ip", "netns", "exec", NS_S, os.path.join(BIN, "tcpfr-traffic"), "serve", "--listen", f"0.0.0.0:{PORT}"],
                            stdout=subprocess.PIPE, text=True)
     srv.stdout.readline()
-    results = {"none": [], "tcpfr-recorder": [], "tcpdump -w": []}
+    every_ack = "recorder, all ACKs"
+    results = {"none": [], "tcpfr-recorder": [], every_ack: [], "tcpdump -w": []}
     try:
         for r in range(a.rounds):
             results["none"].append(run_plain(a.bytes))
-            results["tcpfr-recorder"].append(run_recorder(a.bytes, work))
+            results["tcpfr-recorder"].append(run_recorder(a.bytes, work, []))
+            results[every_ack].append(run_recorder(a.bytes, work, ["--rtt-interval", "0", "--ring-size", "64MiB"]))
             results["tcpdump -w"].append(run_tcpdump(a.bytes, work))
             print(f"round {r + 1}: " + json.dumps({k: v[-1] for k, v in results.items()}, default=str), file=sys.stderr)
     finally:
@@ -184,12 +195,15 @@ def main():
         print(f"{name:<16}{median(rows, 'gbit_s'):>8.2f}{cpu_gb:>10.3f}{(cpu_gb - base) / base * 100:>7.1f}%"
               f"{(tracer if tracer is not None else 0):>14.3f}{(bpf if bpf is not None else 0):>12.3f}"
               f"{(median(rows, 'bpf_ns_per_run') or 0):>8.0f}{(median(rows, 'peak_events_per_s') or 0):>11.0f}{(median(rows, 'events_lost') or 0):>6.0f}")
-    rec, td = results["tcpfr-recorder"], results["tcpdump -w"]
-    total_rec = median(rec, "tracer_cpu_s") + median(rec, "bpf_cpu_s")
-    print(f"recorder total CPU (process + eBPF) {total_rec:.3f} s vs tcpdump process {median(td, 'tracer_cpu_s'):.3f} s: "
-          f"ratio {total_rec / max(1e-9, median(td, 'tracer_cpu_s')):.3f}")
-    print("eBPF ns per run by program (last round):", json.dumps({k: round(v) for k, v in rec[-1]["bpf_ns_per_run_by_program"].items()}))
-    print("events recorded (last round):", rec[-1]["events"], "lost:", rec[-1]["events_lost"], " pcap MB:", round(td[-1]["pcap_mb"]), td[-1]["tcpdump"])
+    td = results["tcpdump -w"]
+    for name in ("tcpfr-recorder", every_ack):
+        rec = results[name]
+        total_rec = median(rec, "tracer_cpu_s") + median(rec, "bpf_cpu_s")
+        print(f"{name}: total CPU (process + eBPF) {total_rec:.3f} s vs tcpdump process {median(td, 'tracer_cpu_s'):.3f} s: "
+              f"ratio {total_rec / max(1e-9, median(td, 'tracer_cpu_s')):.3f}; peak RSS {median(rec, 'peak_rss_mb'):.0f} MB")
+        print("  eBPF ns per run by program (last round):", json.dumps({k: round(v) for k, v in rec[-1]["bpf_ns_per_run_by_program"].items()}))
+        print("  events recorded (last round):", rec[-1]["events"], "lost:", rec[-1]["events_lost"])
+    print("pcap MB:", round(td[-1]["pcap_mb"]), td[-1]["tcpdump"])
 
 
 if __name__ == "__main__":

@@ -90,5 +90,5 @@ fn send_counters(ctx: &SockOpsContext, old_state: u32) {
     ev.state = old_state;
     ev.bytes_acked = field!(ctx, bytes_acked);
     ev.bytes_received = field!(ctx, bytes_received);
-    entry.submit(0);
+    crate::maps::submit(entry);
 }

@@ -6,7 +6,7 @@ use tcpfr_schema::raw::NO_OFFSET;
 use crate::config;
 
 #[inline(always)]
-fn read<T: Copy + Default>(base: u64, off: u32) -> T {
+pub fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     if base == 0 || off == NO_OFFSET {
         return T::default();
     }

@@ -1,6 +1,7 @@
 //! Maps shared by the programs.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{ring_buf::RingBufEntry, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -56,4 +57,14 @@ pub fn reserve<T: 'static>(kind: u8) -> Option<RingBufEntry<T>> {
         i += 1;
     }
     Some(entry)
+}
+
+/// Publishes a reserved event. The reader is woken only when the ring holds
+/// `wakeup_bytes` (it polls on a timer otherwise): a wakeup per event would cost
+/// more than everything else the programs do.
+#[inline(always)]
+pub fn submit<T: 'static>(entry: RingBufEntry<T>) {
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if waiting >= crate::config().wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    entry.submit(flags as u64);
 }

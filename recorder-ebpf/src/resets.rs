@@ -31,7 +31,7 @@ pub fn tcp_send_reset(ctx: RawTracePointContext) -> i32 {
         sock::tuple_from_packet(skb, &mut ev.tuple);
     }
     ev.reason = if cfg.flags & kernel_flag::SEND_RESET_HAS_REASON != 0 { ctx.arg::<u64>(2) as u32 } else { u32::MAX };
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }
 
@@ -52,6 +52,6 @@ pub fn tcp_receive_reset(ctx: RawTracePointContext) -> i32 {
     // tcp_reset runs before the socket is moved to CLOSE: this is the state it was in.
     ev.state = sock::tuple(sk, scratch_slot::RECEIVE_RESET, &mut ev.tuple);
     ev.reason = u32::MAX;
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }

@@ -31,7 +31,7 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     }
     ev.segs = kernel::gso_segs(skb);
     ev.total_retrans = kernel::total_retrans(sk);
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }
 
@@ -57,6 +57,6 @@ pub fn tcp_retransmit_synack(ctx: RawTracePointContext) -> i32 {
     // The kernel only traces SYN-ACKs that were sent.
     ev.has_err = 1;
     ev.segs = 1;
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }

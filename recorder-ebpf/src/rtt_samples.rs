@@ -26,8 +26,10 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let tp = &cfg.probe;
-    let Some(rec) = Record::load(ctx.as_ptr().cast_const(), tp, scratch_slot::PROBE) else { return 0 };
-    let sk = rec.u64(tp.fields[f::SKADDR]);
+    // Most calls are rate-limited away: decide on the socket address alone (8 bytes)
+    // before copying the whole record.
+    let sk: u64 = kernel::read(ctx.as_ptr() as u64, tp.fields[f::SKADDR] as u32);
+    // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let interval = cfg.rtt_interval_ns;
     if interval != 0 {
@@ -44,6 +46,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
             let _ = RTT_LAST.insert(sk, now, 0);
         }
     }
+    let Some(rec) = Record::load(ctx.as_ptr().cast_const(), tp, scratch_slot::PROBE) else { return 0 };
     let Some(mut entry) = reserve::<RawRttSample>(kind::RTT_SAMPLE) else { return 0 };
     // SAFETY: a zeroed, reserved RawRttSample.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -58,7 +61,7 @@ pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     ev.snd_wnd = rec.u32(tp.fields[f::SND_WND]);
     ev.rcv_wnd = rec.u32(tp.fields[f::RCV_WND]);
     ev.bytes_in_flight = rec.u32(tp.fields[f::SND_NXT]).wrapping_sub(rec.u32(tp.fields[f::SND_UNA]));
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }
 

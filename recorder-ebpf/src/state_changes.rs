@@ -52,6 +52,6 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     if new_state == tcp_state::CLOSE {
         ev.sk_err = kernel::sk_err(sk);
     }
-    entry.submit(0);
+    crate::maps::submit(entry);
     0
 }

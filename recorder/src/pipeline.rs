@@ -26,6 +26,9 @@ use crate::{loader, recorder_stats, Options, StreamName};
 /// Events with kernel timestamps this much before a drain are all in the ring by then.
 const WATERMARK_LAG_NS: i64 = 20_000_000;
 
+/// How often the ring is read when the programs have not asked for it.
+const RING_POLL: Duration = Duration::from_millis(50);
+
 /// Rows of each table that are enabled, from `--streams`.
 fn enabled_streams(opts: &Options) -> [bool; stream::COUNT] {
     let all = opts.streams.is_empty();
@@ -98,7 +101,7 @@ pub async fn run(opts: Options) -> Result<()> {
         streams,
         rtt_interval_ns: opts.rtt_interval.as_nanos() as u64,
         flags: kernel_btf.flags,
-        _pad: 0,
+        wakeup_bytes: (opts.ring_size / 8) as u32,
         probe: tps.probe,
         btf: kernel_btf.offsets,
     };
@@ -170,6 +173,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(opts.counters_interval.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The programs wake us only when the ring is filling up (see
+    // `KernelConfig::wakeup_bytes`); everything else is picked up by this poll.
+    let mut poll = tokio::time::interval(RING_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut reported_netns = ahash::AHashSet::new();
 
@@ -177,16 +184,10 @@ pub async fn run(opts: Options) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let r = guard.get_inner_mut();
-                // Bounded, so ticks and signals are not starved under heavy load.
-                for _ in 0..65536 {
-                    match r.next() {
-                        Some(item) => enr.handle_bytes(&item),
-                        None => break,
-                    }
-                }
+                drain_some(guard.get_inner_mut(), &mut enr);
                 guard.clear_ready();
             }
+            _ = poll.tick() => drain_some(ring.get_mut(), &mut enr),
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut enr);
                 let now_mono = mono_ns();
@@ -327,6 +328,16 @@ impl CountersThread {
         let _ = cmd.send(CountersCmd::Stop);
         let _ = thread.join();
         rows.try_iter().flatten().collect()
+    }
+}
+
+/// Takes at most 64K events, so ticks and signals are not starved under heavy load.
+fn drain_some(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, enr: &mut Enricher) {
+    for _ in 0..65536 {
+        match ring.next() {
+            Some(item) => enr.handle_bytes(&item),
+            None => break,
+        }
     }
 }
 

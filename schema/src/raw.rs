@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 3;
+pub const RAW_ABI_VERSION: u32 = 4;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -245,7 +245,10 @@ pub struct KernelConfig {
     pub rtt_interval_ns: u64,
     /// Bit set of [`kernel_flag`]s.
     pub flags: u32,
-    pub _pad: u32,
+    /// Programs wake the reader only once this many bytes wait in the ring; below
+    /// that the recorder polls on a timer. A wakeup costs the traced CPU an
+    /// interrupt (a VM exit on virtual machines), more than the event itself.
+    pub wakeup_bytes: u32,
     pub probe: TpOffsets,
     pub btf: BtfOffsets,
 }
@@ -320,7 +323,7 @@ impl KernelConfig {
         streams: 0,
         rtt_interval_ns: 0,
         flags: 0,
-        _pad: 0,
+        wakeup_bytes: 0,
         probe: TpOffsets::EMPTY,
         btf: BtfOffsets::EMPTY,
     };
