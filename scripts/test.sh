@@ -15,3 +15,7 @@ export PATH="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}/bin:$PATH"
 # Build first, so a compile error is not mistaken for a test failure.
 cargo build --workspace --locked --all-targets
 cargo test --workspace --locked -- --test-threads=2 "$@"
+
+# A short fuzz run of the capture reader and the decoder (analyzer/wire/fuzz, with the
+# pinned nightly and AddressSanitizer; installs cargo-fuzz on first use).
+scripts/fuzz.sh 30

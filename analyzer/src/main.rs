@@ -10,6 +10,7 @@
 mod canned;
 mod dataset;
 mod exec;
+mod pcap;
 mod print;
 mod replay;
 mod report;
@@ -17,6 +18,7 @@ mod services;
 mod session;
 mod shell;
 mod window;
+mod xref;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,10 @@ struct DataArgs {
     /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
     #[arg(long, value_name = "FILE")]
     services: Option<PathBuf>,
+    /// A tcpdump capture (pcap or pcapng) to query next to the recording, as tables
+    /// packets, pcap_flows and pcap_retransmits (repeatable).
+    #[arg(long = "pcap", value_name = "FILE")]
+    pcaps: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -126,6 +132,25 @@ enum Cmd {
         format: String,
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// What a tcpdump capture shows: retransmissions (as tshark labels them),
+    /// handshakes, resets, per conversation.
+    Pcap {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Kernel retransmits (recording) next to the wire's (capture), per flow and per
+    /// event, with the clock offset between them.
+    Xref {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+        /// Match tolerance after the offset is applied (default: from the data, 1 ms to 100 ms).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        tolerance: Option<Duration>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        out: OutputArgs,
     },
     /// Check recordings fully: manifests, sizes, checksums, Parquet footers, schemas.
     Verify {
@@ -233,6 +258,20 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
+        Cmd::Pcap { files } => pcap::summary(&files),
+        Cmd::Xref { recs, tolerance, data, out } => {
+            let out = Output { format: out.format, file: out.output };
+            out.check()?;
+            if out.format == Format::Parquet {
+                bail!("xref prints two results; use --format csv or json to save them");
+            }
+            if data.pcaps.is_empty() {
+                bail!("xref needs a capture: tcpfr xref REC --pcap FILE");
+            }
+            let (ds, window, services) = open(&recs, &data)?;
+            let ctx = session::context(&ds, &window, &services).await?;
+            xref::run(&ctx, &data.pcaps, tolerance.map(|d| d.as_nanos() as i64), &out).await
+        }
         Cmd::Services { services, sql } => {
             let map = ServiceMap::load(services.as_deref())?;
             if !sql {
@@ -292,6 +331,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
         return Ok(());
     }
     let ctx = session::context(&ds, &window, &services).await?;
+    pcap::register(&ctx, &args.data.pcaps)?;
     for (i, (title, sql)) in selected.iter().enumerate() {
         let (schema, batches) = exec::run(&ctx, sql, title).await.with_context(|| format!("{}: {title}", q.name))?;
         if i > 0 && out.format == Format::Table {
@@ -317,6 +357,7 @@ async fn run_query(args: Vec<String>, command: Option<String>, file: Option<Path
     }
     let (ds, window, services) = open(&recs, &data)?;
     let ctx = session::context(&ds, &window, &services).await?;
+    pcap::register(&ctx, &data.pcaps)?;
     let Some(sql) = sql else {
         return shell::run(&ctx, &ds).await;
     };

@@ -1,0 +1,222 @@
+//! `tcpfr xref REC --pcap FILE`: the kernel's retransmits next to the wire's.
+//!
+//! A kernel event (`retransmits`, counted) stands for `segments` packets on the wire
+//! from its local end to its remote end. Wire retransmissions are tshark's
+//! (`tcp.analysis.retransmission`) plus its out-of-order label, which at LAN RTTs it
+//! gives to real retransmissions that follow the original closely. Retransmissions
+//! the wire shows in the other direction were *received* from the peer: sender-side
+//! tracepoints cannot see those, so they are labelled, not counted as misses.
+//!
+//! The capture's clock and the recording's are different clocks (even on one host the
+//! recording's is the kernel's monotonic clock mapped to UTC at start): the offset is
+//! estimated as the median difference between each kernel event and its nearest wire
+//! retransmission on the same flow, then events are matched within a tolerance.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{Int32Type, TimestampNanosecondType, UInt16Type};
+use datafusion::prelude::SessionContext;
+use tcpfr_wire::analysis::label;
+
+use crate::pcap::{addr, scan, segment_kind};
+use crate::print::Output;
+
+type End = (String, u16);
+
+struct KernelEvent {
+    t: i64,
+    segments: u64,
+    matched: u64,
+}
+
+struct WireEvent {
+    t: i64,
+    matched: bool,
+}
+
+#[derive(Default)]
+struct Flow {
+    kernel: Vec<KernelEvent>,
+    sent: Vec<WireEvent>,
+    received: u64,
+    on_wire: bool,
+}
+
+pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>, out: &Output) -> Result<()> {
+    // Kernel side.
+    let (_, batches) = crate::exec::run(
+        ctx,
+        "SELECT time, laddr, lport, raddr, rport, segments FROM retransmits WHERE counted AND kind = 'data' ORDER BY time",
+        "kernel retransmits",
+    )
+    .await?;
+    let mut flows: BTreeMap<(End, End), Flow> = BTreeMap::new();
+    for b in &batches {
+        let t = b.column(0).as_primitive::<TimestampNanosecondType>();
+        let la = b.column(1).as_string::<i32>();
+        let lp = b.column(2).as_primitive::<UInt16Type>();
+        let ra = b.column(3).as_string::<i32>();
+        let rp = b.column(4).as_primitive::<UInt16Type>();
+        let seg = b.column(5).as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            flows
+                .entry(((la.value(i).to_string(), lp.value(i)), (ra.value(i).to_string(), rp.value(i))))
+                .or_default()
+                .kernel
+                .push(KernelEvent { t: t.value(i), segments: seg.value(i).max(0) as u64, matched: 0 });
+        }
+    }
+    // Wire side.
+    let mut span: Option<(i64, i64)> = None;
+    let mut wire: Vec<((End, End), WireEvent)> = Vec::new();
+    let mut seen: std::collections::HashSet<(End, End)> = Default::default();
+    for p in pcaps {
+        let (_, st) = scan(p, |fr, s, l| {
+            let src = (addr(s.src).0, s.sport);
+            let dst = (addr(s.dst).0, s.dport);
+            if seen.len() < 1_000_000 {
+                seen.insert((src.clone(), dst.clone()));
+            }
+            if (l.is_retransmission() || l.bits & label::OUT_OF_ORDER != 0) && segment_kind(s.flags) == "data" {
+                wire.push(((src, dst), WireEvent { t: fr.ts_ns, matched: false }));
+            }
+        })
+        .with_context(|| format!("reading capture {}", p.display()))?;
+        if let (Some(a), Some(b)) = (st.first_ns, st.last_ns) {
+            span = Some(span.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
+    for key in flows.keys().cloned().collect::<Vec<_>>() {
+        let on = seen.contains(&key) || seen.contains(&(key.1.clone(), key.0.clone()));
+        flows.get_mut(&key).unwrap().on_wire = on;
+    }
+    for (key, ev) in wire {
+        let reversed = (key.1.clone(), key.0.clone());
+        if !flows.contains_key(&key) && flows.contains_key(&reversed) {
+            flows.get_mut(&reversed).unwrap().received += 1;
+        } else {
+            let f = flows.entry(key).or_default();
+            f.on_wire = true;
+            f.sent.push(ev);
+        }
+    }
+    for f in flows.values_mut() {
+        f.sent.sort_by_key(|e| e.t);
+    }
+
+    // Clock offset: median of (wire − kernel) to the nearest wire retransmission within 2 s.
+    let mut diffs: Vec<i64> = Vec::new();
+    for f in flows.values() {
+        for k in &f.kernel {
+            let i = f.sent.partition_point(|w| w.t < k.t);
+            let near = [i.checked_sub(1), Some(i)]
+                .into_iter()
+                .flatten()
+                .filter_map(|j| f.sent.get(j))
+                .map(|w| w.t - k.t)
+                .min_by_key(|d| d.abs());
+            if let Some(d) = near.filter(|d| d.abs() < 2_000_000_000) {
+                diffs.push(d);
+            }
+        }
+    }
+    diffs.sort();
+    let offset = diffs.get(diffs.len() / 2).copied().unwrap_or(0);
+    let mut dev: Vec<i64> = diffs.iter().map(|d| (d - offset).abs()).collect();
+    dev.sort();
+    let mad = dev.get(dev.len() / 2).copied().unwrap_or(0);
+    let tol = tolerance_ns.unwrap_or_else(|| (5 * mad).clamp(1_000_000, 100_000_000));
+
+    // Match: each kernel event claims up to `segments` unclaimed wire packets nearest in time.
+    for f in flows.values_mut() {
+        for k in f.kernel.iter_mut() {
+            let t = k.t + offset;
+            let lo = f.sent.partition_point(|w| w.t < t - tol);
+            let mut cands: Vec<usize> = (lo..f.sent.len()).take_while(|&j| f.sent[j].t <= t + tol).filter(|&j| !f.sent[j].matched).collect();
+            cands.sort_by_key(|&j| (f.sent[j].t - t).abs());
+            for j in cands.into_iter().take(k.segments as usize) {
+                f.sent[j].matched = true;
+                k.matched += 1;
+            }
+        }
+    }
+
+    // Per-flow table.
+    let (mut local, mut remote, mut note) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kseg, mut wsent, mut matched, mut konly, mut wonly, mut wrecv) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut before, mut after, mut during) = (0u64, 0u64, 0u64);
+    let mut flows_sorted: Vec<(&(End, End), &Flow)> = flows.iter().collect();
+    flows_sorted.sort_by_key(|(_, f)| std::cmp::Reverse(f.kernel.iter().map(|k| k.segments).sum::<u64>() + f.sent.len() as u64));
+    for ((l, r), f) in flows_sorted {
+        let k: u64 = f.kernel.iter().map(|k| k.segments).sum();
+        let m: u64 = f.kernel.iter().map(|k| k.matched).sum();
+        let ws = f.sent.len() as u64;
+        local.push(format!("{}:{}", l.0, l.1));
+        remote.push(format!("{}:{}", r.0, r.1));
+        kseg.push(k);
+        wsent.push(ws);
+        matched.push(m);
+        konly.push(k - m);
+        wonly.push(ws - f.sent.iter().filter(|w| w.matched).count() as u64);
+        wrecv.push(f.received);
+        let mut why = Vec::new();
+        if k > 0 && !f.on_wire {
+            why.push("flow not in the capture".to_string());
+        }
+        for e in f.kernel.iter().filter(|e| e.matched < e.segments) {
+            let n = e.segments - e.matched;
+            match span {
+                Some((a, _)) if e.t + offset < a => before += n,
+                Some((_, b)) if e.t + offset > b => after += n,
+                _ => during += n,
+            }
+        }
+        if f.received > 0 {
+            why.push("received retransmissions: the peer's, invisible to sender-side tracepoints".into());
+        }
+        if k == 0 && ws > 0 {
+            why.push("not in the recording (another host's flow, or outside the recording)".into());
+        }
+        note.push(why.join("; "));
+    }
+    let col = |v: Vec<u64>| Arc::new(UInt64Array::from(v)) as ArrayRef;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("local", Arc::new(StringArray::from(local)) as ArrayRef),
+        ("remote", Arc::new(StringArray::from(remote)) as ArrayRef),
+        ("kernel_segments", col(kseg.clone())),
+        ("wire_sent", col(wsent.clone())),
+        ("matched", col(matched.clone())),
+        ("kernel_only", col(konly)),
+        ("wire_only", col(wonly.clone())),
+        ("wire_received", col(wrecv.clone())),
+        ("note", Arc::new(StringArray::from(note)) as ArrayRef),
+    ])?;
+    out.write(Some("Retransmitted data segments per flow: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
+    let sum = |v: &[u64]| v.iter().sum::<u64>();
+    let summary = RecordBatch::try_from_iter(vec![
+        ("clock_offset_ns", Arc::new(Int64Array::from(vec![offset])) as ArrayRef),
+        ("offset_spread_ns", Arc::new(Int64Array::from(vec![mad])) as ArrayRef),
+        ("offset_samples", col(vec![diffs.len() as u64])),
+        ("tolerance_ns", Arc::new(Int64Array::from(vec![tol])) as ArrayRef),
+        ("kernel_segments", col(vec![sum(&kseg)])),
+        ("matched", col(vec![sum(&matched)])),
+        ("kernel_only_before_capture", col(vec![before])),
+        ("kernel_only_after_capture", col(vec![after])),
+        ("kernel_only_during_capture", col(vec![during])),
+        ("wire_only", col(vec![sum(&wonly)])),
+        ("wire_received", col(vec![sum(&wrecv)])),
+    ])?;
+    if out.format == crate::print::Format::Table {
+        println!();
+    }
+    out.write(
+        Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),
+        &summary.schema(),
+        &[summary.clone()],
+    )?;
+    Ok(())
+}
