@@ -1,10 +1,20 @@
 //! Frames out of pcap and pcapng files, streamed with constant memory.
 //!
-//! [`CaptureReader`] reads the file through one large reusable buffer and parses every
-//! record in place: a [`Frame`] borrows the buffer, so reading allocates nothing per
-//! frame. The buffer starts small, doubles with the amount read up to 8 MiB, and only
-//! grows past that for a single record that is larger (up to [`MAX_RECORD`]). The
-//! absolute byte offset of every record is known, and every error names it.
+//! [`CaptureReader`] parses every record in place: a [`Frame`] borrows the reader's
+//! bytes, so reading allocates nothing per frame. A regular file of at least
+//! [`MMAP_MIN`] is memory-mapped: the kernel's page cache is read without copying it
+//! (reading a 1 GB capture with read() costs as much as analysing it), pages ahead of
+//! the cursor are mapped in bulk and pages behind it are given back, so the resident
+//! size stays at a few MiB however large the file. Pipes, small files and everything
+//! else are read through one reusable buffer that starts small, doubles with the amount
+//! read up to 8 MiB, and only grows past that for a single record that is larger (up to
+//! [`MAX_RECORD`]). The absolute byte offset of every record is known, and every error
+//! names it.
+//!
+//! A mapped file that another process truncates while we read it would kill us with
+//! SIGBUS (the price every mmap reader pays, ripgrep included); captures are written
+//! once and then read, and a file still being appended to is read up to its size at
+//! open.
 //!
 //! Formats:
 //! - pcap in both byte orders, µs and ns resolution (magics `a1b2c3d4`, `a1b23c4d`).
@@ -45,6 +55,13 @@ use crate::segment::Frame;
 pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 /// Warnings kept as text; more are only counted.
 pub const MAX_WARNINGS: usize = 100;
+
+/// Regular files at least this large are memory-mapped rather than read.
+pub const MMAP_MIN: u64 = 4 * 1024 * 1024;
+/// A mapped file is handled in windows of this size: the next one is mapped in one
+/// call (MADV_POPULATE_READ) rather than a page fault per 64 KiB, the ones behind the
+/// cursor are released (MADV_DONTNEED; the page cache keeps them).
+const MAP_WINDOW: usize = 8 * 1024 * 1024;
 
 const BUF_MIN: usize = 64 * 1024;
 const BUF_DEFAULT: usize = 8 * 1024 * 1024;
@@ -215,6 +232,13 @@ pub struct CaptureReader {
     name: String,
     src: Box<dyn Read + Send>,
     buf: Vec<u8>,
+    /// The whole file when it is memory-mapped; then `buf` is unused, `end` is the
+    /// file's length and `eof` is set from the start.
+    map: Option<memmap2::Mmap>,
+    /// Mapped files: bytes below this have been released, bytes below `populated`
+    /// mapped ahead.
+    released: usize,
+    populated: usize,
     /// Parsed up to here.
     start: usize,
     /// Filled up to here.
@@ -252,6 +276,16 @@ impl CaptureReader {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "it is a directory, not a capture file"),
             });
         }
+        if meta.is_file() && meta.len() >= MMAP_MIN {
+            // SAFETY: the mapping is only read, through slices that borrow the reader;
+            // a concurrent truncation is the SIGBUS hazard the module docs describe.
+            if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+                let _ = map.advise(memmap2::Advice::Sequential);
+                let mut r = Self::with_source(Box::new(io::empty()), Some(map), &name)?;
+                r.len = Some(meta.len());
+                return Ok(r);
+            }
+        }
         let mut r = Self::from_reader(Box::new(file), &name)?;
         if meta.is_file() {
             r.len = Some(meta.len());
@@ -262,14 +296,26 @@ impl CaptureReader {
     /// Reads a capture from any byte stream (a pipe, stdin, memory). `name` is used in
     /// messages.
     pub fn from_reader(src: Box<dyn Read + Send>, name: &str) -> Result<CaptureReader, CaptureError> {
+        Self::with_source(src, None, name)
+    }
+
+    fn with_source(
+        src: Box<dyn Read + Send>,
+        map: Option<memmap2::Mmap>,
+        name: &str,
+    ) -> Result<CaptureReader, CaptureError> {
+        let mapped_len = map.as_ref().map(|m| m.len());
         let mut r = CaptureReader {
             name: name.to_string(),
             src,
             buf: Vec::new(),
+            map,
+            released: 0,
+            populated: 0,
             start: 0,
-            end: 0,
+            end: mapped_len.unwrap_or(0),
             buf_offset: 0,
-            eof: false,
+            eof: mapped_len.is_some(),
             done: false,
             len: None,
             format: Format::PcapNg(NgState { be: false, started: false, interfaces: Vec::new(), last_ts: 0 }),
@@ -277,7 +323,10 @@ impl CaptureReader {
             warnings: Warnings::default(),
         };
         r.fill(PCAP_HEADER_LEN)?;
-        let head = &r.buf[..r.end];
+        let head = match &r.map {
+            Some(m) => &m[..m.len().min(BUF_MIN)],
+            None => &r.buf[..r.end],
+        };
         if head.is_empty() {
             return Err(CaptureError::Empty { file: r.name });
         }
@@ -333,7 +382,10 @@ impl CaptureReader {
     fn first_section_header(&mut self) -> Result<(), CaptureError> {
         loop {
             let Format::PcapNg(st) = &mut self.format else { return Ok(()) };
-            let avail = &self.buf[self.start..self.end];
+            let avail = match &self.map {
+                Some(m) => &m[self.start..self.end],
+                None => &self.buf[self.start..self.end],
+            };
             match ng_step(st, avail, 0, 1, &mut self.warnings) {
                 Step::Skip { rec_len, .. } => {
                     self.start += rec_len;
@@ -376,7 +428,13 @@ impl CaptureReader {
             if self.done {
                 return Ok(None);
             }
-            let avail = &self.buf[self.start..self.end];
+            if self.map.is_some() && self.start >= self.populated {
+                self.next_window();
+            }
+            let avail = match &self.map {
+                Some(m) => &m[self.start..self.end],
+                None => &self.buf[self.start..self.end],
+            };
             let rec_offset = self.buf_offset + self.start as u64;
             let step = match &mut self.format {
                 Format::Pcap(st) => pcap_step(st, avail, rec_offset, self.frames + 1, &mut self.warnings),
@@ -387,7 +445,11 @@ impl CaptureReader {
                     let data_start = self.start + data_at;
                     self.start += rec_len;
                     self.frames += 1;
-                    let data = self.buf.get(data_start..data_start + data_len).unwrap_or(&[]);
+                    let bytes = match &self.map {
+                        Some(m) => &m[..],
+                        None => &self.buf[..],
+                    };
+                    let data = bytes.get(data_start..data_start + data_len).unwrap_or(&[]);
                     return Ok(Some(Frame {
                         number: self.frames,
                         ts_ns,
@@ -484,6 +546,30 @@ impl CaptureReader {
         });
     }
 
+    /// Mapped files: gives back the pages behind the cursor and maps the next window.
+    fn next_window(&mut self) {
+        let Some(map) = &self.map else { return };
+        let page = page_size();
+        let behind = self.start / page * page;
+        if behind > self.released {
+            // SAFETY: no slice of the mapping outlives a `next_frame` call (frames
+            // borrow the reader mutably), and nothing below `start` is read again. On a
+            // shared read-only file mapping DONTNEED only drops our page-table entries;
+            // a later access would fault the same file contents back in.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.released, behind - self.released)
+            };
+            self.released = behind;
+        }
+        let from = behind.max(self.populated / page * page);
+        let to = (self.start + MAP_WINDOW).min(map.len());
+        if to > from {
+            // Linux ≥ 5.14; elsewhere the pages are faulted in as they are read.
+            let _ = map.advise_range(memmap2::Advice::PopulateRead, from, to - from);
+        }
+        self.populated = to.max(self.start + 1);
+    }
+
     /// Makes at least `need` bytes available from `start` on, unless the input ends
     /// first. Moves the unparsed tail to the front and grows the buffer as needed.
     fn fill(&mut self, need: usize) -> Result<(), CaptureError> {
@@ -528,6 +614,12 @@ impl CaptureReader {
         }
         Ok(())
     }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
 fn not_capture_hint(head: &[u8]) -> &'static str {

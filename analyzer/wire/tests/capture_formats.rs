@@ -256,6 +256,45 @@ fn streaming_across_buffer_boundaries_and_huge_records() {
     }
 }
 
+/// Files of at least `MMAP_MIN` are memory-mapped: the same frames, offsets, warnings
+/// and progress as the streaming reader gives for the same bytes, also when the file
+/// ends inside a record, crossing several map windows.
+#[test]
+fn mapped_files_read_like_streams() {
+    let mut p = Pcap::new(false, false, 1, 0);
+    let mut ng = PcapNg::new(true);
+    ng.idb(1, 0, Some(9), None);
+    let mut i = 0u32;
+    while p.buf.len() < 20 << 20 {
+        let data: Vec<u8> = (0..(60 + (i as usize * 37) % 1500)).map(|k| (k as u32 ^ i) as u8).collect();
+        p.record(i, i % 1_000_000, &data, data.len() as u32 + (i % 3));
+        ng.epb(0, u64::from(i), &data, data.len() as u32);
+        i += 1;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [("pcap", p.buf), ("pcapng", ng.buf)] {
+        let full = bytes.len();
+        // Whole, cut inside a record late in the file, cut inside the first window.
+        for cut in [full, full - 700, (5 << 20) + 3] {
+            let bytes = &bytes[..cut];
+            assert!(bytes.len() as u64 >= tcpfr_wire::capture::MMAP_MIN);
+            let path = dir.path().join(format!("{name}-{cut}"));
+            std::fs::write(&path, bytes).unwrap();
+            let mapped = CaptureReader::open(&path).unwrap();
+            assert_eq!(mapped.len(), Some(bytes.len() as u64));
+            let (got, mapped) = read_all(mapped);
+            let streamed = CaptureReader::from_reader(Box::new(std::io::Cursor::new(bytes.to_vec())), name).unwrap();
+            let (want, streamed) = read_all(streamed);
+            assert!(got.len() > 5_000, "{name} cut at {cut}: {} frames", got.len());
+            assert_eq!(got.len(), want.len(), "{name} cut at {cut}");
+            assert!(got == want, "{name} cut at {cut}: frames differ");
+            assert_eq!(mapped.bytes_read(), streamed.bytes_read(), "{name} cut at {cut}");
+            assert_eq!(mapped.warnings(), streamed.warnings(), "{name} cut at {cut}");
+            assert_eq!(mapped.warnings().is_empty(), cut == full, "{name} cut at {cut}: {:?}", mapped.warnings());
+        }
+    }
+}
+
 #[test]
 fn errors_and_frames_are_send() {
     fn is_send<T: Send>() {}
