@@ -1,7 +1,9 @@
 //! `tcpfr xref REC --pcap FILE`: the kernel's retransmits next to the wire's.
 //!
 //! A kernel event (`retransmits`, counted) stands for `segments` packets on the wire
-//! from its local end to its remote end. Wire retransmissions are tshark's
+//! from its local end to its remote end, of its kind: data (FIN included, as the
+//! kernel counts it), SYN, or SYN-ACK from a listener; wire packets are matched only
+//! with kernel events of the same kind. Wire retransmissions are tshark's
 //! (`tcp.analysis.retransmission`) plus its out-of-order label, which at LAN RTTs it
 //! gives to real retransmissions that follow the original closely. Retransmissions
 //! the wire shows in the other direction were *received* from the peer: sender-side
@@ -26,6 +28,8 @@ use crate::pcap::{addr, scan, segment_kind};
 use crate::print::Output;
 
 type End = (String, u16);
+/// local, remote, kind (`data`, `syn`, `synack`).
+type Key = (End, End, &'static str);
 
 struct KernelEvent {
     t: i64,
@@ -50,11 +54,11 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
     // Kernel side.
     let (_, batches) = crate::exec::run(
         ctx,
-        "SELECT time, laddr, lport, raddr, rport, segments FROM retransmits WHERE counted AND kind = 'data' ORDER BY time",
+        "SELECT time, laddr, lport, raddr, rport, segments, kind FROM retransmits WHERE counted ORDER BY time",
         "kernel retransmits",
     )
     .await?;
-    let mut flows: BTreeMap<(End, End), Flow> = BTreeMap::new();
+    let mut flows: BTreeMap<Key, Flow> = BTreeMap::new();
     for b in &batches {
         let t = b.column(0).as_primitive::<TimestampNanosecondType>();
         let la = b.column(1).as_string::<i32>();
@@ -62,9 +66,15 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
         let ra = b.column(3).as_string::<i32>();
         let rp = b.column(4).as_primitive::<UInt16Type>();
         let seg = b.column(5).as_primitive::<Int32Type>();
+        let kind = b.column(6).as_string::<i32>();
         for i in 0..b.num_rows() {
+            let kind = match kind.value(i) {
+                "syn" => "syn",
+                "synack" => "synack",
+                _ => "data",
+            };
             flows
-                .entry(((la.value(i).to_string(), lp.value(i)), (ra.value(i).to_string(), rp.value(i))))
+                .entry(((la.value(i).to_string(), lp.value(i)), (ra.value(i).to_string(), rp.value(i)), kind))
                 .or_default()
                 .kernel
                 .push(KernelEvent { t: t.value(i), segments: seg.value(i).max(0) as u64, matched: 0 });
@@ -72,7 +82,7 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
     }
     // Wire side.
     let mut span: Option<(i64, i64)> = None;
-    let mut wire: Vec<((End, End), WireEvent)> = Vec::new();
+    let mut wire: Vec<(Key, WireEvent)> = Vec::new();
     let mut seen: std::collections::HashSet<(End, End)> = Default::default();
     for p in pcaps {
         let (_, st) = scan(p, |fr, s, l| {
@@ -81,8 +91,14 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
             if seen.len() < 1_000_000 {
                 seen.insert((src.clone(), dst.clone()));
             }
-            if (l.is_retransmission() || l.bits & label::OUT_OF_ORDER != 0) && segment_kind(s.flags) == "data" {
-                wire.push(((src, dst), WireEvent { t: fr.ts_ns, matched: false }));
+            let kind = match segment_kind(s.flags) {
+                "data" | "fin" => "data",
+                "syn" => "syn",
+                "synack" => "synack",
+                _ => return,
+            };
+            if l.is_retransmission() || l.bits & label::OUT_OF_ORDER != 0 {
+                wire.push(((src, dst, kind), WireEvent { t: fr.ts_ns, matched: false }));
             }
         })
         .with_context(|| format!("reading capture {}", p.display()))?;
@@ -91,11 +107,12 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
         }
     }
     for key in flows.keys().cloned().collect::<Vec<_>>() {
-        let on = seen.contains(&key) || seen.contains(&(key.1.clone(), key.0.clone()));
+        let pair = (key.0.clone(), key.1.clone());
+        let on = seen.contains(&pair) || seen.contains(&(key.1.clone(), key.0.clone()));
         flows.get_mut(&key).unwrap().on_wire = on;
     }
     for (key, ev) in wire {
-        let reversed = (key.1.clone(), key.0.clone());
+        let reversed = (key.1.clone(), key.0.clone(), key.2);
         if !flows.contains_key(&key) && flows.contains_key(&reversed) {
             flows.get_mut(&reversed).unwrap().received += 1;
         } else {
@@ -146,17 +163,18 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
     }
 
     // Per-flow table.
-    let (mut local, mut remote, mut note) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut local, mut remote, mut kinds, mut note) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut kseg, mut wsent, mut matched, mut konly, mut wonly, mut wrecv) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut before, mut after, mut during) = (0u64, 0u64, 0u64);
-    let mut flows_sorted: Vec<(&(End, End), &Flow)> = flows.iter().collect();
+    let mut flows_sorted: Vec<(&Key, &Flow)> = flows.iter().collect();
     flows_sorted.sort_by_key(|(_, f)| std::cmp::Reverse(f.kernel.iter().map(|k| k.segments).sum::<u64>() + f.sent.len() as u64));
-    for ((l, r), f) in flows_sorted {
+    for ((l, r, kind), f) in flows_sorted {
         let k: u64 = f.kernel.iter().map(|k| k.segments).sum();
         let m: u64 = f.kernel.iter().map(|k| k.matched).sum();
         let ws = f.sent.len() as u64;
         local.push(format!("{}:{}", l.0, l.1));
         remote.push(format!("{}:{}", r.0, r.1));
+        kinds.push(*kind);
         kseg.push(k);
         wsent.push(ws);
         matched.push(m);
@@ -187,6 +205,7 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
     let batch = RecordBatch::try_from_iter(vec![
         ("local", Arc::new(StringArray::from(local)) as ArrayRef),
         ("remote", Arc::new(StringArray::from(remote)) as ArrayRef),
+        ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
         ("kernel_segments", col(kseg.clone())),
         ("wire_sent", col(wsent.clone())),
         ("matched", col(matched.clone())),
@@ -195,7 +214,7 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
         ("wire_received", col(wrecv.clone())),
         ("note", Arc::new(StringArray::from(note)) as ArrayRef),
     ])?;
-    out.write(Some("Retransmitted data segments per flow: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
+    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     let summary = RecordBatch::try_from_iter(vec![
         ("clock_offset_ns", Arc::new(Int64Array::from(vec![offset])) as ArrayRef),
