@@ -2,10 +2,11 @@
 """Every canned question timed with tcpfr and with DuckDB running the same SQL on the
 same files, in turns, in one run.
 
-The SQL is what `tcpfr <question> REC --show-sql` prints; DuckDB gets the same views
-(window-free; the `service` column from `tcpfr services --sql`) over the same Parquet
-files, and two dialect differences are translated: DataFusion's
-`date_bin(i, t)` is DuckDB's `time_bucket(i, t)`, and
+The SQL is what `tcpfr <question> REC --show-sql` prints; DuckDB gets the views that
+`tcpfr query REC --show-views` prints (the same tables over the same Parquet files, the
+`service` column, rtt_samples joined with sockets), and two dialect differences are
+translated: DataFusion's
+`date_bin(i, t)` is DuckDB's `time_bucket(i, t::TIMESTAMPTZ)`, and
 `approx_percentile_cont(q) WITHIN GROUP (ORDER BY x)` is `approx_quantile(x, q)`.
 Each run is a fresh process (as a user would run it); wall time, CPU time and peak
 memory come from the kernel's accounting of that process. Row counts of both engines
@@ -24,8 +25,6 @@ import sys
 import time
 
 QUESTIONS = ["retransmit-rate", "hotspots", "handshakes", "resets", "rtt", "timeline", "top-flows"]
-TABLES = ["retransmits", "state_changes", "resets", "rtt_samples", "flows", "host_counters", "recorder_stats"]
-EVENT_TABLES = TABLES[:5]
 
 
 def measure(cmd, stdout=subprocess.DEVNULL):
@@ -39,13 +38,9 @@ def measure(cmd, stdout=subprocess.DEVNULL):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
-def duckdb_script(rec, service_sql, sql):
-    views = []
-    for t in TABLES:
-        files = os.path.join(rec, "**", t, "*.parquet")
-        extra = f", {service_sql} AS service" if t in EVENT_TABLES else ""
-        views.append(f"CREATE VIEW {t} AS SELECT *{extra} FROM read_parquet('{files}')")
-    sql = re.sub(r"date_bin\(", "time_bucket(", sql)
+def duckdb_script(views, sql):
+    # DuckDB reads our ns timestamps as TIMESTAMPTZ_NS, which time_bucket does not take.
+    sql = re.sub(r"date_bin\((INTERVAL '[^']+'), ([a-z_.]+)\)", r"time_bucket(\1, CAST(\2 AS TIMESTAMPTZ))", sql)
     sql = re.sub(r"approx_percentile_cont\(([0-9.]+)\) WITHIN GROUP \(ORDER BY ([a-z_]+)\)", r"approx_quantile(\2, \1)", sql)
     statements = [s.strip() for s in sql.split(";") if s.strip()]
     return (
@@ -64,15 +59,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tcpfr", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "release", "tcpfr"))
     a = ap.parse_args()
-    service_sql = subprocess.run([a.tcpfr, "services", "--sql"], check=True, capture_output=True, text=True).stdout.strip()
+    shown = subprocess.run([a.tcpfr, "query", a.rec, "--show-views"], check=True, capture_output=True, text=True).stdout
+    views = [v.strip() for v in shown.split(";\n") if v.strip()]
     rows = []
     for q in QUESTIONS:
         sql = subprocess.run([a.tcpfr, q, a.rec, "--show-sql"], check=True, capture_output=True, text=True).stdout
         sql = "\n".join(l for l in sql.splitlines() if not l.startswith("--"))
-        script = duckdb_script(a.rec, service_sql, sql)
+        script = duckdb_script(views, sql)
         # Same answers: total result rows of all statements.
         t_rows = subprocess.run([a.tcpfr, q, a.rec, "--format", "ndjson"], check=True, capture_output=True, text=True).stdout.count("\n")
-        d_rows = int(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout)
+        d = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        if d.returncode != 0:
+            sys.exit(f"DuckDB failed on {q}: {d.stderr[-1500:]}")
+        d_rows = int(d.stdout)
         t, d = [], []
         for _ in range(a.rounds):
             t.append(measure([a.tcpfr, q, a.rec, "--format", "csv"]))
