@@ -5,6 +5,8 @@
 //! <recording>/<table>/<YYYYMMDDTHHMMSS.mmmZ>-<segment>.parquet     closed, complete files
 //! <recording>/<table>/.<name>.parquet.inprogress                   being written
 //! <recording>/<table>/.<name>.parquet.footer | .wal                crash-recovery sidecars
+//! <recording>/<table>/.<name>.parquet.recovering                   being rebuilt after a crash
+//! <recording>/quarantine/<table>/…                                 unusable leftovers of a crash
 //! ```
 //! Names sort in time order. Files that are not finished carry a leading dot and a
 //! suffix other than `.parquet`, so DuckDB/Spark/DataFusion globs (`*.parquet`) and
@@ -20,6 +22,10 @@ pub const INPROGRESS_SUFFIX: &str = ".inprogress";
 pub const FOOTER_SUFFIX: &str = ".footer";
 /// Suffix of the write-ahead log of rows not yet in a row group (crash recovery).
 pub const WAL_SUFFIX: &str = ".wal";
+/// Suffix of a file being rebuilt by crash recovery.
+pub const RECOVERING_SUFFIX: &str = ".recovering";
+/// Directory (in a recording) for unfinished files that recovery could not use.
+pub const QUARANTINE: &str = "quarantine";
 
 /// Key-value metadata keys in every Parquet file we write.
 pub mod kv {
@@ -30,6 +36,9 @@ pub mod kv {
     pub const SEGMENT: &str = "tcpfr.segment";
     /// `"time"` when rows are sorted by `time` (always, unless a row arrived too late).
     pub const SORTED_BY: &str = "tcpfr.sorted_by";
+    /// In a write-ahead log's schema: rows in the file's complete row groups when the
+    /// log was started.
+    pub const WAL_BASE_ROWS: &str = "tcpfr.wal_base_rows";
 }
 
 /// File name (no directory) of segment `segment` of a table, opened at `start_ns`.
@@ -56,6 +65,16 @@ pub fn wal_path(final_path: &Path) -> PathBuf {
     sidecar(final_path, WAL_SUFFIX)
 }
 
+pub fn recovering_path(final_path: &Path) -> PathBuf {
+    sidecar(final_path, RECOVERING_SUFFIX)
+}
+
+/// Rotation segment of a file, from its name (`…-000042.parquet` → 42).
+pub fn segment_of(final_path: &Path) -> Option<u64> {
+    let name = final_path.file_name()?.to_str()?.strip_suffix(".parquet")?;
+    name.rsplit_once('-')?.1.parse().ok()
+}
+
 fn sidecar(final_path: &Path, suffix: &str) -> PathBuf {
     let name = final_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     final_path.with_file_name(format!(".{name}{suffix}"))
@@ -65,7 +84,7 @@ fn sidecar(final_path: &Path, suffix: &str) -> PathBuf {
 pub fn final_path_of(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let rest = name.strip_prefix('.')?;
-    for suffix in [INPROGRESS_SUFFIX, FOOTER_SUFFIX, WAL_SUFFIX] {
+    for suffix in [INPROGRESS_SUFFIX, FOOTER_SUFFIX, WAL_SUFFIX, RECOVERING_SUFFIX] {
         if let Some(base) = rest.strip_suffix(suffix) {
             return Some(path.with_file_name(base));
         }

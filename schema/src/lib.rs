@@ -40,6 +40,8 @@ pub mod read;
 pub mod table;
 #[cfg(feature = "std")]
 pub mod write;
+#[cfg(feature = "std")]
+pub mod recover;
 
 /// Record format major version: readers refuse other majors.
 pub const FORMAT_MAJOR: u32 = 1;

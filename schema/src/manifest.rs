@@ -38,6 +38,24 @@ pub struct Manifest {
     pub end: Option<String>,
     /// Complete files, in the order they were closed.
     pub files: Vec<FileEntry>,
+    /// Present when the recorder did not stop cleanly and a later start completed the
+    /// recording from what the crash left; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryInfo>,
+}
+
+/// What crash recovery did to a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryInfo {
+    /// When recovery ran (RFC 3339 UTC); `end` is then the time of the last row.
+    pub at: String,
+    /// Files completed from the crash's leftovers (complete row groups plus write-ahead log).
+    pub files_completed: u64,
+    /// Rows of those that came from write-ahead logs.
+    pub wal_rows: u64,
+    /// Leftovers that could not be used, moved to `quarantine/`, each with the reason.
+    #[serde(default)]
+    pub quarantined: Vec<String>,
 }
 
 /// How event times were made: UTC = kernel monotonic time + `mono_to_utc_offset_ns`.
@@ -92,6 +110,7 @@ impl Manifest {
             start: rfc3339(start_ns),
             end: None,
             files: Vec::new(),
+            recovery: None,
         }
     }
 

@@ -78,7 +78,12 @@ impl Default for WriterOptions {
 /// repeat), delta encoding and page statistics on the time column (row-group and page
 /// pruning on time ranges), and our key-value metadata so a lone file is self-describing.
 pub fn writer_properties<T: Table>(opts: &WriterOptions, kv: Vec<KeyValue>) -> WriterProperties {
-    let time = ColumnPath::from(T::TIME_COLUMN);
+    properties(T::TIME_COLUMN, opts, kv)
+}
+
+/// [`writer_properties`] for a table known by name (its time column).
+pub(crate) fn properties(time_column: &str, opts: &WriterOptions, kv: Vec<KeyValue>) -> WriterProperties {
+    let time = ColumnPath::from(time_column);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level).unwrap_or_default()))
         .set_dictionary_enabled(true)
@@ -389,13 +394,7 @@ impl<T: Table> TableWriter<T> {
             let final_path = self.ctx.root.join(&rel);
             let tmp = layout::inprogress_path(&final_path);
             let file = create_file(&tmp, self.ctx.opts.file_mode)?;
-            let kv = vec![
-                KeyValue::new(layout::kv::FORMAT_VERSION.into(), format!("{FORMAT_MAJOR}.{FORMAT_MINOR}")),
-                KeyValue::new(layout::kv::RECORDING_ID.into(), self.ctx.recording_id.clone()),
-                KeyValue::new(layout::kv::TABLE.into(), T::NAME.to_string()),
-                KeyValue::new(layout::kv::HOST.into(), self.ctx.host.clone()),
-                KeyValue::new(layout::kv::SEGMENT.into(), segment.to_string()),
-            ];
+            let kv = file_kv(&self.ctx.recording_id, T::NAME, &self.ctx.host, segment);
             let mut props = writer_properties::<T>(&self.ctx.opts, kv);
             parquet::arrow::add_encoded_arrow_schema_to_metadata(&T::schema(), &mut props);
             let kv = props.key_value_metadata().cloned().unwrap_or_default();
@@ -564,6 +563,17 @@ impl<T: Table> TableWriter<T> {
 
 }
 
+/// Our key-value metadata of a file (see [`layout::kv`]).
+pub(crate) fn file_kv(recording_id: &str, table: &str, host: &str, segment: u64) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new(layout::kv::FORMAT_VERSION.into(), format!("{FORMAT_MAJOR}.{FORMAT_MINOR}")),
+        KeyValue::new(layout::kv::RECORDING_ID.into(), recording_id.to_string()),
+        KeyValue::new(layout::kv::TABLE.into(), table.to_string()),
+        KeyValue::new(layout::kv::HOST.into(), host.to_string()),
+        KeyValue::new(layout::kv::SEGMENT.into(), segment.to_string()),
+    ]
+}
+
 /// Closes the in-progress row group, makes it reach the file, saves the partial footer
 /// (all complete row groups) and drops the write-ahead log, whose rows are now safe.
 fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path) -> Result<()> {
@@ -599,7 +609,13 @@ fn append_wal(f: &mut OpenFile, wal: &Path, batch: &RecordBatch) -> Result<()> {
             .mode(0o640)
             .open(wal)
             .map_err(|e| FormatError::io(wal, e))?;
-        let schema: SchemaRef = batch.schema();
+        // The log holds the rows after the complete row groups: it says how many rows
+        // those had, so recovery can tell a log whose rows already reached a row group
+        // (a crash between saving the footer and deleting the log) from a current one.
+        let base: i64 = f.writer.flushed_row_groups().iter().map(|g| g.num_rows()).sum();
+        let mut md = batch.schema().metadata().clone();
+        md.insert(layout::kv::WAL_BASE_ROWS.to_string(), base.to_string());
+        let schema: SchemaRef = Arc::new(batch.schema().as_ref().clone().with_metadata(md));
         f.wal = Some(arrow_ipc::writer::StreamWriter::try_new(file, &schema).map_err(|e| write_err(wal, e))?);
     }
     let w = f.wal.as_mut().expect("just opened");
@@ -621,7 +637,7 @@ fn time_column<T: Table>(batch: &RecordBatch) -> arrow_array::TimestampNanosecon
     arr
 }
 
-fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
+pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
     FormatError::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -630,21 +646,21 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
 
 /// A file writer that hashes and counts what goes through it, so closing a file needs
 /// no second read for its checksum.
-struct HashingWriter {
+pub(crate) struct HashingWriter {
     file: File,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl HashingWriter {
-    fn new(file: File) -> Self {
+    pub(crate) fn new(file: File) -> Self {
         HashingWriter {
             file,
             hasher: Sha256::new(),
             bytes: 0,
         }
     }
-    fn finish(self) -> (File, [u8; 32], u64) {
+    pub(crate) fn finish(self) -> (File, [u8; 32], u64) {
         (self.file, self.hasher.finalize().into(), self.bytes)
     }
 }
@@ -670,7 +686,7 @@ fn create_file(path: &Path, mode: u32) -> Result<File> {
         .map_err(|e| FormatError::io(path, e))
 }
 
-fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)

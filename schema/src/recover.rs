@@ -1,0 +1,417 @@
+//! Crash recovery: completing a recording whose writer did not stop cleanly (SIGKILL,
+//! OOM kill, power loss).
+//!
+//! While a file is written (see `write.rs`) its complete row groups are described by a
+//! partial footer saved next to it, and the rows of the row group in progress are in a
+//! write-ahead log. Recovery rebuilds each unfinished file from those two — every
+//! complete row group, then every complete batch of the log — under its final name,
+//! adds it to the manifest, and closes the manifest (`end` = the last row's time,
+//! `recovery` = what was done). What cannot be used is moved to `quarantine/` with the
+//! reason, never deleted. Recovering twice, or after a crash during recovery, gives the
+//! same result.
+//!
+//! Only a recording that no writer has open may be recovered: the recorder holds a lock
+//! on its output directory and recovers the recordings there before it starts a new one.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
+
+use crate::error::{FormatError, Result};
+use crate::layout;
+use crate::manifest::{rfc3339, FileEntry, Manifest, RecoveryInfo};
+use crate::read::inspect_parquet;
+use crate::write::{create_dir_all, file_kv, properties, write_err, HashingWriter, WriterOptions};
+
+/// What [`recover`] did to one recording.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub dir: PathBuf,
+    /// Files completed from a crash's leftovers, or found complete but unlisted.
+    pub files: Vec<FileEntry>,
+    /// Rows of those files that came from write-ahead logs.
+    pub wal_rows: u64,
+    /// Leftovers moved to `quarantine/`, with the reason.
+    pub quarantined: Vec<(PathBuf, String)>,
+    /// Time of the recording's last row after recovery (where the gap starts).
+    pub last_time_ns: Option<i64>,
+}
+
+impl Recovered {
+    /// One line for logs and `recorder_stats` notes.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} did not stop cleanly; {} file(s) completed ({} rows from write-ahead logs)",
+            self.dir.display(),
+            self.files.len(),
+            self.wal_rows
+        );
+        if !self.quarantined.is_empty() {
+            s.push_str(&format!("; {} file(s) quarantined: ", self.quarantined.len()));
+            let why: Vec<String> =
+                self.quarantined.iter().map(|(p, r)| format!("{}: {r}", p.display())).collect();
+            s.push_str(&why.join("; "));
+        }
+        s
+    }
+}
+
+/// Whether `dir` holds a recording that was never closed (no `end` in its manifest).
+pub fn needs_recovery(dir: &Path) -> bool {
+    match Manifest::load(&dir.join(layout::MANIFEST)) {
+        Ok(m) => m.end.is_none(),
+        Err(_) => false,
+    }
+}
+
+/// Completes the recording in `dir`. The caller makes sure no writer has it open.
+pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
+    let mut manifest = Manifest::load(&dir.join(layout::MANIFEST))?;
+    let listed: std::collections::HashSet<PathBuf> =
+        manifest.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
+    let mut out = Recovered { dir: dir.to_path_buf(), ..Default::default() };
+    for table in crate::TABLES {
+        // Final path → the hidden files that belong to it.
+        let mut unfinished: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+        let mut complete = Vec::new();
+        let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !p.is_file() {
+                continue;
+            }
+            if let Some(final_path) = layout::final_path_of(&p) {
+                unfinished.entry(final_path).or_default().push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && !listed.contains(&p) {
+                complete.push(p);
+            }
+        }
+        // Renamed to its final name, but the manifest was not stored: complete.
+        for p in complete {
+            if unfinished.contains_key(&p) {
+                continue;
+            }
+            match entry_of_complete_file(dir, table, &p) {
+                Ok(e) => out.files.push(e),
+                Err(e) => quarantine(dir, table, &[p], e.to_string(), &mut out)?,
+            }
+        }
+        for (final_path, hidden) in unfinished {
+            let inprogress = layout::inprogress_path(&final_path);
+            if final_path.exists() {
+                // Closed and renamed; the sidecars outlived it.
+                for h in &hidden {
+                    std::fs::remove_file(h).map_err(|e| FormatError::io(h, e))?;
+                }
+                if !listed.contains(&final_path) {
+                    match entry_of_complete_file(dir, table, &final_path) {
+                        Ok(e) => out.files.push(e),
+                        Err(e) => quarantine(dir, table, &[final_path], e.to_string(), &mut out)?,
+                    }
+                }
+                continue;
+            }
+            if !inprogress.exists() {
+                let _ = std::fs::remove_file(layout::recovering_path(&final_path));
+                let rest: Vec<PathBuf> = hidden.into_iter().filter(|h| h.exists()).collect();
+                if !rest.is_empty() {
+                    quarantine(dir, table, &rest, "left without its data file".into(), &mut out)?;
+                }
+                continue;
+            }
+            match recover_file(dir, &manifest, table, &final_path, opts) {
+                Ok(Some((entry, wal_rows))) => {
+                    out.wal_rows += wal_rows;
+                    out.files.push(entry);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    let _ = std::fs::remove_file(layout::recovering_path(&final_path));
+                    let rest: Vec<PathBuf> = hidden.into_iter().filter(|h| h.exists()).collect();
+                    quarantine(dir, table, &rest, reason, &mut out)?;
+                }
+            }
+        }
+    }
+    out.files.sort_by(|a, b| (a.segment, &a.path).cmp(&(b.segment, &b.path)));
+    manifest.files.extend(out.files.iter().cloned());
+    let last = manifest.files.iter().filter_map(|f| f.time_max.as_deref()).filter_map(crate::manifest::parse_rfc3339).max();
+    out.last_time_ns = last;
+    manifest.end = Some(match last {
+        Some(t) => rfc3339(t),
+        None => manifest.start.clone(),
+    });
+    manifest.recovery = Some(RecoveryInfo {
+        at: rfc3339(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)),
+        files_completed: out.files.len() as u64,
+        wal_rows: out.wal_rows,
+        quarantined: out.quarantined.iter().map(|(p, r)| format!("{}: {r}", p.display())).collect(),
+    });
+    manifest.store(dir)?;
+    Ok(out)
+}
+
+/// Rebuilds one unfinished file; `Ok(None)` when it held no rows that reached the disk.
+/// Errors are reasons to quarantine it.
+fn recover_file(
+    dir: &Path,
+    manifest: &Manifest,
+    table: &str,
+    final_path: &Path,
+    opts: &WriterOptions,
+) -> std::result::Result<Option<(FileEntry, u64)>, String> {
+    let schema = crate::schema_of(table).ok_or("not a table of this format")?;
+    let segment = layout::segment_of(final_path).ok_or("the file name has no segment number")?;
+    let inprogress = layout::inprogress_path(final_path);
+    let footer = layout::footer_path(final_path);
+    let wal = layout::wal_path(final_path);
+
+    // Complete row groups: cut the file where the saved footer says they end and put
+    // the footer there. Doing it again after a crash during recovery gives the same file.
+    let mut base_rows = 0i64;
+    let mut groups: Option<File> = None;
+    if footer.exists() {
+        let bytes = std::fs::read(&footer).map_err(|e| format!("cannot read its saved footer: {e}"))?;
+        let n = bytes.len();
+        if n < 8 || &bytes[n - 4..] != b"PAR1" {
+            return Err("its saved footer is not a Parquet footer".into());
+        }
+        let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
+        let md = (len + 8 <= n)
+            .then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok())
+            .flatten()
+            .ok_or("its saved footer cannot be decoded")?;
+        let data_end = md
+            .row_groups()
+            .iter()
+            .flat_map(|g| g.columns())
+            .map(|c| {
+                let (start, len) = c.byte_range();
+                start + len
+            })
+            .max()
+            .unwrap_or(4);
+        base_rows = md.file_metadata().num_rows();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&inprogress)
+            .map_err(|e| format!("cannot open it: {e}"))?;
+        let have = f.metadata().map_err(|e| e.to_string())?.len();
+        if have < data_end {
+            return Err(format!("its saved footer describes {data_end} bytes of row groups, the file has only {have}"));
+        }
+        let mut magic = [0u8; 4];
+        f.read_exact(&mut magic).map_err(|e| e.to_string())?;
+        if &magic != b"PAR1" {
+            return Err("it does not start like a Parquet file".into());
+        }
+        f.set_len(data_end).map_err(|e| format!("cannot cut it: {e}"))?;
+        f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+        f.write_all(&bytes).map_err(|e| format!("cannot append the footer: {e}"))?;
+        f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        groups = Some(f);
+    }
+
+    // The write-ahead log: every complete batch, unless its rows already reached a row
+    // group (a crash after the footer was saved and before the log was deleted).
+    let mut wal_batches = Vec::new();
+    if let Ok(f) = File::open(&wal) {
+        if let Ok(reader) = arrow_ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None) {
+            let wal_base: i64 = reader
+                .schema()
+                .metadata()
+                .get(layout::kv::WAL_BASE_ROWS)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if wal_base >= base_rows {
+                for b in reader {
+                    // A torn last batch ends the log.
+                    let Ok(b) = b else { break };
+                    let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                        .map_err(|e| format!("its write-ahead log does not match the table: {e}"))?;
+                    wal_batches.push(b);
+                }
+            }
+        }
+    }
+    let wal_rows: u64 = wal_batches.iter().map(|b| b.num_rows() as u64).sum();
+    if base_rows == 0 && wal_rows == 0 {
+        // Nothing of it reached the disk: no file.
+        for p in [&inprogress, &footer, &wal] {
+            let _ = std::fs::remove_file(p);
+        }
+        return Ok(None);
+    }
+
+    let tmp = layout::recovering_path(final_path);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(opts.file_mode)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let kv = file_kv(&manifest.recording_id, table, &manifest.host, segment);
+    let mut w = ArrowWriter::try_new(HashingWriter::new(file), schema.clone(), Some(properties("time", opts, kv)))
+        .map_err(|e| e.to_string())?;
+    let mut st = Stats::default();
+    if let Some(f) = groups {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.with_batch_size(8192).build())
+            .map_err(|e| format!("its complete row groups cannot be read: {e}"))?;
+        for b in reader {
+            let b = b.map_err(|e| format!("its complete row groups cannot be read: {e}"))?;
+            let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| e.to_string())?;
+            st.write(&mut w, &b, opts)?;
+        }
+    }
+    for b in &wal_batches {
+        st.write(&mut w, b, opts)?;
+    }
+    if st.sorted {
+        w.append_key_value_metadata(KeyValue::new(layout::kv::SORTED_BY.to_string(), "time".to_string()));
+    }
+    let hw = w.into_inner().map_err(|e| e.to_string())?;
+    let (file, digest, bytes) = hw.finish();
+    if opts.fsync {
+        file.sync_all().map_err(|e| e.to_string())?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, final_path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
+    if opts.fsync {
+        if let Some(parent) = final_path.parent() {
+            let _ = File::open(parent).and_then(|d| d.sync_all());
+        }
+    }
+    for p in [&inprogress, &footer, &wal] {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(Some((
+        FileEntry {
+            table: table.to_string(),
+            path: relative(dir, final_path),
+            segment,
+            rows: st.rows,
+            bytes,
+            sha256: hex::encode(digest),
+            time_min: (st.rows > 0).then(|| rfc3339(st.min)),
+            time_max: (st.rows > 0).then(|| rfc3339(st.max)),
+        },
+        wal_rows,
+    )))
+}
+
+/// Rows, time range and order of what is written to a rebuilt file.
+struct Stats {
+    rows: u64,
+    min: i64,
+    max: i64,
+    last: i64,
+    sorted: bool,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { rows: 0, min: i64::MAX, max: i64::MIN, last: i64::MIN, sorted: true }
+    }
+}
+
+impl Stats {
+    fn write(
+        &mut self,
+        w: &mut ArrowWriter<HashingWriter>,
+        b: &RecordBatch,
+        opts: &WriterOptions,
+    ) -> std::result::Result<(), String> {
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let t = b
+            .column_by_name("time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or("rows without a time column")?;
+        if t.null_count() > 0 {
+            return Err("rows without a time".into());
+        }
+        for &v in t.values().iter() {
+            self.sorted &= v >= self.last;
+            self.last = v;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.rows += b.num_rows() as u64;
+        w.write(b).map_err(|e| e.to_string())?;
+        if w.in_progress_rows() >= opts.max_row_group_rows.min(256 * 1024) {
+            w.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The manifest entry of a complete file that the manifest does not list yet.
+fn entry_of_complete_file(dir: &Path, table: &str, path: &Path) -> Result<FileEntry> {
+    let info = inspect_parquet(path)?;
+    if info.table != table {
+        return Err(FormatError::ForeignParquet {
+            path: path.to_path_buf(),
+            reason: format!("it belongs to table {}, not {table}", info.table),
+        });
+    }
+    let segment = layout::segment_of(path).ok_or_else(|| FormatError::ForeignParquet {
+        path: path.to_path_buf(),
+        reason: "its name has no segment number".into(),
+    })?;
+    let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let bytes = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| {
+            let mask = parquet::arrow::ProjectionMask::columns(b.parquet_schema(), ["time"]);
+            b.with_projection(mask).build()
+        })
+        .map_err(|e| write_err(path, e))?;
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for b in reader {
+        let b = b.map_err(|e| write_err(path, e))?;
+        if let Some(t) = b.column(0).as_any().downcast_ref::<TimestampNanosecondArray>() {
+            for &v in t.values().iter() {
+                min = min.min(v);
+                max = max.max(v);
+            }
+        }
+    }
+    Ok(FileEntry {
+        table: table.to_string(),
+        path: relative(dir, path),
+        segment,
+        rows: info.rows,
+        bytes,
+        sha256: crate::read::sha256_file(path)?,
+        time_min: (info.rows > 0).then(|| rfc3339(min)),
+        time_max: (info.rows > 0).then(|| rfc3339(max)),
+    })
+}
+
+/// Moves `files` to `<recording>/quarantine/<table>/`, keeping their names.
+fn quarantine(dir: &Path, table: &str, files: &[PathBuf], reason: String, out: &mut Recovered) -> Result<()> {
+    let qdir = dir.join(layout::QUARANTINE).join(table);
+    create_dir_all(&qdir, 0o750)?;
+    for f in files {
+        let to = qdir.join(f.file_name().unwrap_or_default());
+        std::fs::rename(f, &to).map_err(|e| FormatError::io(f, e))?;
+        out.quarantined.push((to, reason.clone()));
+    }
+    Ok(())
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
