@@ -16,6 +16,7 @@ pub mod flows;
 pub mod host_counters;
 pub mod loader;
 pub mod net;
+pub mod outdir;
 pub mod pipeline;
 pub mod options;
 pub mod procinfo;

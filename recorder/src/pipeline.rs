@@ -2,7 +2,6 @@
 //! with host counters and recorder statistics every interval, until a signal or the
 //! `--duration` ends it; then everything still open is written and the manifest closed.
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -61,21 +60,13 @@ fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
 }
 
-/// Checks that the output directory is usable before anything is loaded.
-fn prepare_out_dir(dir: &PathBuf) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    let probe = dir.join(".tcpfr-write-test");
-    std::fs::write(&probe, b"").with_context(|| format!("output directory {} is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
-}
-
 pub async fn run(opts: Options) -> Result<()> {
     loader::check_privileges()?;
     if !opts.ring_size.is_power_of_two() || opts.ring_size < 4096 || opts.ring_size > (1 << 30) {
         bail!("--ring-size must be a power of two between 4KiB and 1GiB (got {})", opts.ring_size);
     }
-    prepare_out_dir(&opts.out)?;
+    // Before anything is loaded: the directory is usable and ours alone.
+    let out_dir = crate::outdir::OutDir::open(&opts.out)?;
     let tracefs = crate::tracefs::ensure_mounted()?;
     let tps = crate::tracefs::load(&tracefs)?;
     let kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
@@ -109,12 +100,30 @@ pub async fn run(opts: Options) -> Result<()> {
     let host = host_name(&opts);
     let clock = Clock::new();
     let start_ns = crate::clock::realtime_ns();
-    let rec_dir = opts.out.join(format!(
-        "{}-{}",
-        chrono::DateTime::from_timestamp_nanos(start_ns).format("%Y%m%dT%H%M%SZ"),
-        sanitize(&host)
-    ));
+    let base = format!("{}-{}", chrono::DateTime::from_timestamp_nanos(start_ns).format("%Y%m%dT%H%M%SZ"), sanitize(&host));
+    // A restart within the same second (after a crash) gets a suffix.
+    let rec_dir = (1..)
+        .map(|n| opts.out.join(if n == 1 { base.clone() } else { format!("{base}-{n}") }))
+        .find(|d| !d.exists())
+        .expect("a free name");
     let recording_id = uuid::Uuid::now_v7().to_string();
+    let wopts = WriterOptions {
+        rotate_size: opts.rotate_size,
+        rotate_interval_ns: opts.rotate_interval.as_nanos() as i64,
+        zstd_level: opts.zstd_level,
+        ..WriterOptions::default()
+    };
+    // What a crashed run left: completed now, the time no recorder ran noted as a gap.
+    let mut gaps = Vec::new();
+    for r in out_dir.recover_unfinished(&wopts) {
+        match r {
+            Ok(r) => {
+                tracing::warn!("crash recovery: {}", r.summary());
+                gaps.push((r.last_time_ns, format!("crash recovery: {}", r.summary())));
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
     let writer = RecordingWriter::create(
         &rec_dir,
         RecordingInfo {
@@ -129,12 +138,7 @@ pub async fn run(opts: Options) -> Result<()> {
             },
             start_ns,
         },
-        WriterOptions {
-            rotate_size: opts.rotate_size,
-            rotate_interval_ns: opts.rotate_interval.as_nanos() as i64,
-            zstd_level: opts.zstd_level,
-            ..WriterOptions::default()
-        },
+        wopts,
     )
     .with_context(|| format!("cannot create the recording in {}", rec_dir.display()))?;
 
@@ -164,6 +168,9 @@ pub async fn run(opts: Options) -> Result<()> {
     )];
     for w in warnings {
         pending_stats.push(recorder_stats::note(&enr.host, start_ns, w));
+    }
+    for (last, text) in gaps {
+        pending_stats.push(recorder_stats::gap(&enr.host, last.unwrap_or(start_ns).min(start_ns), start_ns, text));
     }
 
     // SAFETY: the ring buffer's fd stays open as long as `ring` (owned by AsyncFd).

@@ -149,5 +149,14 @@ pub fn note(host: &Str, now: i64, text: String) -> RecorderStats {
     }
 }
 
+/// A row saying that data may be missing from `gap_start` to `gap_end`, and why.
+pub fn gap(host: &Str, gap_start: i64, gap_end: i64, text: String) -> RecorderStats {
+    RecorderStats {
+        gap_start: Some(UtcNanos(gap_start)),
+        gap_end: Some(UtcNanos(gap_end)),
+        ..note(host, gap_end, text)
+    }
+}
+
 /// Index of the rate-limit counter, re-exported for the pipeline.
 pub const RTT_RATE_LIMITED: u32 = counter::RTT_RATE_LIMITED;
