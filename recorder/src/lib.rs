@@ -23,6 +23,7 @@ pub mod procinfo;
 pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;
+pub mod ring;
 pub mod rtt_samples;
 pub mod socket_table;
 pub mod sockets;

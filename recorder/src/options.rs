@@ -44,6 +44,16 @@ pub struct Options {
     #[serde(serialize_with = "ser_duration")]
     pub rotate_interval: Duration,
 
+    /// Flight-recorder ring: keep the recordings in --out within this size, deleting
+    /// the oldest segments (all tables together) after each rotation.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_disk: Option<u64>,
+
+    /// Flight-recorder ring: delete segments whose last row is older than this.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_age: Option<Duration>,
+
     /// At most one RTT sample per connection this often (0 = every ACK).
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "ser_duration")]

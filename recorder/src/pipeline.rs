@@ -65,6 +65,14 @@ pub async fn run(opts: Options) -> Result<()> {
     if !opts.ring_size.is_power_of_two() || opts.ring_size < 4096 || opts.ring_size > (1 << 30) {
         bail!("--ring-size must be a power of two between 4KiB and 1GiB (got {})", opts.ring_size);
     }
+    if let Some(m) = opts.max_disk {
+        if m < 2 * opts.rotate_size {
+            bail!(
+                "--max-disk ({m} bytes) must hold at least two segments of --rotate-size ({} bytes): raise --max-disk or lower --rotate-size",
+                opts.rotate_size
+            );
+        }
+    }
     // Before anything is loaded: the directory is usable and ours alone.
     let out_dir = crate::outdir::OutDir::open(&opts.out)?;
     let tracefs = crate::tracefs::ensure_mounted()?;
@@ -153,7 +161,8 @@ pub async fn run(opts: Options) -> Result<()> {
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
     let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
-    let writer = WriterHandle::spawn(writer);
+    let retention = crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age };
+    let writer = WriterHandle::spawn(writer, opts.out.clone(), retention);
 
     // Host counters: a thread of their own (it switches network namespaces). Its first
     // reading is the baseline, taken before we report ready.

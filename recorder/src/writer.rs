@@ -6,6 +6,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use tcpfr_schema::host_counters::HostCounters;
 use tcpfr_schema::manifest::Manifest;
@@ -13,6 +15,7 @@ use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::write::RecordingWriter;
 
 use crate::enrich::Batches;
+use crate::ring::Retention;
 
 pub enum Msg {
     /// Rows to buffer, then write those up to `watermark` (UTC ns); `now` drives rotation.
@@ -38,6 +41,9 @@ pub struct WriterStats {
     pub rows_written: [AtomicU64; crate::enrich::stream::COUNT],
     pub rows_dropped: [AtomicU64; crate::enrich::stream::COUNT],
     pub last_error: Mutex<Option<String>>,
+    /// Segments (and their bytes) deleted by the flight-recorder ring.
+    pub evicted_segments: AtomicU64,
+    pub evicted_bytes: AtomicU64,
 }
 
 pub struct WriterHandle {
@@ -47,7 +53,9 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn spawn(writer: RecordingWriter) -> Self {
+    /// `out` and `retention`: the flight-recorder ring (see `ring.rs`), enforced after
+    /// every rotation.
+    pub fn spawn(writer: RecordingWriter, out: PathBuf, retention: Retention) -> Self {
         // A few seconds of batches: if the disk cannot keep up, the pipeline waits,
         // the ring buffer fills, and the kernel counts what it drops.
         let (tx, rx) = sync_channel(4);
@@ -55,7 +63,7 @@ impl WriterHandle {
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("tcpfr-writer".into())
-            .spawn(move || run(writer, rx, st))
+            .spawn(move || run(writer, rx, st, out, retention))
             .expect("spawning the writer thread");
         WriterHandle { tx, stats, thread }
     }
@@ -82,7 +90,26 @@ pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostC
     stats.into_iter().for_each(|r| w.recorder_stats.push(r));
 }
 
-fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>) -> Result<Manifest> {
+fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, out: PathBuf, retention: Retention) -> Result<Manifest> {
+    let ring = |w: &mut RecordingWriter, now: i64| {
+        if !retention.is_set() {
+            return;
+        }
+        match crate::ring::enforce(&out, w, &retention, now) {
+            Ok(e) => {
+                if e.segments > 0 {
+                    tracing::debug!("ring: deleted {} segments ({} bytes); {} bytes in use", e.segments, e.bytes, e.in_use);
+                }
+                stats.evicted_segments.fetch_add(e.segments, Ordering::Relaxed);
+                stats.evicted_bytes.fetch_add(e.bytes, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!("enforcing --max-disk/--max-age failed: {e:#}");
+                *stats.last_error.lock().unwrap() = Some(format!("ring: {e:#}"));
+            }
+        }
+    };
+    ring(&mut w, crate::clock::realtime_ns());
     let mut end = None;
     for msg in rx {
         match msg {
@@ -90,6 +117,9 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>) -> Re
                 push_all(&mut w, rows, host_counters, recorder_stats);
                 match w.flush(watermark, now) {
                     Ok(report) => {
+                        if report.rotated {
+                            ring(&mut w, now);
+                        }
                         for (i, n) in report.rows_written.iter().enumerate() {
                             stats.rows_written[i].fetch_add(*n, Ordering::Relaxed);
                         }

@@ -250,6 +250,23 @@ impl RecordingWriter {
         }
     }
 
+    /// Segment being written (not in the manifest yet).
+    pub fn current_segment(&self) -> u64 {
+        self.segment
+    }
+
+    /// Deletes a closed segment (all its tables): the manifest first, so that it never
+    /// lists a missing file. Returns the bytes freed. The current segment is refused.
+    pub fn remove_segment(&mut self, segment: u64) -> Result<u64> {
+        if segment >= self.segment {
+            return Err(FormatError::Write {
+                path: self.dir.clone(),
+                reason: format!("segment {segment} is still being written"),
+            });
+        }
+        remove_segment(&self.dir, &mut self.manifest, segment)
+    }
+
     /// Writes everything, closes all files, gives tables that never had a row one empty
     /// file (so every table can be globbed), and stores the final manifest.
     pub fn finish(mut self, end_ns: i64) -> Result<Manifest> {
@@ -276,6 +293,28 @@ impl RecordingWriter {
         self.manifest.store(&self.dir)?;
         Ok(self.manifest)
     }
+}
+
+/// Deletes segment `segment` of the recording in `dir` whose manifest is `manifest`:
+/// stores the manifest without its files, then deletes them. Returns the bytes freed.
+pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Result<u64> {
+    let (gone, kept): (Vec<FileEntry>, Vec<FileEntry>) =
+        std::mem::take(&mut manifest.files).into_iter().partition(|f| f.segment == segment);
+    manifest.files = kept;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    manifest.store(dir)?;
+    let mut freed = 0;
+    for f in gone {
+        let p = Manifest::file_path(dir, &f);
+        match std::fs::remove_file(&p) {
+            Ok(()) => freed += f.bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(p, e)),
+        }
+    }
+    Ok(freed)
 }
 
 /// What every table's writer shares.

@@ -1,0 +1,136 @@
+//! Flight-recorder ring: keeps the output directory within `--max-disk` and
+//! `--max-age` by deleting the oldest closed segments.
+//!
+//! Runs on the writer thread after every rotation (and once at start). The unit is a
+//! segment — one file per table covering the same span — so the tables stay aligned in
+//! time. Candidates are the closed segments of the recording being written and of every
+//! earlier recording in the directory (earlier runs count against the same budget), the
+//! oldest (by last row) first; the open segment is never touched. Each recording's
+//! manifest is rewritten before its files go, so it never lists a missing file; an
+//! earlier recording left without files is removed altogether. Snapshots live in
+//! `snapshots/` and are not candidates.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
+use tcpfr_schema::write::{remove_segment, RecordingWriter};
+
+/// The limits; both optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    pub fn is_set(&self) -> bool {
+        self.max_bytes.is_some() || self.max_age.is_some()
+    }
+}
+
+/// What one [`enforce`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub segments: u64,
+    pub bytes: u64,
+    /// Bytes in use afterwards (closed files of all recordings + files being written).
+    pub in_use: u64,
+}
+
+struct Candidate {
+    /// `None`: the recording being written.
+    dir: Option<PathBuf>,
+    segment: u64,
+    bytes: u64,
+    last_ns: i64,
+}
+
+/// Deletes the oldest closed segments under `out` until the limits hold at `now_ns`.
+pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns: i64) -> anyhow::Result<Evicted> {
+    let mut cands = segments_of(None, current.manifest());
+    let mut others: Vec<(PathBuf, Manifest)> = Vec::new();
+    for e in std::fs::read_dir(out)?.flatten() {
+        let dir = e.path();
+        if dir == current.dir() || !dir.is_dir() {
+            continue;
+        }
+        // Only closed recordings: an unfinished one belongs to crash recovery.
+        let Ok(m) = Manifest::load(&dir.join(tcpfr_schema::layout::MANIFEST)) else { continue };
+        if m.end.is_none() {
+            continue;
+        }
+        cands.extend(segments_of(Some(&dir), &m));
+        others.push((dir, m));
+    }
+    cands.sort_by_key(|c| (c.last_ns, c.segment));
+    let mut in_use: u64 = cands.iter().map(|c| c.bytes).sum::<u64>() + unlisted_bytes(current.dir(), current.manifest());
+    let oldest_allowed = r.max_age.map(|a| now_ns - a.as_nanos() as i64);
+    let mut done = Evicted::default();
+    for c in cands {
+        let over_size = r.max_bytes.is_some_and(|m| in_use > m);
+        let too_old = oldest_allowed.is_some_and(|t| c.last_ns < t);
+        if !over_size && !too_old {
+            break;
+        }
+        let freed = match &c.dir {
+            None => current.remove_segment(c.segment)?,
+            Some(dir) => {
+                let (_, m) = others.iter_mut().find(|(d, _)| d == dir).expect("listed above");
+                let freed = remove_segment(dir, m, c.segment)?;
+                if m.files.is_empty() {
+                    remove_recording(dir)?;
+                }
+                freed
+            }
+        };
+        in_use = in_use.saturating_sub(c.bytes);
+        done.segments += 1;
+        done.bytes += freed;
+    }
+    done.in_use = in_use;
+    Ok(done)
+}
+
+/// Closed segments of a recording: bytes and last row time (the recording's start for
+/// segments without rows).
+fn segments_of(dir: Option<&Path>, m: &Manifest) -> Vec<Candidate> {
+    let start = parse_rfc3339(&m.start).unwrap_or(0);
+    let mut out: Vec<Candidate> = Vec::new();
+    for f in &m.files {
+        let last = f.time_max.as_deref().and_then(parse_rfc3339).unwrap_or(start);
+        match out.iter_mut().find(|c| c.segment == f.segment) {
+            Some(c) => {
+                c.bytes += f.bytes;
+                c.last_ns = c.last_ns.max(last);
+            }
+            None => out.push(Candidate { dir: dir.map(Path::to_path_buf), segment: f.segment, bytes: f.bytes, last_ns: last }),
+        }
+    }
+    out
+}
+
+/// Bytes on disk of a recording's files that its manifest does not list: the files
+/// being written and their crash-recovery sidecars (the write-ahead log can be a good
+/// part of a small budget).
+fn unlisted_bytes(dir: &Path, m: &Manifest) -> u64 {
+    let listed: std::collections::HashSet<PathBuf> = m.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
+    let mut n = 0;
+    for table in tcpfr_schema::TABLES {
+        for e in std::fs::read_dir(dir.join(table)).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !listed.contains(&p) {
+                n += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+/// Removes an earlier recording that has no files left: the manifest first (so it is
+/// no longer a recording), then what remains.
+fn remove_recording(dir: &Path) -> anyhow::Result<()> {
+    std::fs::remove_file(dir.join(tcpfr_schema::layout::MANIFEST))?;
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
