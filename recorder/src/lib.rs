@@ -9,6 +9,7 @@
 
 pub mod btf;
 pub mod clock;
+pub mod control;
 pub mod enrich;
 pub mod events;
 pub mod filter;
@@ -25,6 +26,7 @@ pub mod resets;
 pub mod retransmits;
 pub mod ring;
 pub mod rtt_samples;
+pub mod snapshot;
 pub mod socket_table;
 pub mod sockets;
 pub mod synth;

@@ -23,6 +23,11 @@ pub enum StreamName {
 /// Writes a recording directory under --out, one per run, rotated into segments by size
 /// and time. Stop with Ctrl-C (SIGINT) or SIGTERM; open files are then closed and the
 /// manifest completed. Read recordings with `tcpfr` (the analyzer), DuckDB or pandas.
+///
+/// Flight recorder: --max-disk/--max-age keep a bounded ring; SIGUSR1 or
+/// `tcpfr-recorder snapshot --out DIR [--before 5m] [--after 1m] [--reason TEXT]` freezes
+/// the minutes around an incident into DIR/snapshots/. After a crash, the next start
+/// completes the unfinished recording.
 #[derive(Debug, Parser, serde::Serialize)]
 #[command(name = "tcpfr-recorder", version, about, max_term_width = 100)]
 pub struct Options {
@@ -53,6 +58,29 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "ser_opt_duration")]
     pub max_age: Option<Duration>,
+
+    /// Snapshots (SIGUSR1, `tcpfr-recorder snapshot`): how much before the trigger to keep.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot_before: Duration,
+
+    /// Snapshots: how much after the trigger to keep.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot_after: Duration,
+
+    /// Keep at most this many snapshots (the oldest go first).
+    #[arg(long, default_value_t = 20)]
+    pub max_snapshots: usize,
+
+    /// Keep snapshots within this size (the oldest go first; default: no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_snapshot_disk: Option<u64>,
+
+    /// Group that may read the recordings and use the control socket (files are
+    /// 0640/0750 and this group's; default: root's group).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 
     /// At most one RTT sample per connection this often (0 = every ACK).
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]

@@ -75,6 +75,12 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     // Before anything is loaded: the directory is usable and ours alone.
     let out_dir = crate::outdir::OutDir::open(&opts.out)?;
+    let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
+    if let Some(gid) = gid {
+        // New files and directories below take the directory's group (setgid).
+        std::os::unix::fs::chown(&opts.out, None, Some(gid))?;
+        std::fs::set_permissions(&opts.out, std::os::unix::fs::PermissionsExt::from_mode(0o2750))?;
+    }
     let tracefs = crate::tracefs::ensure_mounted()?;
     let tps = crate::tracefs::load(&tracefs)?;
     let kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
@@ -161,8 +167,15 @@ pub async fn run(opts: Options) -> Result<()> {
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
     let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
-    let retention = crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age };
-    let writer = WriterHandle::spawn(writer, opts.out.clone(), retention);
+    let writer = WriterHandle::spawn(
+        writer,
+        crate::writer::Config {
+            out: opts.out.clone(),
+            retention: crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age },
+            snapshots: crate::snapshot::Limits { max_count: opts.max_snapshots, max_bytes: opts.max_snapshot_disk },
+        },
+    );
+    let control = crate::control::bind(&opts.out, gid)?;
 
     // Host counters: a thread of their own (it switches network namespaces). Its first
     // reading is the baseline, taken before we report ready.
@@ -187,6 +200,7 @@ pub async fn run(opts: Options) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1))?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(opts.counters_interval.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The programs wake us only when the ring is filling up (see
@@ -236,6 +250,40 @@ pub async fn run(opts: Options) -> Result<()> {
                     bail!("the writer thread stopped");
                 }
             }
+            _ = sigusr1.recv() => {
+                let req = crate::snapshot::Request {
+                    at_ns: crate::clock::realtime_ns(),
+                    before: opts.snapshot_before,
+                    after: opts.snapshot_after,
+                    reason: "SIGUSR1".into(),
+                    source: "SIGUSR1".into(),
+                };
+                if writer.tx.send(Msg::Snapshot { req, reply: None }).is_err() {
+                    bail!("the writer thread stopped");
+                }
+            }
+            conn = control.accept() => {
+                if let Ok((stream, _)) = conn {
+                    let tx = writer.tx.clone();
+                    let (before, after) = (opts.snapshot_before, opts.snapshot_after);
+                    tokio::spawn(crate::control::serve(stream, move |r| async move {
+                        let parse = |s: Option<String>, d| match s {
+                            Some(s) => humantime::parse_duration(&s).map_err(|e| format!("bad duration {s:?}: {e}")),
+                            None => Ok(d),
+                        };
+                        let req = crate::snapshot::Request {
+                            at_ns: crate::clock::realtime_ns(),
+                            before: parse(r.before, before)?,
+                            after: parse(r.after, after)?,
+                            reason: r.reason.unwrap_or_else(|| "requested".into()),
+                            source: "control socket".into(),
+                        };
+                        let (rtx, rrx) = tokio::sync::oneshot::channel();
+                        tx.send(Msg::Snapshot { req, reply: Some(rtx) }).map_err(|_| "the recorder is stopping".to_string())?;
+                        rrx.await.map_err(|_| "the recorder is stopping".to_string())?
+                    }));
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
@@ -268,6 +316,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let host_counters = counters_thread.stop();
     let _ = writer.tx.send(Msg::Finish { rows: enr.take_rows(), host_counters, recorder_stats: rs, end });
     let manifest = writer.join().context("finishing the recording")?;
+    let _ = std::fs::remove_file(opts.out.join(crate::control::SOCKET));
     let rows: u64 = manifest.files.iter().map(|f| f.rows).sum();
     tracing::info!("recording complete: {} ({} files, {rows} rows)", rec_dir.display(), manifest.files.len());
     Ok(())

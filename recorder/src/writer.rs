@@ -26,6 +26,12 @@ pub enum Msg {
         watermark: i64,
         now: i64,
     },
+    /// Freeze an incident window (see `snapshot.rs`); the snapshot's directory, or
+    /// why not, goes back on `reply`.
+    Snapshot {
+        req: crate::snapshot::Request,
+        reply: Option<tokio::sync::oneshot::Sender<Result<PathBuf, String>>>,
+    },
     /// Write everything, close the recording at `end`.
     Finish {
         rows: Batches,
@@ -46,6 +52,14 @@ pub struct WriterStats {
     pub evicted_bytes: AtomicU64,
 }
 
+/// What the writer thread does besides writing: the flight-recorder ring (`ring.rs`)
+/// and snapshots (`snapshot.rs`), both in `out`.
+pub struct Config {
+    pub out: PathBuf,
+    pub retention: Retention,
+    pub snapshots: crate::snapshot::Limits,
+}
+
 pub struct WriterHandle {
     pub tx: SyncSender<Msg>,
     pub stats: Arc<WriterStats>,
@@ -53,9 +67,7 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// `out` and `retention`: the flight-recorder ring (see `ring.rs`), enforced after
-    /// every rotation.
-    pub fn spawn(writer: RecordingWriter, out: PathBuf, retention: Retention) -> Self {
+    pub fn spawn(writer: RecordingWriter, cfg: Config) -> Self {
         // A few seconds of batches: if the disk cannot keep up, the pipeline waits,
         // the ring buffer fills, and the kernel counts what it drops.
         let (tx, rx) = sync_channel(4);
@@ -63,7 +75,7 @@ impl WriterHandle {
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("tcpfr-writer".into())
-            .spawn(move || run(writer, rx, st, out, retention))
+            .spawn(move || run(writer, rx, st, cfg))
             .expect("spawning the writer thread");
         WriterHandle { tx, stats, thread }
     }
@@ -90,7 +102,13 @@ pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostC
     stats.into_iter().for_each(|r| w.recorder_stats.push(r));
 }
 
-fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, out: PathBuf, retention: Retention) -> Result<Manifest> {
+fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Config) -> Result<Manifest> {
+    let Config { out, retention, snapshots } = cfg;
+    let mut snaps = crate::snapshot::Snapshots::new(&out, snapshots);
+    let error = |what: &str, e: anyhow::Error| {
+        tracing::error!("{what}: {e:#}");
+        *stats.last_error.lock().unwrap() = Some(format!("{what}: {e:#}"));
+    };
     let ring = |w: &mut RecordingWriter, now: i64| {
         if !retention.is_set() {
             return;
@@ -115,9 +133,21 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, out: 
         match msg {
             Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
                 push_all(&mut w, rows, host_counters, recorder_stats);
-                match w.flush(watermark, now) {
+                let flushed = w.flush(watermark, now).and_then(|mut report| {
+                    // A snapshot whose window has ended completes now, not at the next rotation.
+                    if !report.rotated && snaps.window_passed(watermark) {
+                        w.rotate(now)?;
+                        report.rotated = true;
+                    }
+                    Ok(report)
+                });
+                match flushed {
                     Ok(report) => {
                         if report.rotated {
+                            // Link into snapshots before the ring may delete anything.
+                            if let Err(e) = snaps.update(&w, watermark) {
+                                error("snapshot", e);
+                            }
                             ring(&mut w, now);
                         }
                         for (i, n) in report.rows_written.iter().enumerate() {
@@ -130,6 +160,16 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, out: 
                     }
                 }
             }
+            Msg::Snapshot { req, reply } => {
+                let r = snaps.trigger(&req, &w);
+                match &r {
+                    Ok(dir) => tracing::info!("snapshot ({}: {}): {}", req.source, req.reason, dir.display()),
+                    Err(e) => tracing::error!("snapshot failed: {e:#}"),
+                }
+                if let Some(tx) = reply {
+                    let _ = tx.send(r.map_err(|e| format!("{e:#}")));
+                }
+            }
             Msg::Finish { rows, host_counters, recorder_stats, end: e } => {
                 push_all(&mut w, rows, host_counters, recorder_stats);
                 end = Some(e);
@@ -138,5 +178,10 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, out: 
         }
     }
     let end = end.unwrap_or_else(crate::clock::realtime_ns);
-    Ok(w.finish(end)?)
+    let dir = w.dir().to_path_buf();
+    let manifest = w.finish(end)?;
+    if let Err(e) = snaps.finish(&manifest, &dir) {
+        tracing::error!("completing the snapshot: {e:#}");
+    }
+    Ok(manifest)
 }

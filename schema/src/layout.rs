@@ -24,6 +24,10 @@ pub const FOOTER_SUFFIX: &str = ".footer";
 pub const WAL_SUFFIX: &str = ".wal";
 /// Suffix of a file being rebuilt by crash recovery.
 pub const RECOVERING_SUFFIX: &str = ".recovering";
+/// Directory (in a recorder's output directory) holding snapshots, each a recording
+/// of its own. Searches for recordings do not descend into it (its files are hard
+/// links of the ring's: counting them twice would double every number).
+pub const SNAPSHOTS: &str = "snapshots";
 /// Directory (in a recording) for unfinished files that recovery could not use.
 pub const QUARANTINE: &str = "quarantine";
 

@@ -42,6 +42,28 @@ pub struct Manifest {
     /// recording from what the crash left; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryInfo>,
+    /// Present when this recording is a snapshot: an incident window frozen out of the
+    /// flight-recorder ring (files hard-linked from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// Why and what a snapshot froze.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The first trigger's time (RFC 3339 UTC) and what it said.
+    pub trigger: String,
+    pub reason: String,
+    /// Where it came from: `SIGUSR1`, `control socket`, `rule <name>`.
+    pub source: String,
+    /// How many triggers this snapshot took (repeats extend its window).
+    pub triggers: u32,
+    /// The window frozen: trigger − before … last trigger + after (RFC 3339 UTC).
+    pub window_start: String,
+    pub window_end: String,
+    /// The recorder stopped before the window's end; the snapshot ends earlier.
+    #[serde(default)]
+    pub cut_short: bool,
 }
 
 /// What crash recovery did to a recording.
@@ -111,6 +133,7 @@ impl Manifest {
             end: None,
             files: Vec::new(),
             recovery: None,
+            snapshot: None,
         }
     }
 

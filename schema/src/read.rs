@@ -268,8 +268,9 @@ const MAX_DEPTH: usize = 6;
 
 /// Resolves user-given paths: a recording directory, a directory holding recordings
 /// (of many hosts) at any depth, a single tcpfr Parquet file, or a `manifest.json`.
-/// A directory that is a recording is not searched further (its snapshots are
-/// recordings of their own, reached by naming them).
+/// A directory that is a recording is not searched further, and `snapshots/`
+/// directories are skipped: snapshots are recordings of their own, hard links of data
+/// that is also in the ring, reached by naming them.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for path in paths {
@@ -313,7 +314,7 @@ fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()
         .map_err(|e| FormatError::io(dir, e))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && p.file_name().is_none_or(|n| n != layout::SNAPSHOTS))
         .collect();
     subdirs.sort();
     for sub in subdirs {

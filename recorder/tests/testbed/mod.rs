@@ -297,6 +297,10 @@ impl Recorder {
         Recorder { child: Some(child), out }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGINT, then waits (bounded) for a clean exit and opens the recording.
     pub fn stop(mut self) -> (Recording, tempfile::TempDir) {
         let mut child = self.child.take().unwrap();
