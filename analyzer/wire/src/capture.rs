@@ -3,9 +3,9 @@
 //! [`CaptureReader`] parses every record in place: a [`Frame`] borrows the reader's
 //! bytes, so reading allocates nothing per frame. A regular file of at least
 //! [`MMAP_MIN`] is memory-mapped: the kernel's page cache is read without copying it
-//! (reading a 1 GB capture with read() costs as much as analysing it), pages ahead of
-//! the cursor are mapped in bulk and pages behind it are given back, so the resident
-//! size stays at a few MiB however large the file. Pipes, small files and everything
+//! (reading a 1 GB capture with read() costs as much as analysing it); a helper thread
+//! maps the windows ahead of the cursor and gives back those behind (`pager.rs`), so the
+//! resident size stays at a few windows however large the file. Pipes, small files and everything
 //! else are read through one reusable buffer that starts small, doubles with the amount
 //! read up to 8 MiB, and only grows past that for a single record that is larger (up to
 //! [`MAX_RECORD`]). The absolute byte offset of every record is known, and every error
@@ -58,11 +58,6 @@ pub const MAX_WARNINGS: usize = 100;
 
 /// Regular files at least this large are memory-mapped rather than read.
 pub const MMAP_MIN: u64 = 4 * 1024 * 1024;
-/// A mapped file is handled in windows of this size: the next one is mapped in one
-/// call (MADV_POPULATE_READ) rather than a page fault per 64 KiB, the ones behind the
-/// cursor are released (MADV_DONTNEED; the page cache keeps them).
-const MAP_WINDOW: usize = 8 * 1024 * 1024;
-
 const BUF_MIN: usize = 64 * 1024;
 const BUF_DEFAULT: usize = 8 * 1024 * 1024;
 
@@ -234,11 +229,9 @@ pub struct CaptureReader {
     buf: Vec<u8>,
     /// The whole file when it is memory-mapped; then `buf` is unused, `end` is the
     /// file's length and `eof` is set from the start.
-    map: Option<memmap2::Mmap>,
-    /// Mapped files: bytes below this have been released, bytes below `populated`
-    /// mapped ahead.
-    released: usize,
-    populated: usize,
+    map: Option<std::sync::Arc<memmap2::Mmap>>,
+    /// Maps windows ahead of a mapped file's cursor and releases those behind.
+    pager: Option<crate::pager::Pager>,
     /// Parsed up to here.
     start: usize,
     /// Filled up to here.
@@ -305,13 +298,14 @@ impl CaptureReader {
         name: &str,
     ) -> Result<CaptureReader, CaptureError> {
         let mapped_len = map.as_ref().map(|m| m.len());
+        let map = map.map(std::sync::Arc::new);
+        let pager = map.clone().map(crate::pager::Pager::new);
         let mut r = CaptureReader {
             name: name.to_string(),
             src,
             buf: Vec::new(),
             map,
-            released: 0,
-            populated: 0,
+            pager,
             start: 0,
             end: mapped_len.unwrap_or(0),
             buf_offset: 0,
@@ -428,8 +422,8 @@ impl CaptureReader {
             if self.done {
                 return Ok(None);
             }
-            if self.map.is_some() && self.start >= self.populated {
-                self.next_window();
+            if let Some(p) = self.pager.as_mut() {
+                p.at(self.start);
             }
             let avail = match &self.map {
                 Some(m) => &m[self.start..self.end],
@@ -446,9 +440,10 @@ impl CaptureReader {
                     self.start += rec_len;
                     self.frames += 1;
                     let bytes = match &self.map {
-                        Some(m) => &m[..],
-                        None => &self.buf[..],
+                        Some(m) => &m[..self.end],
+                        None => &self.buf[..self.end],
                     };
+                    crate::pager::prefetch(bytes, self.start);
                     let data = bytes.get(data_start..data_start + data_len).unwrap_or(&[]);
                     return Ok(Some(Frame {
                         number: self.frames,
@@ -546,30 +541,6 @@ impl CaptureReader {
         });
     }
 
-    /// Mapped files: gives back the pages behind the cursor and maps the next window.
-    fn next_window(&mut self) {
-        let Some(map) = &self.map else { return };
-        let page = page_size();
-        let behind = self.start / page * page;
-        if behind > self.released {
-            // SAFETY: no slice of the mapping outlives a `next_frame` call (frames
-            // borrow the reader mutably), and nothing below `start` is read again. On a
-            // shared read-only file mapping DONTNEED only drops our page-table entries;
-            // a later access would fault the same file contents back in.
-            let _ = unsafe {
-                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.released, behind - self.released)
-            };
-            self.released = behind;
-        }
-        let from = behind.max(self.populated / page * page);
-        let to = (self.start + MAP_WINDOW).min(map.len());
-        if to > from {
-            // Linux ≥ 5.14; elsewhere the pages are faulted in as they are read.
-            let _ = map.advise_range(memmap2::Advice::PopulateRead, from, to - from);
-        }
-        self.populated = to.max(self.start + 1);
-    }
-
     /// Makes at least `need` bytes available from `start` on, unless the input ends
     /// first. Moves the unparsed tail to the front and grows the buffer as needed.
     fn fill(&mut self, need: usize) -> Result<(), CaptureError> {
@@ -614,12 +585,6 @@ impl CaptureReader {
         }
         Ok(())
     }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
 }
 
 fn not_capture_hint(head: &[u8]) -> &'static str {
