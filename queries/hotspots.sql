@@ -10,13 +10,18 @@ WITH ev AS (
     UNION ALL
     SELECT service, 0, 0, 1, comm, pid FROM flows
     WHERE handshake IS NOT NULL AND handshake <> 'completed'
+), p AS (
+    -- Numbers first, strings only for the few groups left.
+    SELECT service, comm, pid,
+           sum(retrans_segs) AS retrans_segs, sum(resets) AS resets, sum(failed_handshakes) AS failed_handshakes
+    FROM ev GROUP BY 1, 2, 3
 ), g AS (
     SELECT service,
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
            array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
-    FROM ev GROUP BY 1
+    FROM p GROUP BY 1
 )
 SELECT service,
        retrans_segs,
@@ -41,14 +46,19 @@ WITH ev AS (
     UNION ALL
     SELECT service, raddr, rport, 0, 0, 1, comm, pid FROM flows
     WHERE handshake IS NOT NULL AND handshake <> 'completed'
+), p AS (
+    -- Numbers first, strings only for the few groups left.
+    SELECT service, raddr, CASE WHEN rport >= 32768 THEN NULL ELSE rport END AS port, comm, pid,
+           sum(retrans_segs) AS retrans_segs, sum(resets) AS resets, sum(failed_handshakes) AS failed_handshakes
+    FROM ev GROUP BY 1, 2, 3, 4, 5
 ), g AS (
     SELECT service,
-           raddr || ':' || CASE WHEN rport >= 32768 THEN '*' ELSE CAST(rport AS VARCHAR) END AS peer,
+           raddr || ':' || coalesce(CAST(port AS VARCHAR), '*') AS peer,
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
            array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
-    FROM ev GROUP BY 1, 2
+    FROM p GROUP BY 1, 2
 )
 SELECT service, peer,
        retrans_segs,

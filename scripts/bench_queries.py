@@ -45,7 +45,7 @@ def duckdb_script(views, sql):
     statements = [s.strip() for s in sql.split(";") if s.strip()]
     return (
         "import duckdb, sys\n"
-        "c = duckdb.connect()\n"
+        "c = duckdb.connect()\nc.execute('SET enable_progress_bar = false')\n"
         + "".join(f"c.execute({v!r})\n" for v in views)
         + "n = 0\n"
         + "".join(f"n += len(c.execute({s!r}).fetchall())\n" for s in statements)
