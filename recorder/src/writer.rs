@@ -90,6 +90,65 @@ impl WriterHandle {
     }
 }
 
+/// How often a degraded writer checks whether the output is writable again.
+const PROBE_INTERVAL_NS: i64 = 1_000_000_000;
+/// Free space needed to resume writing.
+const RESUME_FREE_BYTES: u64 = 4 << 20;
+
+struct Degraded {
+    since: i64,
+    reason: String,
+    dropped: u64,
+    next_probe: i64,
+}
+
+/// Rows per table (in `TABLES` order) of one flush message.
+fn count_rows(b: &Batches, host_counters: usize, recorder_stats: usize) -> [u64; crate::enrich::stream::COUNT] {
+    let n = |v: &[arrow_array::RecordBatch]| v.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+    let mut c = [0u64; crate::enrich::stream::COUNT];
+    c[crate::enrich::stream::RETRANSMITS] = n(&b.retransmits);
+    c[crate::enrich::stream::STATE_CHANGES] = n(&b.state_changes);
+    c[crate::enrich::stream::RESETS] = n(&b.resets);
+    c[crate::enrich::stream::RTT_SAMPLES] = n(&b.rtt_samples);
+    c[crate::enrich::stream::FLOWS] = n(&b.flows);
+    c[crate::enrich::stream::SOCKETS] = n(&b.sockets);
+    c[crate::enrich::stream::HOST_COUNTERS] = host_counters as u64;
+    c[crate::enrich::stream::RECORDER_STATS] = recorder_stats as u64;
+    c
+}
+
+/// Whether `dir` can take writes again: enough free space, and a file can be made.
+fn writable(dir: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed struct for statvfs to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_flag & libc::ST_RDONLY != 0 {
+        return false;
+    }
+    if (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) < RESUME_FREE_BYTES {
+        return false;
+    }
+    let probe = dir.join(".tcpfr-write-probe");
+    let ok = std::fs::write(&probe, [0u8; 4096]).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// The cause of a write error in a few words.
+fn describe(e: &tcpfr_schema::FormatError) -> String {
+    let text = e.to_string();
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>()).and_then(|e| e.raw_os_error());
+    match io {
+        Some(libc::ENOSPC) => "disk full".into(),
+        Some(libc::EROFS) => "read-only file system".into(),
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied".into(),
+        Some(libc::EDQUOT) => "disk quota exceeded".into(),
+        _ if text.contains("No space left") => "disk full".into(),
+        _ if text.contains("Read-only file system") => "read-only file system".into(),
+        _ => "write error".into(),
+    }
+}
+
 /// Hands a flush's rows to the recording writer.
 pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostCounters>, stats: Vec<RecorderStats>) {
     rows.retransmits.into_iter().for_each(|b| w.retransmits.push_batch(b));
@@ -129,9 +188,52 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
     };
     ring(&mut w, crate::clock::realtime_ns());
     let mut end = None;
+    // Set while the output cannot be written (disk full, read-only): rows are counted
+    // and dropped, the kernel side goes on, and writing resumes once a probe succeeds.
+    let mut degraded: Option<Degraded> = None;
+    let dir = w.dir().to_path_buf();
     for msg in rx {
         match msg {
             Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
+                if let Some(d) = degraded.as_mut() {
+                    let n = count_rows(&rows, host_counters.len(), recorder_stats.len());
+                    for (i, k) in n.iter().enumerate() {
+                        stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
+                        d.dropped += k;
+                    }
+                    if now < d.next_probe {
+                        continue;
+                    }
+                    if !writable(&dir) {
+                        d.next_probe = now + PROBE_INTERVAL_NS;
+                        continue;
+                    }
+                    let d = degraded.take().expect("degraded");
+                    let kept = w.retry_salvage();
+                    if kept > 0 {
+                        tracing::info!("kept {kept} rows of files given up while the output was not writable");
+                    }
+                    let host = tcpfr_schema::Str::from(w.manifest().host.as_str());
+                    let mut row = crate::recorder_stats::gap(
+                        &host,
+                        d.since,
+                        now,
+                        format!("{}: nothing written, {} rows dropped; writing resumed", d.reason, d.dropped),
+                    );
+                    // The interval rows of the gap were dropped too: the total is here.
+                    row.rows_dropped = d.dropped as i64;
+                    w.recorder_stats.push(row);
+                    // Make the gap row durable at once: another failure would lose
+                    // what is only buffered or logged.
+                    if let Err(e) = w.rotate(now) {
+                        tracing::error!("writing the recording failed again: {e}");
+                        let lost = w.abandon(now);
+                        let dropped = lost.iter().sum();
+                        degraded = Some(Degraded { since: watermark, reason: describe(&e), dropped, next_probe: now + PROBE_INTERVAL_NS });
+                    }
+                    tracing::warn!("the output is writable again: recording resumed ({} rows were dropped)", d.dropped);
+                    continue;
+                }
                 push_all(&mut w, rows, host_counters, recorder_stats);
                 let flushed = w.flush(watermark, now).and_then(|mut report| {
                     // A snapshot whose window has ended completes now, not at the next rotation.
@@ -155,8 +257,16 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                         }
                     }
                     Err(e) => {
-                        tracing::error!("writing the recording failed: {e}");
+                        let reason = describe(&e);
+                        tracing::error!("writing the recording failed ({reason}): {e}; counting events only until it can be written again");
                         *stats.last_error.lock().unwrap() = Some(e.to_string());
+                        let lost = w.abandon(now);
+                        let mut dropped = 0;
+                        for (i, k) in lost.iter().enumerate() {
+                            stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
+                            dropped += k;
+                        }
+                        degraded = Some(Degraded { since: watermark, reason, dropped, next_probe: now + PROBE_INTERVAL_NS });
                     }
                 }
             }
@@ -178,8 +288,16 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
         }
     }
     let end = end.unwrap_or_else(crate::clock::realtime_ns);
-    let dir = w.dir().to_path_buf();
-    let manifest = w.finish(end)?;
+    let fallback = w.manifest().clone();
+    let manifest = match w.finish(end) {
+        Ok(m) => m,
+        Err(e) if degraded.is_some() => {
+            // Left unfinished: the next start completes it (crash recovery).
+            tracing::error!("cannot close the recording ({e}); the next start will complete it");
+            return Ok(fallback);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Err(e) = snaps.finish(&manifest, &dir) {
         tracing::error!("completing the snapshot: {e:#}");
     }

@@ -175,50 +175,10 @@ fn recover_file(
 
     // Complete row groups: cut the file where the saved footer says they end and put
     // the footer there. Doing it again after a crash during recovery gives the same file.
-    let mut base_rows = 0i64;
-    let mut groups: Option<File> = None;
-    if footer.exists() {
-        let bytes = std::fs::read(&footer).map_err(|e| format!("cannot read its saved footer: {e}"))?;
-        let n = bytes.len();
-        if n < 8 || &bytes[n - 4..] != b"PAR1" {
-            return Err("its saved footer is not a Parquet footer".into());
-        }
-        let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
-        let md = (len + 8 <= n)
-            .then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok())
-            .flatten()
-            .ok_or("its saved footer cannot be decoded")?;
-        let data_end = md
-            .row_groups()
-            .iter()
-            .flat_map(|g| g.columns())
-            .map(|c| {
-                let (start, len) = c.byte_range();
-                start + len
-            })
-            .max()
-            .unwrap_or(4);
-        base_rows = md.file_metadata().num_rows();
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&inprogress)
-            .map_err(|e| format!("cannot open it: {e}"))?;
-        let have = f.metadata().map_err(|e| e.to_string())?.len();
-        if have < data_end {
-            return Err(format!("its saved footer describes {data_end} bytes of row groups, the file has only {have}"));
-        }
-        let mut magic = [0u8; 4];
-        f.read_exact(&mut magic).map_err(|e| e.to_string())?;
-        if &magic != b"PAR1" {
-            return Err("it does not start like a Parquet file".into());
-        }
-        f.set_len(data_end).map_err(|e| format!("cannot cut it: {e}"))?;
-        f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-        f.write_all(&bytes).map_err(|e| format!("cannot append the footer: {e}"))?;
-        f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        groups = Some(f);
-    }
+    let (groups, base_rows) = match seal_row_groups(&inprogress, &footer)? {
+        Some((f, n)) => (Some(f), n),
+        None => (None, 0),
+    };
 
     // The write-ahead log: every complete batch, unless its rows already reached a row
     // group (a crash after the footer was saved and before the log was deleted).
@@ -307,6 +267,79 @@ fn recover_file(
         },
         wal_rows,
     )))
+}
+
+/// Cuts an unfinished file after its last complete row group (as its saved footer
+/// describes them) and appends that footer: the file is then a valid Parquet file of
+/// those row groups. `None` when no row group was completed. Idempotent.
+fn seal_row_groups(inprogress: &Path, footer: &Path) -> std::result::Result<Option<(File, i64)>, String> {
+    if !footer.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(footer).map_err(|e| format!("cannot read its saved footer: {e}"))?;
+    let n = bytes.len();
+    if n < 8 || &bytes[n - 4..] != b"PAR1" {
+        return Err("its saved footer is not a Parquet footer".into());
+    }
+    let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
+    let md = (len + 8 <= n)
+        .then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok())
+        .flatten()
+        .ok_or("its saved footer cannot be decoded")?;
+    let data_end = md
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns())
+        .map(|c| {
+            let (start, len) = c.byte_range();
+            start + len
+        })
+        .max()
+        .unwrap_or(4);
+    let mut f = OpenOptions::new().read(true).write(true).open(inprogress).map_err(|e| format!("cannot open it: {e}"))?;
+    let have = f.metadata().map_err(|e| e.to_string())?.len();
+    if have < data_end {
+        return Err(format!("its saved footer describes {data_end} bytes of row groups, the file has only {have}"));
+    }
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic).map_err(|e| e.to_string())?;
+    if &magic != b"PAR1" {
+        return Err("it does not start like a Parquet file".into());
+    }
+    f.set_len(data_end).map_err(|e| format!("cannot cut it: {e}"))?;
+    f.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    f.write_all(&bytes).map_err(|e| format!("cannot append the footer: {e}"))?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    Ok(Some((f, md.file_metadata().num_rows())))
+}
+
+/// Keeps what can be kept of a file the writer had to give up (disk full, read-only
+/// file system) without needing free space: its complete row groups, sealed in place
+/// and renamed to the final name. The write-ahead log's rows are lost (counted by the
+/// caller). Returns the manifest entry, or `None` if no row group was complete.
+pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<FileEntry>> {
+    let inprogress = layout::inprogress_path(final_path);
+    let footer = layout::footer_path(final_path);
+    let wal = layout::wal_path(final_path);
+    let sealed = seal_row_groups(&inprogress, &footer).map_err(|reason| FormatError::Write { path: inprogress.clone(), reason })?;
+    let entry = match sealed {
+        Some((f, _)) => {
+            drop(f);
+            std::fs::rename(&inprogress, final_path).map_err(|e| FormatError::io(final_path, e))?;
+            Some(entry_of_complete_file(dir, table, final_path)?)
+        }
+        None => None,
+    };
+    // Nothing may stay behind (a read-only file system refuses: the caller retries).
+    for p in [&inprogress, &footer, &wal] {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FormatError::io(p, e)),
+        }
+    }
+    Ok(entry)
 }
 
 /// Rows, time range and order of what is written to a rebuilt file.

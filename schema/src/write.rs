@@ -126,6 +126,9 @@ pub struct RecordingWriter {
     opts: WriterOptions,
     segment: u64,
     segment_start_ns: i64,
+    /// Files given up by [`Self::abandon`] whose complete row groups could not be
+    /// kept yet.
+    unsalvaged: Vec<(&'static str, PathBuf)>,
     pub retransmits: TableWriter<crate::retransmits::Retransmit>,
     pub state_changes: TableWriter<crate::state_changes::StateChange>,
     pub resets: TableWriter<crate::resets::Reset>,
@@ -178,6 +181,7 @@ impl RecordingWriter {
             manifest,
             segment: 1,
             segment_start_ns: info.start_ns,
+            unsalvaged: Vec::new(),
             retransmits: TableWriter::new(ctx.clone()),
             state_changes: TableWriter::new(ctx.clone()),
             resets: TableWriter::new(ctx.clone()),
@@ -248,6 +252,54 @@ impl RecordingWriter {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Gives up the files being written after a write error (disk full, read-only file
+    /// system), without needing free space: each keeps its complete row groups (sealed
+    /// in place, listed in the manifest if it can still be stored); rows buffered or in
+    /// write-ahead logs are dropped and counted, per table in [`crate::TABLES`] order.
+    /// Writing continues with a new segment at `now_ns` once the caller sees space again.
+    pub fn abandon(&mut self, now_ns: i64) -> [u64; crate::TABLES.len()] {
+        let given_up = each_table!(self, |t| t.abandon());
+        let mut lost = [0u64; crate::TABLES.len()];
+        for (i, (path, n)) in given_up.into_iter().enumerate() {
+            lost[i] = n;
+            if let Some(path) = path {
+                match crate::recover::salvage(&self.dir, crate::TABLES[i], &path) {
+                    Ok(Some(entry)) => {
+                        lost[i] = lost[i].saturating_sub(entry.rows);
+                        self.manifest.files.push(entry);
+                    }
+                    Ok(None) => {}
+                    // E.g. a read-only file system: try again when it can be written.
+                    Err(_) => self.unsalvaged.push((crate::TABLES[i], path)),
+                }
+            }
+        }
+        let _ = self.manifest.store(&self.dir);
+        self.segment += 1;
+        self.segment_start_ns = now_ns.max(self.segment_start_ns + 1);
+        lost
+    }
+
+    /// Salvages what [`Self::abandon`] could not (the output was not writable then).
+    /// Returns the rows kept.
+    pub fn retry_salvage(&mut self) -> u64 {
+        let mut kept = 0;
+        for (table, path) in std::mem::take(&mut self.unsalvaged) {
+            match crate::recover::salvage(&self.dir, table, &path) {
+                Ok(Some(entry)) => {
+                    kept += entry.rows;
+                    self.manifest.files.push(entry);
+                }
+                Ok(None) => {}
+                Err(_) => self.unsalvaged.push((table, path)),
+            }
+        }
+        if kept > 0 {
+            let _ = self.manifest.store(&self.dir);
+        }
+        kept
     }
 
     /// Segment being written (not in the manifest yet).
@@ -330,6 +382,9 @@ trait AnyTableWriter {
     fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64>;
     fn close(&mut self) -> Result<Option<FileEntry>>;
     fn current_bytes(&self) -> u64;
+    /// Drops the open file and every buffered row: the file's final path (to salvage)
+    /// and how many rows it and the buffers held.
+    fn abandon(&mut self) -> (Option<PathBuf>, u64);
 }
 
 /// Buffers rows of one table and writes its files.
@@ -514,6 +569,19 @@ impl<T: Table> AnyTableWriter for TableWriter<T> {
 
     fn close(&mut self) -> Result<Option<FileEntry>> {
         self.close_file()
+    }
+
+    fn abandon(&mut self) -> (Option<PathBuf>, u64) {
+        let mut rows = self.builder.len() as u64 + self.pending_rows as u64;
+        self.builder = T::builder(0);
+        self.pending.clear();
+        self.pending_rows = 0;
+        self.max_written_ns = i64::MIN;
+        let path = self.open.take().map(|f| {
+            rows += f.rows;
+            f.final_path
+        });
+        (path, rows)
     }
 
     fn current_bytes(&self) -> u64 {

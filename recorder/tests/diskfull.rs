@@ -1,0 +1,158 @@
+//! A full disk and a read-only output directory under load, on a tiny tmpfs of the
+//! test's own: the recorder keeps running (counting only), records the gap, resumes by
+//! itself when it can write again, and stops cleanly with a recording that verifies.
+
+mod testbed;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tcpfr_schema::read::{discover, Source, Verify};
+use tcpfr_schema::recorder_stats::RecorderStats;
+use tcpfr_schema::rtt_samples::RttSample;
+use testbed::*;
+
+/// A small tmpfs mounted for the test; unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        run(&["mount", "-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tcpfr-test", dir.path().to_str().unwrap()]);
+        Tmpfs { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `dir` made read-only by a read-only bind mount over itself (a remount of the whole
+/// tmpfs is refused while files are open for writing); undone on drop.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        let d = dir.to_str().unwrap();
+        run(&["mount", "--bind", d, d]);
+        run(&["mount", "-o", "remount,bind,ro", d]);
+        ReadOnly(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The recorder process, killed on drop (also when an assertion fails).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// Fills the file system with one file until it is full.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let p = dir.join("filler");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    p
+}
+
+#[test]
+fn full_disk_and_read_only_output_are_survived() {
+    let _serial = serial();
+    let fs = Tmpfs::new("24m");
+    let bed = Bed::new("full", 14, false);
+    bed.iptables(&bed.server, "-A INPUT -p tcp --dport 5603 -m statistic --mode random --probability 0.01 -j DROP");
+    let _server = bed.serve(5603, &[]);
+    let _client = bed.client.spawn(&[traffic_bin(), "send", "--to", &bed.server_addr(5603), "--bytes", "1000000000000"]);
+
+    let out = fs.path().join("rec");
+    let mut child = Child(
+        Command::new(recorder_bin())
+            .args(["--out", out.to_str().unwrap(), "--rtt-interval", "0", "--rotate-size", "1MiB", "--log", "warn"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let alive = |c: &mut Child| c.0.try_wait().unwrap().is_none();
+
+    std::thread::sleep(Duration::from_secs(3));
+    let full_from = now_ns();
+    let filler = fill(fs.path());
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(alive(&mut child), "the recorder died on a full disk");
+    std::fs::remove_file(&filler).unwrap();
+    let full_until = now_ns();
+    std::thread::sleep(Duration::from_secs(4));
+
+    let ro_from = now_ns();
+    let ro = ReadOnly::new(&out);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(alive(&mut child), "the recorder died on a read-only file system");
+    drop(ro);
+    let ro_until = now_ns();
+    std::thread::sleep(Duration::from_secs(4));
+
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "recorder exited with {status}");
+
+    let sources = discover(&[out.clone()]).unwrap();
+    assert_eq!(sources.len(), 1);
+    let Source::Recording(rec) = sources.into_iter().next().unwrap() else { panic!("a recording") };
+    assert!(rec.verify(Verify::Full).is_empty(), "{:?}", rec.verify(Verify::Full));
+    assert!(rec.manifest.end.is_some());
+    // What was given up while the output was read-only was sealed once it was writable.
+    assert!(rec.unlisted_files().is_empty(), "{:?}", rec.unlisted_files());
+    let stats = rec.read_table::<RecorderStats>().unwrap();
+    let gaps: Vec<&RecorderStats> = stats.iter().filter(|s| s.gap_start.is_some()).collect();
+    for g in &gaps {
+        eprintln!("gap {} ms: {}", (g.gap_end.unwrap().0 - g.gap_start.unwrap().0) / 1_000_000, g.note.as_deref().unwrap_or(""));
+    }
+    let covers = |from: i64, until: i64, what: &str| {
+        let g = gaps
+            .iter()
+            .find(|g| g.note.as_deref().is_some_and(|n| n.starts_with(what)))
+            .unwrap_or_else(|| panic!("no gap row for {what}: {gaps:?}"));
+        let (s, e) = (g.gap_start.unwrap().0, g.gap_end.unwrap().0);
+        // The gap starts at the last flush before the failure and ends when writing
+        // resumed (within a second or two of the space coming back).
+        assert!(s >= from - 2_000_000_000 && s <= until, "{what}: gap starts {} ms from the fault", (s - from) / 1_000_000);
+        assert!(e >= until - 1_000_000_000 && e <= until + 3_000_000_000, "{what}: gap ends {} ms after the fix", (e - until) / 1_000_000);
+        assert!(g.note.as_deref().unwrap().contains("rows dropped"));
+        (s, e)
+    };
+    let full = covers(full_from, full_until, "disk full");
+    let ro = covers(ro_from, ro_until, "read-only file system");
+    // Data before, between and after the faults, none inside the gaps.
+    let rtt = rec.read_table::<RttSample>().unwrap();
+    let in_gap = |t: i64, (s, e): (i64, i64)| t > s + 100_000_000 && t < e - 100_000_000;
+    assert!(rtt.iter().any(|r| r.time.0 < full.0));
+    assert!(rtt.iter().any(|r| r.time.0 > full.1 && r.time.0 < ro.0));
+    assert!(rtt.iter().any(|r| r.time.0 > ro.1));
+    assert!(!rtt.iter().any(|r| in_gap(r.time.0, full) || in_gap(r.time.0, ro)), "rows inside a gap");
+    let dropped: i64 = stats.iter().map(|s| s.rows_dropped).sum();
+    assert!(dropped > 0, "no dropped rows were counted");
+}
