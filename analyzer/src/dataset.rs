@@ -1,5 +1,5 @@
 //! What the user pointed us at: recordings (one, or a directory of many hosts) and
-//! single Parquet files, checked against their manifests before any query runs.
+//! single Parquet files, and bundles (`*.tcpfr`, see `bundle`), checked against their manifests before any query runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +30,9 @@ impl Dataset {
         for t in TABLES {
             ds.files.insert(t, Vec::new());
         }
-        for source in discover(paths)? {
+        // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
+        let paths = crate::bundle::resolve(paths)?;
+        for source in discover(&paths)? {
             match source {
                 Source::Recording(rec) => {
                     let problems = rec.verify(Verify::Sizes);
@@ -46,7 +48,11 @@ impl Dataset {
                     for t in TABLES {
                         ds.files.get_mut(t).expect("all tables").extend(rec.paths(t));
                     }
-                    ds.extend_range(manifest_range(&rec.manifest));
+                    if crate::bundle::is_extracted(&rec.dir) {
+                        ds.extend_range(crate::bundle::bundled_range(&rec).or_else(|| manifest_range(&rec.manifest)));
+                    } else {
+                        ds.extend_range(manifest_range(&rec.manifest));
+                    }
                     ds.recordings.push(rec);
                 }
                 Source::File { path, table } => {

@@ -6,12 +6,16 @@
 //! * `query` runs SQL (`exec`) and prints it (`print`), or opens the `shell`.
 //! * `canned` holds the questions of `queries/*.sql`; `report` answers them in words;
 //!   `replay` plays a recording back as an event stream.
+//! * `bundle` cuts a window of recordings into one file for a bug report (optionally
+//!   anonymized by `redact`) and opens such files wherever a recording is accepted.
 
+mod bundle;
 mod canned;
 mod dataset;
 mod exec;
 mod pcap;
 mod print;
+mod redact;
 mod replay;
 mod report;
 mod services;
@@ -35,7 +39,8 @@ use crate::window::Window;
 /// Read tcpfr recordings: SQL, the standard questions after an incident, a report.
 ///
 /// REC is a recording directory (made by tcpfr-recorder --out), a directory holding
-/// recordings of many hosts, or a single Parquet file of a recording.
+/// recordings of many hosts, a single Parquet file of a recording, or a bundle
+/// (FILE.tcpfr, made by `tcpfr bundle`).
 #[derive(Debug, Parser)]
 #[command(name = "tcpfr", version, max_term_width = 100, after_help = after_help())]
 struct Cli {
@@ -152,6 +157,47 @@ enum Cmd {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Put a time window of recordings into one file (FILE.tcpfr) to attach to a bug
+    /// report; every tcpfr command reads it like a recording. --redact anonymizes
+    /// addresses prefix-preservingly (subnets stay subnets) with a random key that is
+    /// not stored, and drops the recorder's flags and the boot id.
+    Bundle {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+        /// The bundle to write (refused if it exists, unless --force).
+        #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+        output: PathBuf,
+        /// Start of the window (same forms as for queries: RFC 3339, 14:00, +5m, -10m).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the window (exclusive).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Only the last part of the data, e.g. 10m.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        last: Option<Duration>,
+        /// Bundle the snapshot REC/snapshots/NAME instead of the ring.
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Anonymize addresses (prefix-preserving, IPv4 and IPv6) and drop identifying
+        /// manifest fields (recorder flags, boot id).
+        #[arg(long)]
+        redact: bool,
+        /// With --redact: leave addresses in this range (CIDR or address) as they are
+        /// (repeatable). No other address is mapped into a kept range.
+        #[arg(long = "keep", value_name = "CIDR", requires = "redact", value_parser = redact::parse_keep)]
+        keep: Vec<ipnet::IpNet>,
+        /// With --redact: replace process names, cgroup paths, container ids and
+        /// network namespace names with pseudonyms (proc-1, cgroup-1, …).
+        #[arg(long, requires = "redact")]
+        scrub_names: bool,
+        /// With --redact: replace host names with pseudonyms (host-1, …) everywhere.
+        #[arg(long, requires = "redact")]
+        scrub_host: bool,
+    },
     /// Check recordings fully: manifests, sizes, checksums, Parquet footers, schemas.
     Verify {
         #[arg(required = true, value_name = "REC")]
@@ -212,7 +258,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dispatch(matches)) {
+    let result = rt.block_on(dispatch(matches));
+    // Extracted bundles go before the process does.
+    bundle::cleanup();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (`tcpfr … | head`) is not an error worth a message.
@@ -258,6 +307,16 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
+        Cmd::Bundle { recs, output, from, to, last, snapshot, force, redact, keep, scrub_names, scrub_host } => bundle::create(bundle::Request {
+            recs: &recs,
+            from: from.as_deref(),
+            to: to.as_deref(),
+            last,
+            snapshot: snapshot.as_deref(),
+            output: &output,
+            force,
+            redact: redact.then_some(redact::Options { keep, scrub_names, scrub_host }),
+        }),
         Cmd::Pcap { files } => pcap::summary(&files),
         Cmd::Xref { recs, tolerance, data, out } => {
             let out = Output { format: out.format, file: out.output };
@@ -374,7 +433,7 @@ async fn run_query(args: Vec<String>, command: Option<String>, file: Option<Path
 
 fn verify(recs: &[PathBuf]) -> Result<()> {
     let mut bad = 0;
-    for source in tcpfr_schema::read::discover(recs)? {
+    for source in tcpfr_schema::read::discover(&bundle::resolve(recs)?)? {
         match source {
             tcpfr_schema::read::Source::Recording(rec) => {
                 let problems = rec.verify(tcpfr_schema::read::Verify::Full);
