@@ -25,6 +25,7 @@ pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;
 pub mod ring;
+pub mod rules;
 pub mod rtt_samples;
 pub mod snapshot;
 pub mod socket_table;

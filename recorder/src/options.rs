@@ -69,6 +69,11 @@ pub struct Options {
     #[serde(serialize_with = "ser_duration")]
     pub snapshot_after: Duration,
 
+    /// Snapshot automatically on rules read from this TOML file (retransmits/s, resets/s,
+    /// failed handshakes per minute, per port/CIDR/process; see the docs of `rules.rs`).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+
     /// Keep at most this many snapshots (the oldest go first).
     #[arg(long, default_value_t = 20)]
     pub max_snapshots: usize,

@@ -73,6 +73,11 @@ pub async fn run(opts: Options) -> Result<()> {
             );
         }
     }
+    // A bad rules file is an error before anything is loaded.
+    let mut rules = match &opts.rules {
+        Some(p) => Some(crate::rules::Rules::load(p, opts.snapshot_before, opts.snapshot_after)?),
+        None => None,
+    };
     // Before anything is loaded: the directory is usable and ours alone.
     let out_dir = crate::outdir::OutDir::open(&opts.out)?;
     let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
@@ -239,8 +244,13 @@ pub async fn run(opts: Options) -> Result<()> {
                 if let Some(err) = writer.stats.last_error.lock().unwrap().take() {
                     rs.push(recorder_stats::note(&enr.host, now, format!("write error: {err}")));
                 }
+                let rows = enr.take_rows();
+                let triggered = match rules.as_mut() {
+                    Some(r) => r.observe(&rows, now, opts.counters_interval.min(Duration::from_secs(1))),
+                    None => Vec::new(),
+                };
                 let msg = Msg::Flush {
-                    rows: enr.take_rows(),
+                    rows,
                     host_counters,
                     recorder_stats: rs,
                     watermark: now - WATERMARK_LAG_NS,
@@ -248,6 +258,11 @@ pub async fn run(opts: Options) -> Result<()> {
                 };
                 if writer.tx.send(msg).is_err() {
                     bail!("the writer thread stopped");
+                }
+                for req in triggered {
+                    if writer.tx.send(Msg::Snapshot { req, reply: None }).is_err() {
+                        bail!("the writer thread stopped");
+                    }
                 }
             }
             _ = sigusr1.recv() => {
