@@ -114,17 +114,7 @@ fn segments_of(dir: Option<&Path>, m: &Manifest) -> Vec<Candidate> {
 /// being written and their crash-recovery sidecars (the write-ahead log can be a good
 /// part of a small budget).
 fn unlisted_bytes(dir: &Path, m: &Manifest) -> u64 {
-    let listed: std::collections::HashSet<PathBuf> = m.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
-    let mut n = 0;
-    for table in tcpfr_schema::TABLES {
-        for e in std::fs::read_dir(dir.join(table)).into_iter().flatten().flatten() {
-            let p = e.path();
-            if !listed.contains(&p) {
-                n += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    n
+    tcpfr_schema::read::unlisted_files(dir, m).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum()
 }
 
 /// Removes an earlier recording that has no files left: the manifest first (so it is

@@ -69,6 +69,32 @@ pub enum Birth {
     Accept,
 }
 
+impl Socket {
+    /// A socket first seen at `now_ns`, with nothing known about it yet.
+    fn new(id: i64, netns: Option<u32>, ends: Endpoints, owner: Option<Arc<Owner>>, origin: &'static str, now_ns: i64) -> Socket {
+        Socket {
+            id,
+            netns,
+            ends,
+            owner,
+            role: None,
+            open_ns: None,
+            state: 0,
+            listener: false,
+            pre_existing: false,
+            syn_retransmits: 0,
+            retrans_segs_seen: 0,
+            reset_received: false,
+            established_ns: None,
+            origin,
+            announced: false,
+            total_retrans: None,
+            counters: None,
+            last_seen: now_ns,
+        }
+    }
+}
+
 pub struct SocketTable {
     by_sk: HashMap<u64, Socket>,
     /// Sockets that just reached CLOSE: events that trail the close (a reset sent by
@@ -180,30 +206,14 @@ impl SocketTable {
             }
         }
         self.evict_if_full();
-        self.by_sk.insert(
-            sk,
-            Socket {
-                id,
-                netns,
-                ends,
-                owner,
-                role,
-                open_ns: (!listener).then_some(time_ns),
-                state: 0,
-                listener,
-                pre_existing: false,
-                syn_retransmits,
-                retrans_segs_seen: 0,
-                reset_received: false,
-                established_ns: None,
-                origin,
-                announced: false,
-                // New sockets start at 0; accepted ones inherit the SYN-ACK retransmits.
-                total_retrans: Some(syn_retransmits as u32),
-                counters: None,
-                last_seen: time_ns,
-            },
-        );
+        let mut s = Socket::new(id, netns, ends, owner, origin, time_ns);
+        s.role = role;
+        s.open_ns = (!listener).then_some(time_ns);
+        s.listener = listener;
+        s.syn_retransmits = syn_retransmits;
+        // New sockets start at 0; accepted ones inherit the SYN-ACK retransmits.
+        s.total_retrans = Some(syn_retransmits as u32);
+        self.by_sk.insert(sk, s);
         previous.filter(|p| !p.listener)
     }
 
@@ -217,29 +227,9 @@ impl SocketTable {
             let owner = netns.and_then(|ns| self.existing_owner(ns, &ends));
             let id = self.new_id();
             self.evict_if_full();
-            self.by_sk.insert(
-                sk,
-                Socket {
-                    id,
-                    netns,
-                    ends,
-                    owner,
-                    role: None,
-                    open_ns: None,
-                    state: 0,
-                    listener: false,
-                    pre_existing: true,
-                    syn_retransmits: 0,
-                    retrans_segs_seen: 0,
-                    reset_received: false,
-                    established_ns: None,
-                    origin: tcpfr_schema::sockets::origin::EXISTING,
-                    announced: false,
-                    total_retrans: None,
-                    counters: None,
-                    last_seen: now_ns,
-                },
-            );
+            let mut s = Socket::new(id, netns, ends, owner, tcpfr_schema::sockets::origin::EXISTING, now_ns);
+            s.pre_existing = true;
+            self.by_sk.insert(sk, s);
         }
         let s = self.by_sk.get_mut(&sk).expect("inserted above");
         s.last_seen = now_ns;

@@ -102,6 +102,20 @@ struct Degraded {
     next_probe: i64,
 }
 
+/// A write failed: gives up the open files (keeping what can be kept), counts what is
+/// lost, and starts counting only; rows up to `since` are on disk.
+fn give_up(w: &mut RecordingWriter, e: &tcpfr_schema::FormatError, stats: &WriterStats, since: i64, now: i64) -> Degraded {
+    let reason = describe(e);
+    tracing::error!("writing the recording failed ({reason}): {e}; counting events only until it can be written again");
+    *stats.last_error.lock().unwrap() = Some(e.to_string());
+    let mut dropped = 0;
+    for (i, k) in w.abandon(now).iter().enumerate() {
+        stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
+        dropped += k;
+    }
+    Degraded { since, reason, dropped, next_probe: now + PROBE_INTERVAL_NS }
+}
+
 /// Rows per table (in `TABLES` order) of one flush message.
 fn count_rows(b: &Batches, host_counters: usize, recorder_stats: usize) -> [u64; crate::enrich::stream::COUNT] {
     let n = |v: &[arrow_array::RecordBatch]| v.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -180,10 +194,7 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 stats.evicted_segments.fetch_add(e.segments, Ordering::Relaxed);
                 stats.evicted_bytes.fetch_add(e.bytes, Ordering::Relaxed);
             }
-            Err(e) => {
-                tracing::error!("enforcing --max-disk/--max-age failed: {e:#}");
-                *stats.last_error.lock().unwrap() = Some(format!("ring: {e:#}"));
-            }
+            Err(e) => error("enforcing --max-disk/--max-age", e),
         }
     };
     ring(&mut w, crate::clock::realtime_ns());
@@ -225,13 +236,10 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                     w.recorder_stats.push(row);
                     // Make the gap row durable at once: another failure would lose
                     // what is only buffered or logged.
-                    if let Err(e) = w.rotate(now) {
-                        tracing::error!("writing the recording failed again: {e}");
-                        let lost = w.abandon(now);
-                        let dropped = lost.iter().sum();
-                        degraded = Some(Degraded { since: watermark, reason: describe(&e), dropped, next_probe: now + PROBE_INTERVAL_NS });
-                    }
                     tracing::warn!("the output is writable again: recording resumed ({} rows were dropped)", d.dropped);
+                    if let Err(e) = w.rotate(now) {
+                        degraded = Some(give_up(&mut w, &e, &stats, watermark, now));
+                    }
                     continue;
                 }
                 push_all(&mut w, rows, host_counters, recorder_stats);
@@ -256,18 +264,7 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                             stats.rows_written[i].fetch_add(*n, Ordering::Relaxed);
                         }
                     }
-                    Err(e) => {
-                        let reason = describe(&e);
-                        tracing::error!("writing the recording failed ({reason}): {e}; counting events only until it can be written again");
-                        *stats.last_error.lock().unwrap() = Some(e.to_string());
-                        let lost = w.abandon(now);
-                        let mut dropped = 0;
-                        for (i, k) in lost.iter().enumerate() {
-                            stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
-                            dropped += k;
-                        }
-                        degraded = Some(Degraded { since: watermark, reason, dropped, next_probe: now + PROBE_INTERVAL_NS });
-                    }
+                    Err(e) => degraded = Some(give_up(&mut w, &e, &stats, watermark, now)),
                 }
             }
             Msg::Snapshot { req, reply } => {

@@ -109,20 +109,7 @@ impl Recording {
     /// being written (`.inprogress`), crash leftovers, or foreign files. Not errors —
     /// readers ignore them — but worth telling the user about.
     pub fn unlisted_files(&self) -> Vec<PathBuf> {
-        let listed: std::collections::HashSet<PathBuf> =
-            self.manifest.files.iter().map(|f| Manifest::file_path(&self.dir, f)).collect();
-        let mut out = Vec::new();
-        for table in crate::TABLES {
-            let Ok(rd) = std::fs::read_dir(self.dir.join(table)) else { continue };
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_file() && !listed.contains(&p) {
-                    out.push(p);
-                }
-            }
-        }
-        out.sort();
-        out
+        unlisted_files(&self.dir, &self.manifest)
     }
 
     /// Reads a whole table into rows (tests, small recordings; the analyzer streams).
@@ -206,6 +193,24 @@ pub fn inspect_parquet(path: &Path) -> Result<ParquetFileInfo> {
         format_version: version,
         rows: md.file_metadata().num_rows().max(0) as u64,
     })
+}
+
+/// [`Recording::unlisted_files`] for a recording directory and its manifest (also one
+/// being written).
+pub fn unlisted_files(dir: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+    let listed: std::collections::HashSet<PathBuf> = manifest.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
+    let mut out = Vec::new();
+    for table in crate::TABLES {
+        let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_file() && !listed.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Reads a Parquet footer, turning every failure into "not a readable Parquet file".
