@@ -300,17 +300,6 @@ fn warnings_are_bounded() {
     assert_eq!(r.warning_count(), 150);
 }
 
-/// xorshift64*, deterministic.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[test]
 fn random_corruption_never_panics() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);

@@ -4,6 +4,9 @@
 //! timestamps going backwards and sequence numbers wrapping; and the real captures
 //! in `samples/`.
 
+mod common;
+
+use common::Rng;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
@@ -98,26 +101,6 @@ fn compare(file: &Path) -> std::collections::BTreeMap<String, usize> {
     }
     assert!(bad.is_empty(), "{}: {} frames differ:\n{}", file.display(), bad.len(), bad[..bad.len().min(20)].join("\n"));
     counts
-}
-
-/// xorshift64*: deterministic randomness without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
 }
 
 const FIN: u8 = 1;
