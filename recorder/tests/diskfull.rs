@@ -84,9 +84,7 @@ fn full_disk_and_read_only_output_are_survived() {
     let _serial = serial();
     let fs = Tmpfs::new("24m");
     let bed = Bed::new("full", 14, false);
-    bed.iptables(&bed.server, "-A INPUT -p tcp --dport 5603 -m statistic --mode random --probability 0.01 -j DROP");
-    let _server = bed.serve(5603, &[]);
-    let _client = bed.client.spawn(&[traffic_bin(), "send", "--to", &bed.server_addr(5603), "--bytes", "1000000000000"]);
+    let _traffic = bed.lossy_bulk(5603, 0.01);
 
     let out = fs.path().join("rec");
     let mut child = Child(

@@ -59,9 +59,7 @@ fn manifest_matches_disk(rec: &Path) -> Option<Manifest> {
 fn disk_use_stays_within_max_disk_under_load() {
     let _serial = serial();
     let bed = Bed::new("ring", 13, false);
-    bed.iptables(&bed.server, "-A INPUT -p tcp --dport 5602 -m statistic --mode random --probability 0.01 -j DROP");
-    let _server = bed.serve(5602, &[]);
-    let _client = bed.client.spawn(&[traffic_bin(), "send", "--to", &bed.server_addr(5602), "--bytes", "1000000000000"]);
+    let _traffic = bed.lossy_bulk(5602, 0.01);
 
     let (max_disk, rotate) = (768 * KIB, 128 * KIB);
     let rec = Recorder::start(&[

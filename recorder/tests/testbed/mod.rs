@@ -232,6 +232,18 @@ impl Bed {
         p
     }
 
+    /// A bulk transfer to `port` that runs until the returned processes drop, with
+    /// `loss` of the segments to the server dropped at random (retransmits, RTT samples).
+    pub fn lossy_bulk(&self, port: u16, loss: f64) -> (Proc, Proc) {
+        self.iptables(
+            &self.server,
+            &format!("-A INPUT -p tcp --dport {port} -m statistic --mode random --probability {loss} -j DROP"),
+        );
+        let server = self.serve(port, &[]);
+        let client = self.client.spawn(&[traffic_bin(), "send", "--to", &self.server_addr(port), "--bytes", "1000000000000"]);
+        (server, client)
+    }
+
     /// Runs the client to completion; returns its per-connection result lines.
     pub fn send(&self, port: u16, bytes: u64, conns: u32, extra: &[&str], timeout: Duration) -> (u32, Vec<String>) {
         let to = self.server_addr(port);
@@ -255,6 +267,43 @@ pub fn recorder_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcpfr-recorder")
 }
 
+/// Starts the recorder writing to `out` and waits (bounded) until it records: it logs
+/// where it records once its programs are attached. Its log goes to ours.
+pub fn spawn_recorder(out: &Path, extra: &[&str]) -> Child {
+    let mut child = Command::new(recorder_bin())
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpfr-recorder starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[recorder] {line}");
+            if !ready && line.contains("recording to") {
+                ready = true;
+                let _ = tx.send(Ok(()));
+            }
+            if line.contains("tcpfr-recorder:") {
+                let _ = tx.send(Err(line));
+            }
+        }
+        let _ = tx.send(Err("recorder exited".into()));
+    });
+    let failed = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(())) => return child,
+        Ok(Err(e)) => format!("recorder failed to start: {e}"),
+        Err(_) => "recorder did not start within 30 s".to_string(),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{failed}");
+}
+
 /// A running recorder writing into a temporary directory.
 pub struct Recorder {
     child: Option<Child>,
@@ -264,36 +313,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn start(extra: &[&str]) -> Recorder {
         let out = tempfile::tempdir().unwrap();
-        let mut child = Command::new(recorder_bin())
-            .arg("--out")
-            .arg(out.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpfr-recorder starts");
-        // Ready once it logs where it records (programs are attached by then).
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut ready = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[recorder] {line}");
-                if !ready && line.contains("recording to") {
-                    ready = true;
-                    let _ = tx.send(Ok(()));
-                }
-                if line.contains("tcpfr-recorder:") {
-                    let _ = tx.send(Err(line));
-                }
-            }
-            let _ = tx.send(Err("recorder exited".into()));
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("recorder failed to start: {e}"),
-            Err(_) => panic!("recorder did not start within 30 s"),
-        }
+        let child = spawn_recorder(out.path(), extra);
         Recorder { child: Some(child), out }
     }
 
