@@ -115,10 +115,12 @@ fn disk_use_stays_within_max_disk_under_load() {
     }
     assert!(recording.verify(Verify::Full).is_empty());
     // Disk use: the budget (which counts the files being written, write-ahead logs
-    // included, at each rotation) plus what the segment being written adds until the
-    // next rotation.
+    // included, at each rotation) plus one rotation's worth: what the segment being
+    // written adds until the next rotation, or, for the moment between a rotation and
+    // the deletions that follow it, the segment just closed.
     assert!(largest_segment > 0);
-    assert!(peak <= max_disk + peak_open + 32 * KIB, "peak {peak} bytes on disk, budget {max_disk}");
+    let slack = largest_segment.max(peak_open) + 64 * KIB;
+    assert!(peak <= max_disk + slack, "peak {peak} bytes on disk, budget {max_disk} + {slack}");
 }
 
 #[test]
