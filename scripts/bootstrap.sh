@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine needs to build and test tcpfr, idempotently:
-#   - Debian packages used by the tests (iproute2, iptables, tcpdump, tshark, ethtool)
+#   - Debian packages used by the tests (iproute2, iptables, tcpdump, tshark, ethtool, bpftool;
+#     prometheus + promtool for the metrics tests, chromium for the HTML report test)
 #   - DuckDB (Python) as an independent reader of our Parquet files in tests
 #   - the pinned nightly toolchain with rust-src (the eBPF crate is built with -Z build-std=core)
 #   - bpf-linker built against that nightly's own LLVM (same major version, or linking fails)
@@ -12,7 +13,7 @@ set -euo pipefail
 NIGHTLY="${TCPFR_NIGHTLY:-nightly-2026-05-20}"
 TOOLS="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}"
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool bpftool)
+APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool bpftool prometheus chromium fonts-dejavu-core)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
