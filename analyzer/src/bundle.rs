@@ -34,6 +34,7 @@ use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tcpfr_schema::{layout, schema_of, TABLES};
 
 use crate::dataset::Dataset;
+use crate::progress;
 use crate::redact::{self, Redactor};
 use crate::window::Window;
 
@@ -102,11 +103,25 @@ pub fn create(req: Request) -> Result<()> {
 
     let mut redactor = req.redact.clone().map(Redactor::new).transpose()?;
     let staging = private_tempdir("tcpfr-bundle-")?;
+    // Progress counts the source files' bytes read (the window is cut while reading).
+    let total: u64 = ds
+        .recordings
+        .iter()
+        .flat_map(|r| TABLES.iter().flat_map(move |t| r.paths(t)))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut bar = progress::Bar::new(total, progress::Unit::Bytes, format!("bundling {}", output.display()));
+    let mut done = 0u64;
     for (i, rec) in ds.recordings.iter().enumerate() {
         let dir = staging.path().join(format!("rec-{}", i + 1));
-        write_recording(rec, &dir, &window, start_ns, end_ns, redactor.as_mut())
-            .with_context(|| format!("bundling {}", rec.dir.display()))?;
+        write_recording(rec, &dir, &window, start_ns, end_ns, redactor.as_mut(), &mut |n| {
+            done += n;
+            bar.set(done);
+        })
+        .with_context(|| format!("bundling {}", rec.dir.display()))?;
     }
+    bar.finish();
 
     // The checksum list, then every file, into a temporary file next to the output.
     let mut files = Vec::new();
@@ -187,7 +202,15 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 }
 
 /// Rewrites the window of one recording into a new recording directory `dir`.
-fn write_recording(rec: &Recording, dir: &Path, window: &Window, start_ns: i64, end_ns: i64, mut redactor: Option<&mut Redactor>) -> Result<()> {
+fn write_recording(
+    rec: &Recording,
+    dir: &Path,
+    window: &Window,
+    start_ns: i64,
+    end_ns: i64,
+    mut redactor: Option<&mut Redactor>,
+    read: &mut dyn FnMut(u64),
+) -> Result<()> {
     let m = &rec.manifest;
     let host = match redactor.as_deref_mut() {
         Some(r) => r.host(&m.host),
@@ -244,6 +267,7 @@ fn write_recording(rec: &Recording, dir: &Path, window: &Window, start_ns: i64, 
                 push(&mut w, table, batch);
             }
             w.flush(i64::MAX, start_ns)?;
+            read(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
         }
     }
     let mut manifest = w.finish(end_ns)?;

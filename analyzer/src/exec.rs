@@ -1,9 +1,6 @@
 //! Running SQL: read-only for anything the user types, a spinner on a terminal for
 //! queries that take a moment, and errors that say what to do.
 
-use std::io::IsTerminal;
-use std::time::Duration;
-
 use anyhow::{anyhow, Result};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,7 +15,7 @@ pub fn read_only() -> SQLOptions {
 
 /// Runs one statement and collects its result.
 pub async fn run(ctx: &SessionContext, sql: &str, label: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let spinner = Spinner::start(label);
+    let spinner = crate::progress::Spinner::start(label);
     let result = async {
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
@@ -54,41 +51,4 @@ pub fn explain(e: datafusion::error::DataFusionError, ctx: &SessionContext) -> a
         return anyhow!("{msg}\ntcpfr runs queries only (SELECT, WITH, EXPLAIN, SHOW): recordings are never modified. To save results use --format csv|json|parquet -o FILE");
     }
     anyhow!("{msg}")
-}
-
-/// A spinner on stderr while a query runs, only on a terminal and only after a moment.
-struct Spinner {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Spinner {
-    fn start(label: &str) -> Spinner {
-        if !std::io::stderr().is_terminal() {
-            return Spinner { bar: None };
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("valid template"));
-        bar.set_message(label.to_string());
-        // Steady ticks start after a short delay so quick queries print nothing.
-        let b = bar.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
-            if !b.is_finished() {
-                b.enable_steady_tick(Duration::from_millis(120));
-            }
-        });
-        Spinner { bar: Some(bar) }
-    }
-
-    fn rows(&self, n: usize) {
-        if let Some(b) = &self.bar {
-            b.set_length(n as u64);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

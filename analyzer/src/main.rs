@@ -15,6 +15,7 @@ mod dataset;
 mod exec;
 mod pcap;
 mod print;
+mod progress;
 mod redact;
 mod replay;
 mod report;
@@ -275,6 +276,14 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(matches: ArgMatches) -> Result<()> {
+    if let Some((_, sub)) = matches.subcommand() {
+        // Machine-readable output gets no progress bars, even on a terminal.
+        if let Ok(Some(mut f)) = sub.try_get_raw("format") {
+            if f.any(|v| v != "table") {
+                progress::quiet();
+            }
+        }
+    }
     if let Some((name, sub)) = matches.subcommand() {
         if let Some(q) = canned::get(name) {
             let args = CannedArgs::from_arg_matches(sub)?;

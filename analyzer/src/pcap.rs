@@ -29,6 +29,8 @@ use tcpfr_wire::decode::decode;
 use tcpfr_wire::segment::flags as tf;
 use tcpfr_wire::{Frame, Skip, TcpSegment};
 
+use crate::progress;
+
 /// Rows per batch of a streamed table.
 const BATCH: usize = 32 * 1024;
 
@@ -49,7 +51,12 @@ pub fn scan(path: &Path, mut each: impl FnMut(&Frame, &TcpSegment, Labels)) -> R
     let mut reader = CaptureReader::open(path)?;
     let mut an = Analyzer::new();
     let mut st = ScanStats::default();
-    while let Some(frame) = reader.next_frame()? {
+    let mut bar = progress::Bar::new(reader.len().unwrap_or(0), progress::Unit::Bytes, format!("reading {}", path.display()));
+    loop {
+        if st.frames % 16_384 == 0 {
+            bar.set(reader.bytes_read());
+        }
+        let Some(frame) = reader.next_frame()? else { break };
         st.frames += 1;
         st.first_ns.get_or_insert(frame.ts_ns);
         st.last_ns = Some(frame.ts_ns);
@@ -62,6 +69,7 @@ pub fn scan(path: &Path, mut each: impl FnMut(&Frame, &TcpSegment, Labels)) -> R
             Err(skip) => *st.skipped.entry(skip).or_insert(0) += 1,
         }
     }
+    bar.finish();
     st.warnings = reader.warnings().to_vec();
     Ok((an.finish(), st))
 }
