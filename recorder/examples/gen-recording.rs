@@ -9,6 +9,7 @@
 //! Each host gets a recording `OUT/<host>/` spanning `--span` of time, with host counters
 //! (RetransSegs consistent with the events) and recorder statistics every second.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use arrow_array::cast::AsArray;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use arrow_array::types::{Int32Type, TimestampNanosecondType};
 use tcpfr_schema::{Str, UtcNanos};
 
@@ -44,14 +46,27 @@ fn main() {
     let per_host = events / hosts;
     let step_ns = (span.as_nanos() as u64 / per_host.max(1)).max(1);
     let t0 = Instant::now();
+    // A bar on a terminal only (not in pipes or CI logs); the per-host lines go above it.
+    let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(per_host * hosts), target).with_style(
+        ProgressStyle::with_template("{msg} [{wide_bar}] {human_pos}/{human_len} events ({elapsed}, {eta} left)").expect("valid template"),
+    );
     for h in 0..hosts {
         let host = format!("host-{h:04}");
-        generate_host(&out.join(&host), &host, per_host, sockets, step_ns, 0x5eed + h);
-        eprintln!("{host}: {per_host} events ({:.0} s so far)", t0.elapsed().as_secs_f64());
+        bar.set_message(host.clone());
+        generate_host(&out.join(&host), &host, per_host, sockets, step_ns, 0x5eed + h, &bar);
+        let line = format!("{host}: {per_host} events ({:.0} s so far)", t0.elapsed().as_secs_f64());
+        if tty {
+            bar.println(line);
+        } else {
+            eprintln!("{line}");
+        }
     }
+    bar.finish_and_clear();
 }
 
-fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, step_ns: u64, seed: u64) {
+fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, step_ns: u64, seed: u64, bar: &ProgressBar) {
     let clock = Clock { offset_ns: 1_795_428_000_000_000_000 - 1_000_000_000, ..Clock::new() };
     let start_ns = clock.utc(1_000_000_000);
     let mut w = RecordingWriter::create(
@@ -78,6 +93,7 @@ fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, s
         buf.clear();
         workload.fill(&mut buf, ((events - produced) as usize).min(1 << 20));
         produced += buf.len() as u64;
+        bar.inc(buf.len() as u64);
         for e in &buf {
             enr.handle_bytes(e);
         }
