@@ -62,12 +62,6 @@ impl Record {
         self.at(off)
     }
 
-    #[inline(always)]
-    pub fn u64(&self, off: u16) -> u64 {
-        self.at(off)
-    }
-
-
     /// Copies `N` bytes (an address) starting at `off`; zeros if out of bounds.
     #[inline(always)]
     pub fn bytes<const N: usize>(&self, off: u16, dst: &mut [u8]) {
