@@ -13,6 +13,7 @@ mod bundle;
 mod canned;
 mod dataset;
 mod exec;
+mod html;
 mod pcap;
 mod print;
 mod progress;
@@ -116,6 +117,10 @@ enum Cmd {
     Report {
         #[arg(required = true, value_name = "REC")]
         recs: Vec<PathBuf>,
+        /// Write a self-contained HTML report (charts, tables; opens offline) to FILE
+        /// instead of printing; with --pcap it also compares the wire with the kernel.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -307,7 +312,16 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             Ok(())
         }
         Cmd::Query { args, command, file, data, out, .. } => run_query(args, command, file, data, out).await,
-        Cmd::Report { recs, data } => {
+        Cmd::Report { recs, html: Some(file), data } => {
+            let (ds, window, services) = open(&recs, &data)?;
+            let bytes = html::write(&ds, &window, &services, &data.pcaps, &file).await?;
+            println!("wrote {} ({} KB)", file.display(), bytes.div_ceil(1024));
+            Ok(())
+        }
+        Cmd::Report { recs, data, .. } => {
+            if !data.pcaps.is_empty() {
+                bail!("--pcap with report needs --html FILE (the terminal report does not use captures; see tcpfr xref)");
+            }
             let (ds, window, services) = open(&recs, &data)?;
             report::run(&ds, &window, &services).await
         }

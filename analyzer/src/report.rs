@@ -20,6 +20,10 @@ pub struct Rows {
 }
 
 impl Rows {
+    pub fn from_batches(batches: Vec<RecordBatch>) -> Rows {
+        Rows { batches }
+    }
+
     pub fn len(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
@@ -54,6 +58,12 @@ impl Rows {
     pub fn i64(&self, row: usize, col: &str) -> Option<i64> {
         self.f64(row, col).map(|v| v.round() as i64)
     }
+
+    /// An integer column read exactly (timestamps as ns), not through f64.
+    pub fn int(&self, row: usize, col: &str) -> Option<i64> {
+        let a = self.cell(row, col, &DataType::Int64)?;
+        Some(a.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>()?.value(0))
+    }
 }
 
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Rows> {
@@ -62,13 +72,13 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Rows> {
 }
 
 /// Runs part `part` (1-based) of a canned question.
-async fn canned_part(ctx: &SessionContext, name: &str, part: usize, params: &canned::Params) -> Result<Rows> {
+pub async fn canned_part(ctx: &SessionContext, name: &str, part: usize, params: &canned::Params) -> Result<Rows> {
     let q = canned::get(name).expect("built-in question");
     let stmts = q.render(params)?;
     query(ctx, &stmts[part - 1].1).await
 }
 
-fn fmt_ns(ns: i64) -> String {
+pub fn fmt_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
@@ -76,7 +86,7 @@ fn plural(n: i64, one: &str, many: &str) -> String {
     format!("{} {}", group_digits(n), if n == 1 { one } else { many })
 }
 
-fn group_digits(n: i64) -> String {
+pub fn group_digits(n: i64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

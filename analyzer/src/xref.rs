@@ -51,6 +51,21 @@ struct Flow {
 }
 
 pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>, out: &Output) -> Result<()> {
+    let (batch, summary) = compute(ctx, pcaps, tolerance_ns).await?;
+    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
+    if out.format == crate::print::Format::Table {
+        println!();
+    }
+    out.write(
+        Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),
+        &summary.schema(),
+        &[summary.clone()],
+    )?;
+    Ok(())
+}
+
+/// The per-flow comparison and the one-row summary (also shown by the HTML report).
+pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>) -> Result<(RecordBatch, RecordBatch)> {
     // Kernel side.
     let (_, batches) = crate::exec::run(
         ctx,
@@ -214,7 +229,6 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
         ("wire_received", col(wrecv.clone())),
         ("note", Arc::new(StringArray::from(note)) as ArrayRef),
     ])?;
-    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     let summary = RecordBatch::try_from_iter(vec![
         ("clock_offset_ns", Arc::new(Int64Array::from(vec![offset])) as ArrayRef),
@@ -229,13 +243,5 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
         ("wire_only", col(vec![sum(&wonly)])),
         ("wire_received", col(vec![sum(&wrecv)])),
     ])?;
-    if out.format == crate::print::Format::Table {
-        println!();
-    }
-    out.write(
-        Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),
-        &summary.schema(),
-        &[summary.clone()],
-    )?;
-    Ok(())
+    Ok((batch, summary))
 }
