@@ -8,11 +8,13 @@
 //!   `replay` plays a recording back as an event stream.
 //! * `bundle` cuts a window of recordings into one file for a bug report (optionally
 //!   anonymized by `redact`) and opens such files wherever a recording is accepted.
+//! * `export` writes recordings as OpenMetrics text, to backfill Prometheus with.
 
 mod bundle;
 mod canned;
 mod dataset;
 mod exec;
+mod export;
 mod html;
 mod pcap;
 mod print;
@@ -204,6 +206,11 @@ enum Cmd {
         #[arg(long, requires = "redact")]
         scrub_host: bool,
     },
+    /// Write recordings in another format: `export openmetrics` for Prometheus.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
     /// Check recordings fully: manifests, sizes, checksums, Parquet footers, schemas.
     Verify {
         #[arg(required = true, value_name = "REC")]
@@ -218,6 +225,46 @@ enum Cmd {
         /// Print only the SQL expression.
         #[arg(long)]
         sql: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportFormat {
+    /// The tcpfr_* metric families, as an OpenMetrics text file to backfill Prometheus with.
+    ///
+    /// The families `tcpfr-recorder --metrics-listen` serves live, computed from
+    /// recordings at every step. Load the file with `promtool tsdb create-blocks-from
+    /// openmetrics FILE DIR`. Counters count from 0 at the start of the exported window;
+    /// with recordings of several hosts every series gets a `host` label.
+    #[command(name = "openmetrics")]
+    OpenMetrics {
+        #[arg(required = true, value_name = "REC")]
+        recs: Vec<PathBuf>,
+        /// The file to write (refused if it exists, unless --force).
+        #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+        output: PathBuf,
+        /// Time between samples (whole milliseconds), e.g. 1s, 10s, 1m.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = export::parse_step)]
+        step: Duration,
+        /// Start of the window (same forms as for queries: RFC 3339, 14:00, +5m, -10m).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the window (exclusive).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Only the last part of the data, e.g. 10m.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        last: Option<Duration>,
+        /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
+        #[arg(long, value_name = "FILE")]
+        services: Option<PathBuf>,
+        /// Peers (remote addresses) with series of their own: the N with the most
+        /// retransmits, resets and failed handshakes in the window; the rest are `other`.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        max_peers: usize,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -330,6 +377,20 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
+        Cmd::Export { format: ExportFormat::OpenMetrics { recs, output, step, from, to, last, services, max_peers, force } } => {
+            export::openmetrics(export::Request {
+                recs: &recs,
+                output: &output,
+                step,
+                from: from.as_deref(),
+                to: to.as_deref(),
+                last,
+                services: services.as_deref(),
+                max_peers,
+                force,
+            })
+            .await
+        }
         Cmd::Bundle { recs, output, from, to, last, snapshot, force, redact, keep, scrub_names, scrub_host } => bundle::create(bundle::Request {
             recs: &recs,
             from: from.as_deref(),

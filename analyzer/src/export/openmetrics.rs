@@ -1,0 +1,392 @@
+//! The OpenMetrics text the export writes: one family after another (HELP, TYPE, UNIT,
+//! then its samples), each series' samples together in time order, `# EOF` last.
+//!
+//! Each family is one SQL query over the analyzer's views returning
+//! `host, <labels…>, k, <values…>` per step `k` and label set, sorted by labels then
+//! step; [`Series`] cumulates the values while the rows stream in and fills the steps
+//! without events, so nothing but the current series is held.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::execution::context::SessionContext;
+use futures::StreamExt;
+
+use super::Grid;
+
+/// `tcpfr_rtt_seconds` bucket bounds: microseconds (compared with `srtt_us`, exact) and
+/// their `le` labels in OpenMetrics' canonical number form (`1.0`, not `1`).
+const RTT_BUCKETS: [(u32, &str); 14] = [
+    (100, "0.0001"),
+    (250, "0.00025"),
+    (500, "0.0005"),
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (500_000, "0.5"),
+    (1_000_000, "1.0"),
+    (2_500_000, "2.5"),
+];
+
+const FROM_ZERO: &str = "counted from 0 at the start of the exported window";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Histogram,
+}
+
+struct Family {
+    /// OpenMetrics family name (counters: without `_total`).
+    name: &'static str,
+    kind: Kind,
+    unit: Option<&'static str>,
+    help: &'static str,
+    /// Label columns after `host`, in the query's order.
+    labels: &'static [&'static str],
+    /// Series start at the window's start rather than one step before their first event.
+    from_start: bool,
+    /// `SELECT host, <labels>, k, <values>` with `{k}` and `{peer}` to fill in.
+    sql: &'static str,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "tcpfr_retransmitted_segments",
+        kind: Kind::Counter,
+        unit: Some("segments"),
+        help: "Segments the kernel retransmitted and counted (as RetransSegs), by service, peer and kind (data, syn, synack)",
+        labels: &["service", "peer", "kind"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, kind, {k} AS k, sum(segments) AS v \
+              FROM retransmits WHERE counted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+    },
+    Family {
+        name: "tcpfr_retransmit_failures",
+        kind: Kind::Counter,
+        unit: None,
+        help: "Retransmission attempts the kernel could not send and did not count (err != 0: EBUSY, EAGAIN, ...)",
+        labels: &["service", "peer"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS v \
+              FROM retransmits WHERE NOT counted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    },
+    Family {
+        name: "tcpfr_handshake_failures",
+        kind: Kind::Counter,
+        unit: None,
+        help: "Connections whose handshake failed, by role (client, server) and cause (timeout, refused, unreachable, abandoned, reset, failed)",
+        labels: &["service", "peer", "role", "cause"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, coalesce(role, 'unknown') AS role, handshake AS cause, {k} AS k, count(*) AS v \
+              FROM flows WHERE handshake IS NOT NULL AND handshake <> 'completed' \
+              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+    },
+    Family {
+        name: "tcpfr_resets",
+        kind: Kind::Counter,
+        unit: None,
+        help: "TCP resets sent or received, by direction (sent, received)",
+        labels: &["service", "peer", "direction"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, direction, {k} AS k, count(*) AS v \
+              FROM resets GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+    },
+    Family {
+        name: "tcpfr_state_changes",
+        kind: Kind::Counter,
+        unit: None,
+        help: "TCP state transitions, by the new state (ESTABLISHED, CLOSE_WAIT, ...)",
+        labels: &["service", "state"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, new_state AS state, {k} AS k, count(*) AS v \
+              FROM state_changes GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    },
+    Family {
+        name: "tcpfr_rtt_seconds",
+        kind: Kind::Histogram,
+        unit: Some("seconds"),
+        help: "Smoothed RTT (the kernel's srtt) of the recorded RTT samples",
+        labels: &["service", "peer"],
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS c, sum(CAST(srtt_us AS BIGINT)) AS s, {buckets} \
+              FROM rtt_samples GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+    },
+    Family {
+        name: "tcpfr_host_tcp_out_segments",
+        kind: Kind::Counter,
+        unit: Some("segments"),
+        help: "Segments TCP sent, retransmissions excluded (the kernel's Tcp OutSegs), summed over the network namespaces recorded; \
+               the recording's per-interval deltas cumulated",
+        labels: &[],
+        from_start: true,
+        sql: "SELECT host, {k} AS k, sum(out_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
+    },
+    Family {
+        name: "tcpfr_host_tcp_retrans_segments",
+        kind: Kind::Counter,
+        unit: Some("segments"),
+        help: "Segments TCP retransmitted (the kernel's Tcp RetransSegs), summed over the network namespaces recorded; \
+               the recording's per-interval deltas cumulated",
+        labels: &[],
+        from_start: true,
+        sql: "SELECT host, {k} AS k, sum(retrans_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
+    },
+];
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub series: u64,
+    pub samples: u64,
+    pub host_label: bool,
+}
+
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Writes every family of the window `grid` covers (the session's views are cut to it).
+pub async fn write(ctx: &SessionContext, grid: &Grid, max_peers: usize, out: &mut dyn Write) -> Result<Stats> {
+    let mut stats = Stats::default();
+    let hosts = column_strings(ctx, HOSTS_SQL).await.context("finding the hosts")?;
+    stats.host_label = hosts.len() > 1;
+    let peers = column_strings(ctx, &PEERS_SQL.replace("{limit}", &max_peers.to_string())).await.context("ranking peers")?;
+    let peer_sql = if peers.is_empty() || max_peers == 0 {
+        "'other'".to_string()
+    } else {
+        let list: Vec<String> = peers.iter().map(|p| format!("'{}'", p.replace('\'', "''"))).collect();
+        format!("CASE WHEN raddr IN ({}) THEN raddr ELSE 'other' END", list.join(", "))
+    };
+    let buckets: Vec<String> = RTT_BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(i, (us, _))| format!("sum(CASE WHEN srtt_us <= {us} THEN 1 ELSE 0 END) AS b{i}"))
+        .collect();
+
+    for f in FAMILIES {
+        write_meta(out, f)?;
+        let sql = f
+            .sql
+            .replace("{k}", &grid.k_sql())
+            .replace("{peer}", &peer_sql)
+            .replace("{buckets}", &buckets.join(", "));
+        write_family(ctx, f, &sql, grid, stats.host_label, out, &mut stats)
+            .await
+            .with_context(|| format!("computing {}", f.name))?;
+    }
+    out.write_all(b"# EOF\n")?;
+    Ok(stats)
+}
+
+/// Hosts with rows in the window.
+const HOSTS_SQL: &str = "SELECT DISTINCT host FROM (\
+    SELECT host FROM retransmits UNION ALL SELECT host FROM resets UNION ALL SELECT host FROM flows \
+    UNION ALL SELECT host FROM state_changes UNION ALL SELECT host FROM rtt_samples UNION ALL SELECT host FROM host_counters) \
+    ORDER BY 1";
+
+/// The peers that get their own series: most trouble events, then most RTT samples.
+const PEERS_SQL: &str = "SELECT peer FROM (\
+    SELECT raddr AS peer, count(*) AS events, 0 AS samples FROM retransmits GROUP BY 1 \
+    UNION ALL SELECT raddr, count(*), 0 FROM resets GROUP BY 1 \
+    UNION ALL SELECT raddr, count(*), 0 FROM flows WHERE handshake IS NOT NULL AND handshake <> 'completed' GROUP BY 1 \
+    UNION ALL SELECT raddr, 0, count(*) FROM rtt_samples GROUP BY 1) \
+    WHERE peer IS NOT NULL AND peer <> '' AND peer <> 'other' \
+    GROUP BY peer ORDER BY sum(events) DESC, sum(samples) DESC, peer LIMIT {limit}";
+
+async fn column_strings(ctx: &SessionContext, sql: &str) -> Result<Vec<String>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut v = Vec::new();
+    for b in batches {
+        let col = strings(b.column(0))?;
+        for i in 0..col.len() {
+            if !col.is_null(i) {
+                v.push(col.value(i).to_string());
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn strings(a: &ArrayRef) -> Result<StringArray> {
+    let c = cast(a, &DataType::Utf8)?;
+    Ok(c.as_any().downcast_ref::<StringArray>().context("text column")?.clone())
+}
+
+fn ints(a: &ArrayRef) -> Result<Int64Array> {
+    let c = cast(a, &DataType::Int64)?;
+    Ok(c.as_any().downcast_ref::<Int64Array>().context("integer column")?.clone())
+}
+
+fn write_meta(out: &mut dyn Write, f: &Family) -> Result<()> {
+    let (ty, help) = match f.kind {
+        Kind::Counter => ("counter", format!("{}; {FROM_ZERO}.", f.help)),
+        Kind::Histogram => ("histogram", format!("{}; buckets and sum {FROM_ZERO}.", f.help)),
+    };
+    writeln!(out, "# HELP {} {}", f.name, help.replace('\\', "\\\\").replace('\n', "\\n"))?;
+    writeln!(out, "# TYPE {} {ty}", f.name)?;
+    if let Some(u) = f.unit {
+        writeln!(out, "# UNIT {} {u}", f.name)?;
+    }
+    Ok(())
+}
+
+/// One series being written: its labels, the last step written and its running totals.
+struct Series {
+    key: Vec<String>,
+    labels: String,
+    k: i64,
+    values: Vec<i64>,
+}
+
+async fn write_family(
+    ctx: &SessionContext,
+    f: &Family,
+    sql: &str,
+    grid: &Grid,
+    host_label: bool,
+    out: &mut dyn Write,
+    stats: &mut Stats,
+) -> Result<()> {
+    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    let n_labels = 1 + f.labels.len();
+    let mut current: Option<Series> = None;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let labels = (0..n_labels).map(|i| strings(batch.column(i))).collect::<Result<Vec<_>>>()?;
+        let ks = ints(batch.column(n_labels))?;
+        let values = (n_labels + 1..batch.num_columns()).map(|i| ints(batch.column(i))).collect::<Result<Vec<_>>>()?;
+        for row in 0..batch.num_rows() {
+            let key: Vec<String> = labels.iter().map(|a| if a.is_null(row) { String::new() } else { a.value(row).to_string() }).collect();
+            let k = ks.value(row).clamp(1, grid.steps);
+            if current.as_ref().is_none_or(|s| s.key != key) {
+                if let Some(s) = current.take() {
+                    finish(f, grid, s, out, stats)?;
+                }
+                let mut s = Series {
+                    labels: label_text(f, &key, host_label),
+                    key,
+                    k: if f.from_start { -1 } else { k - 2 },
+                    values: vec![0; values.len()],
+                };
+                stats.series += 1;
+                // The series starts at 0.
+                fill(f, grid, &mut s, k - 1, out, stats)?;
+                current = Some(s);
+            }
+            let s = current.as_mut().expect("set above");
+            fill(f, grid, s, k - 1, out, stats)?;
+            for (total, col) in s.values.iter_mut().zip(&values) {
+                *total += if col.is_null(row) { 0 } else { col.value(row) };
+            }
+            fill(f, grid, s, k, out, stats)?;
+        }
+    }
+    if let Some(s) = current.take() {
+        finish(f, grid, s, out, stats)?;
+    }
+    Ok(())
+}
+
+/// Writes the series' current totals at every step after its last one, up to `k`.
+fn fill(f: &Family, grid: &Grid, s: &mut Series, k: i64, out: &mut dyn Write, stats: &mut Stats) -> Result<()> {
+    while s.k < k {
+        s.k += 1;
+        point(f, grid, s, out)?;
+        stats.samples += match f.kind {
+            Kind::Counter => 1,
+            Kind::Histogram => RTT_BUCKETS.len() as u64 + 3,
+        };
+    }
+    Ok(())
+}
+
+fn finish(f: &Family, grid: &Grid, mut s: Series, out: &mut dyn Write, stats: &mut Stats) -> Result<()> {
+    fill(f, grid, &mut s, grid.steps, out, stats)
+}
+
+/// The series' sample(s) at step `s.k`.
+fn point(f: &Family, grid: &Grid, s: &Series, out: &mut dyn Write) -> Result<()> {
+    let ts = seconds(grid.time(s.k));
+    let sep = if s.labels.is_empty() { "" } else { "," };
+    match f.kind {
+        Kind::Counter => {
+            let l = if s.labels.is_empty() { String::new() } else { format!("{{{}}}", s.labels) };
+            writeln!(out, "{}_total{l} {} {ts}", f.name, s.values[0])?;
+        }
+        Kind::Histogram => {
+            // values: count, sum (µs), then the cumulative buckets.
+            for (i, (_, le)) in RTT_BUCKETS.iter().enumerate() {
+                writeln!(out, "{}_bucket{{{}{sep}le=\"{le}\"}} {} {ts}", f.name, s.labels, s.values[2 + i])?;
+            }
+            writeln!(out, "{}_bucket{{{}{sep}le=\"+Inf\"}} {} {ts}", f.name, s.labels, s.values[0])?;
+            let l = if s.labels.is_empty() { String::new() } else { format!("{{{}}}", s.labels) };
+            writeln!(out, "{}_count{l} {} {ts}", f.name, s.values[0])?;
+            writeln!(out, "{}_sum{l} {} {ts}", f.name, micros_as_seconds(s.values[1]))?;
+        }
+    }
+    Ok(())
+}
+
+/// Exact decimal seconds of a count of microseconds (no float rounding).
+fn micros_as_seconds(us: i64) -> String {
+    let (s, frac) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    if frac == 0 {
+        s.to_string()
+    } else {
+        format!("{s}.{}", format!("{frac:06}").trim_end_matches('0'))
+    }
+}
+
+/// `host="…",service="…",…` (host only when several hosts are exported).
+fn label_text(f: &Family, key: &[String], host_label: bool) -> String {
+    let mut parts = Vec::new();
+    if host_label {
+        parts.push(format!("host=\"{}\"", escape(&key[0])));
+    }
+    for (name, value) in f.labels.iter().zip(&key[1..]) {
+        parts.push(format!("{name}=\"{}\"", escape(value)));
+    }
+    parts.join(",")
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// An OpenMetrics timestamp: seconds, with milliseconds when there are any.
+fn seconds(ns: i64) -> String {
+    let ms = ns.div_euclid(1_000_000);
+    let (s, frac) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    if frac == 0 {
+        s.to_string()
+    } else {
+        format!("{s}.{frac:03}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_labels() {
+        assert_eq!(seconds(1_795_427_010_000_000_000), "1795427010");
+        assert_eq!(seconds(1_795_427_010_500_000_000), "1795427010.500");
+        assert_eq!(micros_as_seconds(0), "0");
+        assert_eq!(micros_as_seconds(1_500_000), "1.5");
+        assert_eq!(micros_as_seconds(1_234), "0.001234");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let f = &FAMILIES[0];
+        let key = vec!["h".to_string(), "db".to_string(), "10.0.0.1".to_string(), "data".to_string()];
+        assert_eq!(label_text(f, &key, false), "service=\"db\",peer=\"10.0.0.1\",kind=\"data\"");
+        assert!(label_text(f, &key, true).starts_with("host=\"h\","));
+    }
+}
