@@ -21,130 +21,40 @@
 //! All conditions of a rule must hold. The map compiles to a plain SQL
 //! expression (`CASE`s chained with `coalesce`) over the columns every event table has (`lport`, `rport`, `raddr`,
 //! `family`, `comm`, `cgroup`), so any SQL engine can apply it: the `service` column of
-//! the analyzer's views, DuckDB in the benchmark, stock Ballista executors.
+//! the analyzer's views, DuckDB in the benchmark, stock Ballista executors. Parsing and
+//! the same decision in Rust live in `tcpfr-services` (the recorder's live metrics use
+//! it); the SQL is tested against it here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use anyhow::{Context, Result};
 
-/// Well-known server ports → service names, checked on the remote port (we are the
-/// client) and then the local port (we are the server).
-pub const WELL_KNOWN: &[(u16, &str)] = &[
-    (22, "ssh"),
-    (25, "smtp"),
-    (53, "dns"),
-    (80, "http"),
-    (110, "pop3"),
-    (143, "imap"),
-    (389, "ldap"),
-    (443, "https"),
-    (465, "smtps"),
-    (587, "submission"),
-    (636, "ldaps"),
-    (993, "imaps"),
-    (1433, "mssql"),
-    (1521, "oracle"),
-    (2181, "zookeeper"),
-    (2379, "etcd"),
-    (3306, "mysql"),
-    (4222, "nats"),
-    (5432, "postgres"),
-    (5672, "amqp"),
-    (6379, "redis"),
-    (6443, "kubernetes-api"),
-    (8080, "http-alt"),
-    (8443, "https-alt"),
-    (9042, "cassandra"),
-    (9092, "kafka"),
-    (9200, "elasticsearch"),
-    (11211, "memcached"),
-    (27017, "mongodb"),
-];
+// Rule and PortSpec stay part of this module's API (the map's fields are of these types).
+#[allow(unused_imports)]
+pub use tcpfr_services::{PortSpec, Rule, WELL_KNOWN};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub name: String,
-    pub lport: Option<PortSpec>,
-    pub rport: Option<PortSpec>,
-    pub cidr: Option<String>,
-    pub process: Option<String>,
-    pub cgroup: Option<String>,
-}
-
-/// `5432`, `"5432"` or `"8000-8100"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum PortSpec {
-    One(u16),
-    Text(String),
-}
-
-impl PortSpec {
-    fn range(&self) -> Result<(u16, u16)> {
-        match self {
-            PortSpec::One(p) => Ok((*p, *p)),
-            PortSpec::Text(s) => {
-                let (a, b) = s.split_once('-').unwrap_or((s, s));
-                let a: u16 = a.trim().parse().with_context(|| format!("bad port {s:?}"))?;
-                let b: u16 = b.trim().parse().with_context(|| format!("bad port {s:?}"))?;
-                if a > b {
-                    bail!("empty port range {s:?}");
-                }
-                Ok((a, b))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    service: Vec<Rule>,
-}
-
+/// The map (rules and their source, from `tcpfr-services`, which parses it and also
+/// decides in Rust) plus its SQL form.
 #[derive(Debug, Clone, Default)]
-pub struct ServiceMap {
-    pub rules: Vec<Rule>,
-    /// Where the rules came from (for messages), None for built-ins only.
-    pub source: Option<PathBuf>,
+pub struct ServiceMap(pub tcpfr_services::ServiceMap);
+
+impl std::ops::Deref for ServiceMap {
+    type Target = tcpfr_services::ServiceMap;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl ServiceMap {
     /// `--services FILE`, else `$TCPFR_SERVICES`, else `~/.config/tcpfr/services.toml`.
     pub fn load(explicit: Option<&Path>) -> Result<Self> {
-        let path = match explicit {
-            Some(p) => Some(p.to_path_buf()),
-            None => std::env::var_os("TCPFR_SERVICES").map(PathBuf::from).or_else(|| {
-                let p = PathBuf::from(std::env::var_os("HOME")?).join(".config/tcpfr/services.toml");
-                p.exists().then_some(p)
-            }),
-        };
-        let Some(path) = path else { return Ok(ServiceMap::default()) };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read services map {}", path.display()))?;
-        let mut map = Self::parse(&text).with_context(|| format!("in services map {}", path.display()))?;
-        map.source = Some(path);
-        Ok(map)
+        tcpfr_services::ServiceMap::load(explicit).map(ServiceMap)
     }
 
+    // Kept as API; the binary itself only loads files (`load`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn parse(text: &str) -> Result<Self> {
-        let f: File = toml::from_str(text)?;
-        for r in &f.service {
-            if r.name.is_empty() {
-                bail!("a [[service]] has an empty name");
-            }
-            if r.lport.is_none() && r.rport.is_none() && r.cidr.is_none() && r.process.is_none() && r.cgroup.is_none() {
-                bail!("service {:?} has no condition (lport, rport, cidr, process or cgroup)", r.name);
-            }
-            r.lport.as_ref().map(PortSpec::range).transpose()?;
-            r.rport.as_ref().map(PortSpec::range).transpose()?;
-            if let Some(c) = &r.cidr {
-                c.parse::<ipnet::IpNet>().with_context(|| format!("service {:?}: bad cidr {c:?}", r.name))?;
-            }
-        }
-        Ok(ServiceMap { rules: f.service, source: None })
+        tcpfr_services::ServiceMap::parse(text).map(ServiceMap)
     }
 
     /// The SQL expression naming the service of a row of an event table.
@@ -188,33 +98,11 @@ impl ServiceMap {
         Ok(format!("coalesce({})", stages.join(", ")))
     }
 
-    /// The same decision in Rust: the reference the SQL is tested against.
+    /// The same decision in Rust (`tcpfr_services::Matcher`): the reference the SQL is
+    /// tested against.
     #[cfg(test)]
     pub fn name_of(&self, lport: u16, rport: u16, raddr: &str, comm: Option<&str>, cgroup: Option<&str>) -> String {
-        for r in &self.rules {
-            let port_ok = |spec: &Option<PortSpec>, p: u16| {
-                spec.as_ref().is_none_or(|s| s.range().is_ok_and(|(a, b)| (a..=b).contains(&p)))
-            };
-            let cidr_ok = r.cidr.as_ref().is_none_or(|c| {
-                let net: ipnet::IpNet = c.parse().expect("checked at parse");
-                raddr.parse::<std::net::IpAddr>().is_ok_and(|a| net.contains(&a))
-            });
-            let glob_ok = |pat: &Option<String>, v: Option<&str>| pat.as_ref().is_none_or(|p| v.is_some_and(|v| glob_match(p, v)));
-            if port_ok(&r.lport, lport) && port_ok(&r.rport, rport) && cidr_ok && glob_ok(&r.process, comm) && glob_ok(&r.cgroup, cgroup) {
-                return r.name.clone();
-            }
-        }
-        for (p, name) in WELL_KNOWN {
-            if rport == *p {
-                return name.to_string();
-            }
-        }
-        for (p, name) in WELL_KNOWN {
-            if lport == *p {
-                return name.to_string();
-            }
-        }
-        comm.unwrap_or("unknown").to_string()
+        self.0.name(lport, rport, raddr, comm, cgroup)
     }
 }
 
@@ -240,20 +128,6 @@ fn glob_to_like(g: &str) -> String {
     format!("'{out}' ESCAPE '\\'")
 }
 
-#[cfg(test)]
-fn glob_match(pat: &str, s: &str) -> bool {
-    fn go(p: &[char], s: &[char]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(&pat.chars().collect::<Vec<_>>(), &s.chars().collect::<Vec<_>>())
-}
-
 /// A CIDR test on `raddr` in plain SQL. IPv4: the address as a number, compared with
 /// the network's range (any prefix length). IPv6: the `cidr_contains` function (an
 /// analyzer UDF; other engines need it registered too).
@@ -275,6 +149,7 @@ fn cidr_sql(c: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpfr_services::glob_match;
 
     const MAP: &str = r#"
         [[service]]
@@ -289,6 +164,13 @@ mod tests {
         [[service]]
         name = "ingress"
         process = "nginx*"
+        [[service]]
+        name = "pods"
+        cgroup = "/kubepods/*"
+        rport = "9000-9100"
+        [[service]]
+        name = "literal"
+        process = "a_b%c"
     "#;
 
     #[test]
@@ -321,19 +203,24 @@ mod tests {
         use std::sync::Arc;
         let map = ServiceMap::parse(&format!("{MAP}\n[[service]]\nname = \"v6net\"\ncidr = \"fd00:66::/32\"\n")).unwrap();
         let addrs = ["10.66.0.34", "10.128.0.1", "192.168.1.1", "fd00:66::2", "fd00:67::2"];
-        let comms = [Some("nginx-1"), Some("api"), None];
-        let ports = [5432u16, 8050, 6379, 40000];
-        let (mut l, mut r, mut a, mut f, mut c, mut expect) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        // `a_b%c` must match only itself (LIKE's `_` and `%` escaped), `axbyc` not.
+        let comms = [Some("nginx-1"), Some("api"), Some("a_b%c"), Some("axbyc"), None];
+        let cgroups = [Some("/kubepods/pod1/c1"), Some("/system.slice/x"), None];
+        let ports = [5432u16, 8050, 6379, 9050, 40000];
+        let (mut l, mut r, mut a, mut f, mut c, mut g, mut expect) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for &lp in &ports {
             for &rp in &ports {
                 for addr in addrs {
                     for comm in comms {
-                        l.push(lp);
-                        r.push(rp);
-                        a.push(addr);
-                        f.push(if addr.contains(':') { "ipv6" } else { "ipv4" });
-                        c.push(comm);
-                        expect.push(map.name_of(lp, rp, addr, comm, None));
+                        for cg in cgroups {
+                            l.push(lp);
+                            r.push(rp);
+                            a.push(addr);
+                            f.push(if addr.contains(':') { "ipv6" } else { "ipv4" });
+                            c.push(comm);
+                            g.push(cg);
+                            expect.push(map.name_of(lp, rp, addr, comm, cg));
+                        }
                     }
                 }
             }
@@ -344,7 +231,7 @@ mod tests {
             ("raddr", Arc::new(StringArray::from(a)) as _),
             ("family", Arc::new(StringArray::from(f)) as _),
             ("comm", Arc::new(StringArray::from(c)) as _),
-            ("cgroup", Arc::new(StringArray::from(vec![None::<&str>; expect.len()])) as _),
+            ("cgroup", Arc::new(StringArray::from(g)) as _),
         ])
         .unwrap();
         // A session over no recordings still has the views' functions (cidr_contains).
@@ -362,7 +249,9 @@ mod tests {
             })
             .collect();
         assert_eq!(got, expect);
-        assert!(expect.iter().any(|e| e == "v6net") && expect.iter().any(|e| e == "internal") && expect.iter().any(|e| e == "unknown"));
+        for name in ["db", "api", "internal", "ingress", "pods", "literal", "v6net", "redis", "postgres", "axbyc", "unknown"] {
+            assert!(expect.iter().any(|e| e == name), "the table exercises {name}");
+        }
     }
 
     #[test]

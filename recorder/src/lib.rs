@@ -16,6 +16,7 @@ pub mod filter;
 pub mod flows;
 pub mod host_counters;
 pub mod loader;
+pub mod metrics;
 pub mod net;
 pub mod outdir;
 pub mod pipeline;

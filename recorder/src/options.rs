@@ -132,6 +132,22 @@ pub struct Options {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
 
+    /// Serve live metrics at http://ADDR/metrics (Prometheus text format): PORT or :PORT
+    /// (on 127.0.0.1), HOST:PORT, [IPV6]:PORT. Off by default. A non-loopback address
+    /// exposes service names, peer addresses and process names to anyone who can reach it.
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::http::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Services map (TOML, as for `tcpfr --services`) naming the metrics' `service` label;
+    /// default: well-known ports, then the process name.
+    #[arg(long, value_name = "FILE")]
+    pub services: Option<PathBuf>,
+
+    /// Metrics: remote addresses with series of their own (the first N seen); the rest
+    /// are counted as peer="other".
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_peers: usize,
+
     /// Log level (error, warn, info, debug) — also RUST_LOG.
     #[arg(long, default_value = "info")]
     #[serde(skip)]

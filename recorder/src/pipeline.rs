@@ -78,6 +78,23 @@ pub async fn run(opts: Options) -> Result<()> {
         Some(p) => Some(crate::rules::Rules::load(p, opts.snapshot_before, opts.snapshot_after)?),
         None => None,
     };
+    // Live metrics: a bad services map or a busy port is an error now too.
+    let metrics = match opts.metrics_listen {
+        Some(addr) => {
+            let services = match &opts.services {
+                Some(p) => tcpfr_services::ServiceMap::load_file(p)?,
+                None => tcpfr_services::ServiceMap::default(),
+            };
+            let listener = crate::metrics::http::bind(addr)?;
+            Some((std::sync::Arc::new(crate::metrics::Metrics::new(&services, opts.max_peers)), listener))
+        }
+        None => {
+            if opts.services.is_some() {
+                tracing::warn!("--services names the metrics' services: it has no effect without --metrics-listen");
+            }
+            None
+        }
+    };
     // Before anything is loaded: the directory is usable and ours alone.
     let out_dir = crate::outdir::OutDir::open(&opts.out)?;
     let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
@@ -178,8 +195,16 @@ pub async fn run(opts: Options) -> Result<()> {
             out: opts.out.clone(),
             retention: crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age },
             snapshots: crate::snapshot::Limits { max_count: opts.max_snapshots, max_bytes: opts.max_snapshot_disk },
+            metrics: metrics.as_ref().map(|(m, _)| m.clone()),
         },
     );
+    if let Some((m, listener)) = metrics {
+        let fill = crate::metrics::RingFill::new(std::os::fd::AsFd::as_fd(&ring), opts.ring_size);
+        let exporter = crate::metrics::Exporter::new(m, writer.stats.clone(), fill, opts.out.clone());
+        let addr = listener.local_addr()?;
+        crate::metrics::http::spawn(listener, std::sync::Arc::new(exporter))?;
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     let control = crate::control::bind(&opts.out, gid)?;
 
     // Host counters: a thread of their own (it switches network namespaces). Its first

@@ -1,7 +1,7 @@
 //! The writer thread: owns the `RecordingWriter` so that Parquet encoding and disk I/O
 //! never stall the thread that drains the ring buffer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -50,6 +50,10 @@ pub struct WriterStats {
     /// Segments (and their bytes) deleted by the flight-recorder ring.
     pub evicted_segments: AtomicU64,
     pub evicted_bytes: AtomicU64,
+    /// Parquet files completed (for the live metrics).
+    pub files_written: AtomicU64,
+    /// When rows were last written (UTC ns; 0 before the first write).
+    pub last_write_ns: AtomicI64,
 }
 
 /// What the writer thread does besides writing: the flight-recorder ring (`ring.rs`)
@@ -58,6 +62,8 @@ pub struct Config {
     pub out: PathBuf,
     pub retention: Retention,
     pub snapshots: crate::snapshot::Limits,
+    /// Live metrics (`--metrics-listen`): every flush's rows are counted there first.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 pub struct WriterHandle {
@@ -176,7 +182,7 @@ pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostC
 }
 
 fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Config) -> Result<Manifest> {
-    let Config { out, retention, snapshots } = cfg;
+    let Config { out, retention, snapshots, metrics } = cfg;
     let mut snaps = crate::snapshot::Snapshots::new(&out, snapshots);
     let error = |what: &str, e: anyhow::Error| {
         tracing::error!("{what}: {e:#}");
@@ -206,6 +212,11 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
     for msg in rx {
         match msg {
             Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
+                // Counted whether or not they can be written: the metrics are about
+                // the traffic, the health families say what reached the disk.
+                if let Some(m) = &metrics {
+                    m.observe(&rows, &host_counters, &recorder_stats);
+                }
                 if let Some(d) = degraded.as_mut() {
                     let n = count_rows(&rows, host_counters.len(), recorder_stats.len());
                     for (i, k) in n.iter().enumerate() {
@@ -243,6 +254,7 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                     continue;
                 }
                 push_all(&mut w, rows, host_counters, recorder_stats);
+                let files_before = w.manifest().files.len();
                 let flushed = w.flush(watermark, now).and_then(|mut report| {
                     // A snapshot whose window has ended completes now, not at the next rotation.
                     if !report.rotated && snaps.window_passed(watermark) {
@@ -253,6 +265,11 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 });
                 match flushed {
                     Ok(report) => {
+                        let files = w.manifest().files.len().saturating_sub(files_before);
+                        stats.files_written.fetch_add(files as u64, Ordering::Relaxed);
+                        if report.rotated || report.rows_written.iter().any(|n| *n > 0) {
+                            stats.last_write_ns.store(crate::clock::realtime_ns(), Ordering::Relaxed);
+                        }
                         if report.rotated {
                             // Link into snapshots before the ring may delete anything.
                             if let Err(e) = snaps.update(&w, watermark) {
@@ -278,6 +295,9 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 }
             }
             Msg::Finish { rows, host_counters, recorder_stats, end: e } => {
+                if let Some(m) = &metrics {
+                    m.observe(&rows, &host_counters, &recorder_stats);
+                }
                 push_all(&mut w, rows, host_counters, recorder_stats);
                 end = Some(e);
                 break;
