@@ -283,6 +283,13 @@ fn prometheus_sees_what_the_kernel_counted() {
         assert!(body.contains(&format!("\n# TYPE {family} {kind}\n")), "TYPE of {family}");
     }
 
+    // RTT buckets carry exactly the `le` texts `tcpfr export openmetrics` writes
+    // (OpenMetrics' canonical `1.0`), so scraped and backfilled series are the same series.
+    let les: BTreeSet<&str> = s.keys().filter(|(n, _)| n == "tcpfr_rtt_seconds_bucket").filter_map(|(_, l)| l.get("le").map(String::as_str)).collect();
+    let want: BTreeSet<&str> =
+        ["0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "+Inf"].into();
+    assert_eq!(les, want, "RTT bucket bounds");
+
     // Peers: the bed's two addresses and `other`, nothing else.
     let peers: BTreeSet<&str> = s.keys().filter_map(|(_, l)| l.get("peer").map(String::as_str)).collect();
     let expected: BTreeSet<&str> = [bed.client_ip.as_str(), bed.server_ip.as_str(), "other"].into();

@@ -330,7 +330,9 @@ impl Metrics {
             tracing::debug!("metrics: a batch without the expected columns was skipped");
         }
         st.closing = closed;
-        for h in host_counters.iter().filter(|h| h.netns_name.as_deref() == Some("host")) {
+        // All namespaces the recorder reads, as the event families cover every namespace
+        // (and as `tcpfr export openmetrics` sums them).
+        for h in host_counters {
             st.host_out_segs += h.out_segs.max(0) as u64;
             st.host_retrans_segs += h.retrans_segs.max(0) as u64;
         }
@@ -390,16 +392,21 @@ impl Metrics {
             let mut cum = 0;
             for (i, ub) in RTT_BUCKETS_US.iter().enumerate() {
                 cum += h.buckets[i];
-                let le = float(*ub as f64 / 1e6);
+                // OpenMetrics' canonical form (`1.0`, not `1`), as `tcpfr export openmetrics`
+                // writes it: backfilled and scraped series must carry the same label text.
+                let mut le = float(*ub as f64 / 1e6);
+                if !le.contains(['.', 'e']) {
+                    le.push_str(".0");
+                }
                 t.sample(&bucket, &[("service", s), ("peer", p), ("le", &le)], cum);
             }
             t.sample(&bucket, &[("service", s), ("peer", p), ("le", "+Inf")], h.count);
             t.sample(&format!("{RTT}_sum"), &[("service", s), ("peer", p)], float(h.sum_us as f64 / 1e6));
             t.sample(&format!("{RTT}_count"), &[("service", s), ("peer", p)], h.count);
         }
-        t.family(HOST_OUT_SEGMENTS, "counter", "The kernel's Tcp OutSegs of the recorder's network namespace since the recorder started.");
+        t.family(HOST_OUT_SEGMENTS, "counter", "The kernel's Tcp OutSegs since the recorder started, summed over the network namespaces it reads.");
         t.sample(HOST_OUT_SEGMENTS, &[], st.host_out_segs);
-        t.family(HOST_RETRANS_SEGMENTS, "counter", "The kernel's Tcp RetransSegs of the recorder's network namespace since the recorder started.");
+        t.family(HOST_RETRANS_SEGMENTS, "counter", "The kernel's Tcp RetransSegs since the recorder started, summed over the network namespaces it reads.");
         t.sample(HOST_RETRANS_SEGMENTS, &[], st.host_retrans_segs);
         t.family(EVENTS, "counter", "Kernel events received, by kind (the table they feed).");
         for (i, name) in TABLES.iter().enumerate().take(stream::HOST_COUNTERS) {
