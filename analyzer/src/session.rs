@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -54,7 +54,9 @@ pub fn view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Window, s
 }
 
 pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
+    let service = services.sql()?;
     let config = SessionConfig::new()
+        .with_extension(Arc::new(ServiceSql(service.clone())))
         .with_information_schema(true)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ctx = SessionContext::new_with_config(config);
@@ -64,7 +66,7 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
     ctx.register_udf(cidr_contains_udf());
 
     for table in TABLES {
-        let schema = schema_of(table).expect("known table");
+        let schema = view_types(&schema_of(table).expect("known table"));
         let files = ds.files.get(table).map(Vec::as_slice).unwrap_or(&[]);
         let provider: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
             Arc::new(MemTable::try_new(schema, vec![vec![]])?)
@@ -83,7 +85,6 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
         ctx.register_table(format!("files.{table}"), provider)?;
     }
 
-    let service = services.sql()?;
     for table in TABLES {
         ctx.sql(&view_sql(table, &|t| format!("files.{t}"), window, &service))
             .await
@@ -92,13 +93,41 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
     Ok(ctx)
 }
 
+/// The services map's SQL of a session, kept with it for the canned questions'
+/// `{service}` placeholder.
+struct ServiceSql(String);
+
+/// The services map's SQL expression of a session made by [`context`] (the views'
+/// `service` column); `'unknown'` for other sessions.
+pub fn service_sql(ctx: &SessionContext) -> String {
+    ctx.state().config().get_extension::<ServiceSql>().map(|s| s.0.clone()).unwrap_or_else(|| "'unknown'".into())
+}
+
+/// The table's schema with strings as `Utf8View`: Parquet then decodes strings straight
+/// into views (no copy of the bytes), and grouping or comparing short strings (addresses,
+/// process and service names, ≤ 12 bytes inline) needs no memcmp.
+fn view_types(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// `cidr_contains(cidr, addr)`: whether text address `addr` lies in network `cidr`
 /// (IPv4 or IPv6). Null if either is null or not parseable.
 fn cidr_contains_udf() -> datafusion::logical_expr::ScalarUDF {
     let f = Arc::new(|args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(args)?;
-        let cidrs = arrays[0].as_any().downcast_ref::<StringArray>().expect("utf8 by signature");
-        let addrs = arrays[1].as_any().downcast_ref::<StringArray>().expect("utf8 by signature");
+        // Utf8 by signature; cast anyway (a no-op then) so a view never reaches the downcast.
+        let text = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Utf8);
+        let (cidrs, addrs) = (text(&arrays[0])?, text(&arrays[1])?);
+        let cidrs = cidrs.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
+        let addrs = addrs.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
         let mut cache: Option<(String, Option<ipnet::IpNet>)> = None;
         let out: BooleanArray = (0..addrs.len())
             .map(|i| {

@@ -76,12 +76,13 @@ pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Opti
     let mut flows: BTreeMap<Key, Flow> = BTreeMap::new();
     for b in &batches {
         let t = b.column(0).as_primitive::<TimestampNanosecondType>();
-        let la = b.column(1).as_string::<i32>();
+        // Strings come as views from the recording's tables.
+        let text = |i: usize| datafusion::arrow::compute::cast(b.column(i), &datafusion::arrow::datatypes::DataType::Utf8);
+        let (la, ra, kind) = (text(1)?, text(3)?, text(6)?);
+        let (la, ra, kind) = (la.as_string::<i32>(), ra.as_string::<i32>(), kind.as_string::<i32>());
         let lp = b.column(2).as_primitive::<UInt16Type>();
-        let ra = b.column(3).as_string::<i32>();
         let rp = b.column(4).as_primitive::<UInt16Type>();
         let seg = b.column(5).as_primitive::<Int32Type>();
-        let kind = b.column(6).as_string::<i32>();
         for i in 0..b.num_rows() {
             let kind = match kind.value(i) {
                 "syn" => "syn",
