@@ -57,12 +57,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("rec")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated questions (default: all)")
     ap.add_argument("--tcpfr", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "release", "tcpfr"))
     a = ap.parse_args()
     shown = subprocess.run([a.tcpfr, "query", a.rec, "--show-views"], check=True, capture_output=True, text=True).stdout
     views = [v.strip() for v in shown.split(";\n") if v.strip()]
     rows = []
-    for q in QUESTIONS:
+    for q in (a.only.split(",") if a.only else QUESTIONS):
         sql = subprocess.run([a.tcpfr, q, a.rec, "--show-sql"], check=True, capture_output=True, text=True).stdout
         sql = "\n".join(l for l in sql.splitlines() if not l.startswith("--"))
         script = duckdb_script(views, sql)

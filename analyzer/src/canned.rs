@@ -9,6 +9,7 @@
 //! | `{window}` / `{window_s}` / `{window_name}` | `INTERVAL '10 seconds'` / `10.0` / `10s` (`--window`) |
 //! | `{range_s}` | length of the question's time range in seconds |
 //! | `{limit}` | `--limit` |
+//! | `{service}` | the services map as an SQL expression over a connection's columns (`lport`, `rport`, `raddr`, `family`, `comm`, `cgroup`): the views' `service` column, for evaluating it late (after a `LIMIT`, on the rows shown) |
 
 use std::time::Duration;
 
@@ -103,6 +104,8 @@ pub struct Params {
     pub window: Option<Duration>,
     pub limit: Option<u64>,
     pub range_s: f64,
+    /// The services map's SQL ([`crate::session::service_sql`]).
+    pub service: String,
 }
 
 impl Query {
@@ -131,6 +134,7 @@ impl Query {
             ("{window_name}", humantime::format_duration(window).to_string()),
             ("{range_s}", format!("{:.9}", p.range_s.max(1e-9))),
             ("{limit}", limit.to_string()),
+            ("{service}", format!("({})", p.service)),
         ];
         Ok(self
             .statements
@@ -157,14 +161,14 @@ mod tests {
         for q in all() {
             assert!(!q.about.is_empty(), "{} has no -- about:", q.name);
             assert!(!q.statements.is_empty(), "{} has no statement", q.name);
-            let r = q.render(&Params { by: None, window: None, limit: None, range_s: 60.0 }).unwrap();
+            let r = q.render(&Params { by: None, window: None, limit: None, range_s: 60.0, service: "'s'".into() }).unwrap();
             for (title, sql) in r {
                 assert!(!title.contains('{') && !sql.contains("{by") && !sql.contains("{window") && !sql.contains("{limit"), "{}: {sql}", q.name);
             }
         }
         let q = get("retransmit-rate").unwrap();
-        let r = q.render(&Params { by: Some("peer".into()), window: Some(Duration::from_millis(1500)), limit: None, range_s: 1.0 }).unwrap();
+        let r = q.render(&Params { by: Some("peer".into()), window: Some(Duration::from_millis(1500)), limit: None, range_s: 1.0, service: "'s'".into() }).unwrap();
         assert!(r[1].1.contains("INTERVAL '1500 milliseconds'") && r[1].1.contains("AS peer"), "{}", r[1].1);
-        assert!(q.render(&Params { by: Some("nope".into()), window: None, limit: None, range_s: 1.0 }).is_err());
+        assert!(q.render(&Params { by: Some("nope".into()), window: None, limit: None, range_s: 1.0, service: "'s'".into() }).is_err());
     }
 }

@@ -458,6 +458,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
         window: args.window,
         limit: args.limit,
         range_s: range_seconds(&ds, &window),
+        service: services.sql()?,
     })?;
     let selected: Vec<(String, String)> = match args.part {
         Some(n) if n >= 1 && n <= statements.len() => vec![statements[n - 1].clone()],

@@ -123,7 +123,7 @@ fn us(v: f64) -> String {
 /// The findings, as text (also used by the HTML report).
 pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Result<Vec<String>> {
     let range_s = crate::range_seconds(ds, window);
-    let params = canned::Params { by: Some("service".into()), window: None, limit: Some(5), range_s };
+    let params = canned::Params { by: Some("service".into()), window: None, limit: Some(5), range_s, service: crate::session::service_sql(ctx) };
     let mut out = Vec::new();
 
     // Retransmits: volume, the kernel's own rate, and where they are.
@@ -273,7 +273,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
 }
 
 fn params_clone(p: &canned::Params) -> canned::Params {
-    canned::Params { by: p.by.clone(), window: p.window, limit: p.limit, range_s: p.range_s }
+    canned::Params { by: p.by.clone(), window: p.window, limit: p.limit, range_s: p.range_s, service: p.service.clone() }
 }
 
 /// What the recording itself says about its completeness.
