@@ -34,6 +34,7 @@ use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tcpfr_schema::{layout, schema_of, TABLES};
 
 use crate::dataset::Dataset;
+use crate::outfile::OutFile;
 use crate::progress;
 use crate::redact::{self, Redactor};
 use crate::window::Window;
@@ -132,18 +133,9 @@ pub fn create(req: Request) -> Result<()> {
         let hash = tcpfr_schema::read::sha256_file(&staging.path().join(rel))?;
         sums.push_str(&format!("{hash}  {rel}\n"));
     }
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(&out_dir)
-        .with_context(|| format!("cannot create a file in {}", out_dir.display()))?;
+    let out = OutFile::create(output, req.force)?;
     {
-        let mut tar = tar::Builder::new(BufWriter::new(tmp.as_file()));
+        let mut tar = tar::Builder::new(BufWriter::new(out.file()));
         append(&mut tar, SUMS, sums.len() as u64, sums.as_bytes())?;
         for rel in &files {
             let path = staging.path().join(rel);
@@ -154,18 +146,7 @@ pub fn create(req: Request) -> Result<()> {
         let mut w = tar.into_inner().context("cannot write the bundle")?;
         w.flush().context("cannot write the bundle")?;
     }
-    tmp.as_file().sync_all().context("cannot write the bundle")?;
-    // Like recordings: the owner and its group may read it (addresses, process names).
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o640)).context("cannot set the bundle's mode")?;
-    let persisted = if req.force { tmp.persist(output) } else { tmp.persist_noclobber(output) };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!("{} already exists: choose another -o FILE, or pass --force to replace it", output.display())
-        } else {
-            anyhow::anyhow!("cannot write {}: {}", output.display(), e.error)
-        }
-    })?;
-    let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    let size = out.commit()?;
     eprintln!(
         "wrote {} ({} recording(s), {} to {}, {} bytes{})",
         output.display(),

@@ -16,6 +16,7 @@ mod dataset;
 mod exec;
 mod export;
 mod html;
+mod outfile;
 mod pcap;
 mod print;
 mod progress;

@@ -33,13 +33,13 @@
 mod openmetrics;
 
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::dataset::Dataset;
+use crate::outfile::OutFile;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
@@ -98,14 +98,6 @@ pub async fn openmetrics(req: Request<'_>) -> Result<()> {
     if output.exists() && !req.force {
         bail!("{} already exists: choose another -o FILE, or pass --force to replace it", output.display());
     }
-    let out_dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !out_dir.is_dir() {
-        bail!("cannot write {}: directory {} does not exist", output.display(), out_dir.display());
-    }
-
     let ds = Dataset::open(req.recs)?;
     let Some((lo, hi)) = ds.time_range else {
         bail!("the recordings hold no data: nothing to export");
@@ -136,30 +128,14 @@ pub async fn openmetrics(req: Request<'_>) -> Result<()> {
     let window = Window { from: Some(from), to: Some(to) };
     let ctx = crate::session::context(&ds, &window, &services).await?;
 
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(&out_dir)
-        .with_context(|| format!("cannot create a file in {}", out_dir.display()))?;
+    let out = OutFile::create(output, req.force)?;
     let stats = {
-        let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let stats = openmetrics::write(&ctx, &grid, req.max_peers, &mut out).await?;
-        out.flush().with_context(|| format!("cannot write {}", tmp.path().display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, out.file());
+        let stats = openmetrics::write(&ctx, &grid, req.max_peers, &mut w).await?;
+        w.flush().with_context(|| format!("cannot write {}", output.display()))?;
         stats
     };
-    tmp.as_file().sync_all().context("cannot write the export")?;
-    // Like recordings: addresses and process names are for the owner and its group.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o640)).context("cannot set the file's mode")?;
-    let persisted = if req.force { tmp.persist(output) } else { tmp.persist_noclobber(output) };
-    persisted.map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow!("{} already exists: choose another -o FILE, or pass --force to replace it", output.display())
-        } else {
-            anyhow!("cannot write {}: {}", output.display(), e.error)
-        }
-    })?;
-    let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    let size = out.commit()?;
     eprintln!(
         "wrote {} ({} series, {} samples, {size} bytes; {} to {}, step {}{})",
         output.display(),
