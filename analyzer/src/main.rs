@@ -62,9 +62,9 @@ fn after_help() -> String {
     s
 }
 
-/// Which recordings, and which part of them.
+/// Which part of the recordings, and how connections are named.
 #[derive(Debug, Args, Clone)]
-struct DataArgs {
+struct WindowArgs {
     /// Start of the time window: 2026-11-23T14:00:00Z, "2026-11-23 14:00", 14:00 (UTC),
     /// +5m (after the data starts) or -10m (before it ends).
     #[arg(long, value_name = "TIME")]
@@ -78,6 +78,13 @@ struct DataArgs {
     /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
     #[arg(long, value_name = "FILE")]
     services: Option<PathBuf>,
+}
+
+/// Which recordings, and which part of them.
+#[derive(Debug, Args, Clone)]
+struct DataArgs {
+    #[command(flatten)]
+    window: WindowArgs,
     /// A tcpdump capture (pcap or pcapng) to query next to the recording, as tables
     /// packets, pcap_flows and pcap_retransmits (repeatable).
     #[arg(long = "pcap", value_name = "FILE")]
@@ -247,18 +254,8 @@ enum ExportFormat {
         /// Time between samples (whole milliseconds), e.g. 1s, 10s, 1m.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = export::parse_step)]
         step: Duration,
-        /// Start of the window (same forms as for queries: RFC 3339, 14:00, +5m, -10m).
-        #[arg(long, value_name = "TIME")]
-        from: Option<String>,
-        /// End of the window (exclusive).
-        #[arg(long, value_name = "TIME")]
-        to: Option<String>,
-        /// Only the last part of the data, e.g. 10m.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        last: Option<Duration>,
-        /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
-        #[arg(long, value_name = "FILE")]
-        services: Option<PathBuf>,
+        #[command(flatten)]
+        window: WindowArgs,
         /// Peers (remote addresses) with series of their own: the N with the most
         /// retransmits, resets and failed handshakes in the window; the rest are `other`.
         #[arg(long, value_name = "N", default_value_t = 20)]
@@ -378,15 +375,15 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
-        Cmd::Export { format: ExportFormat::OpenMetrics { recs, output, step, from, to, last, services, max_peers, force } } => {
+        Cmd::Export { format: ExportFormat::OpenMetrics { recs, output, step, window, max_peers, force } } => {
             export::openmetrics(export::Request {
                 recs: &recs,
                 output: &output,
                 step,
-                from: from.as_deref(),
-                to: to.as_deref(),
-                last,
-                services: services.as_deref(),
+                from: window.from.as_deref(),
+                to: window.to.as_deref(),
+                last: window.last,
+                services: window.services.as_deref(),
                 max_peers,
                 force,
             })
@@ -437,8 +434,9 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
 /// Opens data and resolves the window and services map.
 fn open(recs: &[PathBuf], data: &DataArgs) -> Result<(Dataset, Window, ServiceMap)> {
     let ds = Dataset::open(recs)?;
-    let window = Window::parse(data.from.as_deref(), data.to.as_deref(), data.last, ds.time_range)?;
-    let services = ServiceMap::load(data.services.as_deref())?;
+    let w = &data.window;
+    let window = Window::parse(w.from.as_deref(), w.to.as_deref(), w.last, ds.time_range)?;
+    let services = ServiceMap::load(w.services.as_deref())?;
     Ok((ds, window, services))
 }
 
