@@ -179,9 +179,7 @@ pub async fn run(opts: Options) -> Result<()> {
     .with_context(|| format!("cannot create the recording in {}", rec_dir.display()))?;
 
     let cgroup_root = loader::cgroup2_root().ok();
-    let mut sockets = SocketTable::new(start_ns, Cgroups::new(cgroup_root));
-    // Owners of sockets that already exist, before events about them arrive.
-    sockets.scan_proc();
+    let sockets = SocketTable::new(start_ns, Cgroups::new(cgroup_root));
     let filter = Filter { ports: opts.ports.clone(), cidrs: opts.cidrs.clone(), cgroups: opts.cgroups.clone() };
     let mut enr = Enricher::new(&host, clock, sockets, filter);
     enr.enabled = enabled;
@@ -189,6 +187,10 @@ pub async fn run(opts: Options) -> Result<()> {
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
     let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
+    // Owners of sockets that already exist, before events about them are read. Scanned
+    // after the programs are attached: a socket born between a scan and the attachment
+    // would be in neither (seen in a test on a loaded machine).
+    enr.sockets.scan_proc();
     let writer = WriterHandle::spawn(
         writer,
         crate::writer::Config {
