@@ -279,3 +279,55 @@ fn bad_input_gets_clear_errors() {
     assert!(tcpfr(&["ship", rec, store.to_str().unwrap()]).ok);
     fails(&["ship", store.to_str().unwrap(), &dest], "already in the shipped layout");
 }
+
+/// Copies a recording, renamed (host, id) and with its files' first-row times moved to
+/// `time_min` in the manifest only: the shipped partitions follow the manifest.
+fn doctored_copy(from: &Path, to: &Path, host: &str, id: &str, time_min: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut files = Vec::new();
+    files_under(from, &mut files);
+    for f in files {
+        let dst = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dst).unwrap();
+    }
+    let path = to.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["host"] = host.into();
+    m["recording_id"] = id.into();
+    for f in m["files"].as_array_mut().unwrap() {
+        f["time_min"] = time_min.into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn the_window_end_prunes_later_hours_by_path_and_never_earlier_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = sample("refused").join("recording");
+    // Same rows (12:43), partitions of another hour.
+    doctored_copy(&rec, &tmp.path().join("later"), "later-host", "01a2086e-0000-7000-8000-000000000013", "2026-11-23T13:10:00Z");
+    doctored_copy(&rec, &tmp.path().join("earlier"), "earlier-host", "01a2086e-0000-7000-8000-000000000011", "2026-11-23T11:59:59Z");
+    let store = tmp.path().join("fleet");
+    for r in ["later", "earlier"] {
+        assert!(tcpfr(&["ship", tmp.path().join(r).to_str().unwrap(), store.to_str().unwrap()]).ok);
+    }
+    assert!(store.join("resets/host=later-host/date=2026-11-23/hour=13").is_dir());
+    assert!(store.join("resets/host=earlier-host/date=2026-11-23/hour=11").is_dir());
+    let s = store.to_str().unwrap();
+    let plan = |to: &str| ok(&["query", s, "--to", to, "EXPLAIN SELECT sum(lport) FROM resets", "--format", "csv"]);
+    // Ends before 13:00: the hour-13 files cannot hold a row before it, and are not read;
+    // the hour-11 file's rows run on past its hour, and are.
+    let p = plan("2026-11-23T13:00:00Z");
+    assert!(!p.contains("host=later-host") && p.contains("host=earlier-host"), "{p}");
+    let p = plan("2026-11-23T13:10:00.000000001Z");
+    assert!(p.contains("host=later-host") && p.contains("host=earlier-host"), "{p}");
+    // The answer from rows: the earlier host's resets (12:43) are all in the window.
+    let n = ok(&["query", s, "--from", "2026-11-23T12:00:00Z", "--to", "2026-11-23T13:00:00Z", "SELECT host, count(*) FROM resets GROUP BY host", "--format", "csv"]);
+    let want = ok(&["query", rec.to_str().unwrap(), "SELECT 'earlier-host' AS host, count(*) FROM resets", "--format", "csv"]);
+    assert_eq!(n, want);
+
+    // Shipped and unshipped recordings are not read together.
+    let r = tcpfr(&["hotspots", s, rec.to_str().unwrap()]);
+    assert!(!r.ok && r.stderr.contains("is not in a shipped store"), "{}", r.stderr);
+}
