@@ -252,6 +252,8 @@ fn bad_input_gets_clear_errors() {
     fails(&["ship", rec, "ftp://host/dir"], "unsupported store ftp://");
     fails(&["ship", rec, "s3://"], "no bucket");
     fails(&["ship", rec, "file://otherhost/dir"], "not a host");
+    let other = sample("services").join("recording");
+    fails(&["ship", rec, other.to_str().unwrap()], "is a recording, not a store");
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let dest = tmp.path().join("dest").display().to_string();

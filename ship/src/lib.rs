@@ -84,6 +84,9 @@ impl Store {
         if dir.exists() && !dir.is_dir() {
             bail!("{}: exists and is not a directory", dir.display());
         }
+        if dir.join(tcpfr_schema::layout::MANIFEST).exists() {
+            bail!("{}: is a recording, not a store (the last argument is where to ship to)", dir.display());
+        }
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
