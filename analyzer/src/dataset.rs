@@ -1,12 +1,15 @@
 //! What the user pointed us at: recordings (one, or a directory of many hosts) and
 //! single Parquet files, and bundles (`*.tcpfr`, see `bundle`), checked against their manifests before any query runs.
+//! Recordings shipped by `tcpfr ship` (a directory or `file://` URL in the partitioned
+//! layout of FORMAT.md) are read too: `session` then registers each table over the
+//! store's prefix with `host`/`date`/`hour` as partition columns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
-use tcpfr_schema::read::{discover, read_footer, Recording, Source, Verify};
+use tcpfr_schema::read::{discover, is_shipped_store, read_footer, Recording, Source, Verify};
 use tcpfr_schema::TABLES;
 
 /// Files of every table across all sources, and what we know about them.
@@ -17,6 +20,9 @@ pub struct Dataset {
     pub files: BTreeMap<&'static str, Vec<PathBuf>>,
     /// Earliest and latest `time` of any row, when known (manifests, file statistics).
     pub time_range: Option<(i64, i64)>,
+    /// Prefixes of stores in the shipped layout (local directories for now) whose
+    /// recordings are in `recordings`/`files`; tables are read from these prefixes.
+    pub shipped: Vec<PathBuf>,
 }
 
 impl Dataset {
@@ -31,7 +37,7 @@ impl Dataset {
             ds.files.insert(t, Vec::new());
         }
         // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
-        let paths = crate::bundle::resolve(paths)?;
+        let paths = crate::bundle::resolve(&store_paths(paths)?)?;
         for source in discover(&paths)? {
             match source {
                 Source::Recording(rec) => {
@@ -47,6 +53,9 @@ impl Dataset {
                     }
                     for t in TABLES {
                         ds.files.get_mut(t).expect("all tables").extend(rec.paths(t));
+                    }
+                    if is_shipped_store(&rec.dir) && !ds.shipped.contains(&rec.dir) {
+                        ds.shipped.push(rec.dir.clone());
                     }
                     if crate::bundle::is_extracted(&rec.dir) {
                         ds.extend_range(crate::bundle::bundled_range(&rec).or_else(|| manifest_range(&rec.manifest)));
@@ -86,6 +95,24 @@ impl Dataset {
     pub fn file_count(&self) -> usize {
         self.files.values().map(|v| v.len()).sum()
     }
+}
+
+/// `file://` URLs as local paths; other URLs (`s3://`) are refused for now.
+fn store_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    paths
+        .iter()
+        .map(|p| {
+            let s = p.to_string_lossy();
+            if s.starts_with("file:") {
+                let url = url::Url::parse(&s).map_err(|e| anyhow::anyhow!("{s}: not a valid file:// URL ({e}); write file:///absolute/dir"))?;
+                return url.to_file_path().map_err(|_| anyhow::anyhow!("{s}: not a local directory; write file:///absolute/dir"));
+            }
+            if let Some((scheme, _)) = s.split_once("://") {
+                bail!("{s}: reading {scheme}:// stores is not supported yet; copy the data locally (or ship to file:///DIR) and name the directory");
+            }
+            Ok(p.clone())
+        })
+        .collect()
 }
 
 fn manifest_range(m: &Manifest) -> Option<(i64, i64)> {

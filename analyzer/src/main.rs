@@ -219,6 +219,20 @@ enum Cmd {
         #[command(subcommand)]
         format: ExportFormat,
     },
+    /// Upload recordings to an object store (s3://BUCKET/PREFIX, file:///DIR or a
+    /// directory) in the partitioned layout that every tcpfr command, DuckDB and Spark
+    /// read (FORMAT.md, "Shipped recordings"). Only complete files are sent; objects
+    /// already there are skipped, so a re-run completes an interrupted one; each
+    /// recording's manifest goes last. S3 credentials, region and AWS_ENDPOINT /
+    /// AWS_ALLOW_HTTP come from the environment.
+    Ship {
+        /// Recordings (or directories of them), then the store URL.
+        #[arg(required = true, num_args = 2.., value_name = "REC… URL")]
+        args: Vec<String>,
+        /// Further attempts of a file after a transient error (with exponential backoff).
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        retries: u32,
+    },
     /// Check recordings fully: manifests, sizes, checksums, Parquet footers, schemas.
     Verify {
         #[arg(required = true, value_name = "REC")]
@@ -375,6 +389,7 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
+        Cmd::Ship { args, retries } => ship(args, retries).await,
         Cmd::Export { format: ExportFormat::OpenMetrics { recs, output, step, window, max_peers, force } } => {
             export::openmetrics(export::Request {
                 recs: &recs,
@@ -512,6 +527,34 @@ async fn run_query(args: Vec<String>, command: Option<String>, file: Option<Path
         let (schema, batches) = exec::run(&ctx, &stmt, "query").await?;
         out.write(None, &schema, &batches)?;
     }
+    Ok(())
+}
+
+/// `tcpfr ship`: finds the recordings, then hands them to the tcpfr-ship crate.
+async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
+    let url = args.pop().context("no store URL")?;
+    let recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    let store = tcpfr_ship::Store::open(&url)?;
+    let mut recordings = Vec::new();
+    for source in tcpfr_schema::read::discover(&recs)? {
+        match source {
+            tcpfr_schema::read::Source::Recording(rec) => recordings.push(rec),
+            tcpfr_schema::read::Source::File { path, .. } => {
+                bail!("{}: a single file; ship whole recordings (the directory with manifest.json)", path.display())
+            }
+        }
+    }
+    store.check().await?;
+    let bar = std::sync::Mutex::new(progress::Bar::new(tcpfr_ship::total_bytes(&recordings), progress::Unit::Bytes, "shipping"));
+    let opts = tcpfr_ship::Options { retries, ..Default::default() };
+    let summary = tcpfr_ship::ship(&store, &recordings, &opts, &|done| {
+        if let Ok(mut b) = bar.lock() {
+            b.set(done);
+        }
+    })
+    .await;
+    bar.lock().map(|mut b| b.finish()).ok();
+    println!("shipped to {}: {}", store.url(), summary?);
     Ok(())
 }
 

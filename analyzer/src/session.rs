@@ -7,6 +7,14 @@
 //! ```
 //! Everything is plain SQL over plain tables (plus the `cidr_contains` function), so the
 //! same queries run on DuckDB and on stock Ballista executors.
+//!
+//! Shipped recordings (`tcpfr ship`, FORMAT.md "Shipped recordings") are read from the
+//! store's prefix, `<prefix>/<table>/`, as a listing table whose `host`, `date` and
+//! `hour` columns come from the paths (partition columns), so filters on host and the
+//! window's end prune whole directories before any file is opened. The views then name
+//! the format's columns explicitly (in the format's order, `date`/`hour` left out), so
+//! every question answers as over the recordings themselves. The prefix is a URL
+//! (`ListingTableUrl`): an object store registered with the session reads the same way.
 
 use std::sync::Arc;
 
@@ -34,6 +42,14 @@ const SOCKET_COLUMNS: &str = "s.family, s.laddr, s.lport, s.raddr, s.rport, s.pi
 /// The SQL defining the view of `table`, reading its files from `source(table)`
 /// (`files.<table>` here; `read_parquet([…])` for DuckDB).
 pub fn view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Window, service: &str) -> String {
+    view_sql_with(table, source, window, service, false)
+}
+
+/// [`view_sql`]; `shipped`: the sources have the partition columns of the shipped layout.
+fn view_sql_with(table: &str, source: &dyn Fn(&str) -> String, window: &Window, service: &str, shipped: bool) -> String {
+    if shipped {
+        return shipped_view_sql(table, source, window, service);
+    }
     match table {
         // Samples carry only the socket id: addresses, owner and service come from the
         // socket's row (every socket is in `sockets`, whatever the window).
@@ -53,6 +69,49 @@ pub fn view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Window, s
     }
 }
 
+/// Views over sources in the shipped layout: the format's columns by name (the sources
+/// also have `date` and `hour`, and `host` from the path), and the window's end as a
+/// filter on the partitions: a file lies in the hour of its first row, so files of
+/// later hours hold no row before the end. (Its start cannot prune from paths: a file
+/// of an earlier hour may run into the window.)
+fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Window, service: &str) -> String {
+    let cols = |t: &str, alias: &str| -> String {
+        schema_of(t).expect("known table").fields().iter().map(|f| format!("{alias}{}", f.name())).collect::<Vec<_>>().join(", ")
+    };
+    let filter = |time: &str, part: &str| -> String {
+        let mut conds: Vec<String> = Vec::new();
+        let w = window.sql_filter(time);
+        if let Some(c) = w.strip_prefix(" WHERE ") {
+            conds.push(c.to_string());
+        }
+        if let Some(to) = window.to {
+            let last = chrono::DateTime::from_timestamp_nanos(to - 1);
+            let (d, h) = (last.format("%Y-%m-%d"), last.format("%H"));
+            conds.push(format!("({part}date < '{d}' OR ({part}date = '{d}' AND {part}hour <= '{h}'))"));
+        }
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        }
+    };
+    match table {
+        "rtt_samples" => format!(
+            "CREATE VIEW rtt_samples AS SELECT {}, {SOCKET_COLUMNS}, {service} AS service FROM {} AS r \
+             LEFT JOIN {} AS s ON r.host = s.host AND r.socket_id = s.socket_id{}",
+            cols("rtt_samples", "r."),
+            source("rtt_samples"),
+            source("sockets"),
+            filter("r.time", "r.")
+        ),
+        "sockets" => format!("CREATE VIEW sockets AS SELECT {}, {service} AS service FROM {}", cols("sockets", ""), source("sockets")),
+        t if EVENT_TABLES.contains(&t) => {
+            format!("CREATE VIEW {t} AS SELECT {}, {service} AS service FROM {}{}", cols(t, ""), source(t), filter("time", ""))
+        }
+        t => format!("CREATE VIEW {t} AS SELECT {} FROM {}{}", cols(t, ""), source(t), filter("time", "")),
+    }
+}
+
 pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
     let service = services.sql()?;
     let config = SessionConfig::new()
@@ -68,7 +127,9 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
     for table in TABLES {
         let schema = view_types(&schema_of(table).expect("known table"));
         let files = ds.files.get(table).map(Vec::as_slice).unwrap_or(&[]);
-        let provider: Arc<dyn datafusion::catalog::TableProvider> = if files.is_empty() {
+        let provider: Arc<dyn datafusion::catalog::TableProvider> = if !ds.shipped.is_empty() {
+            shipped_table(ds, table, schema)?
+        } else if files.is_empty() {
             Arc::new(MemTable::try_new(schema, vec![vec![]])?)
         } else {
             let urls = files
@@ -86,11 +147,48 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
     }
 
     for table in TABLES {
-        ctx.sql(&view_sql(table, &|t| format!("files.{t}"), window, &service))
+        ctx.sql(&view_sql_with(table, &|t| format!("files.{t}"), window, &service, !ds.shipped.is_empty()))
             .await
             .with_context(|| format!("defining view {table}"))?;
     }
     Ok(ctx)
+}
+
+/// `files.<table>` over the shipped layout: a listing table over `<prefix>/<table>/` of
+/// every store, partitioned by host, date and hour (the file's own `host` column is left
+/// out: the path's value is the same, decoded from its escapes).
+fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let files = ds.files.get(table).map(Vec::as_slice).unwrap_or(&[]);
+    if let Some(stray) = files.iter().find(|f| !ds.shipped.iter().any(|p| f.starts_with(p))) {
+        anyhow::bail!(
+            "{} is not in a shipped store: read shipped recordings (tcpfr ship) and other recordings separately, or ship these too",
+            stray.display()
+        );
+    }
+    let file_schema = Arc::new(Schema::new_with_metadata(
+        schema.fields().iter().filter(|f| f.name() != "host").map(|f| f.as_ref().clone()).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ));
+    // Only prefixes holding the table (a store need not have every table).
+    let urls = ds
+        .shipped
+        .iter()
+        .map(|p| p.join(table))
+        .filter(|d| d.is_dir())
+        .map(|d| ListingTableUrl::parse(format!("{}/", d.to_string_lossy())))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    if urls.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            ("host".to_string(), DataType::Utf8View),
+            ("date".to_string(), DataType::Utf8),
+            ("hour".to_string(), DataType::Utf8),
+        ]);
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// The services map's SQL of a session, kept with it for the canned questions'

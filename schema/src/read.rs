@@ -298,8 +298,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
             return Err(FormatError::NotARecording {
                 path: path.clone(),
                 reason: format!(
-                    "no {} in it or in its subdirectories (a recording is a directory made by tcpfr-recorder --out DIR)",
-                    layout::MANIFEST
+                    "no {} in it or in its subdirectories, and no {}/ of shipped recordings (a recording is a directory made by tcpfr-recorder --out DIR; `tcpfr ship` makes the other)",
+                    layout::MANIFEST,
+                    layout::shipped::MANIFESTS
                 ),
             });
         }
@@ -308,6 +309,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
 }
 
 fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()> {
+    if is_shipped_store(dir) {
+        out.extend(open_shipped(dir)?.into_iter().map(Source::Recording));
+        return Ok(());
+    }
     if dir.join(layout::MANIFEST).is_file() {
         out.push(Source::Recording(Recording::open(dir)?));
         return Ok(());
@@ -326,4 +331,39 @@ fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()
         find_recordings(&sub, depth + 1, out)?;
     }
     Ok(())
+}
+
+/// Whether `dir` is the prefix of shipped recordings (`tcpfr ship`): it has a
+/// `_manifests/` directory.
+pub fn is_shipped_store(dir: &Path) -> bool {
+    dir.join(layout::shipped::MANIFESTS).is_dir()
+}
+
+/// The recordings shipped under `prefix` (a local directory in the shipped layout),
+/// one per manifest in `_manifests/host=*/`, each with `dir` = `prefix` (the shipped
+/// manifests' paths are relative to it). Sorted by host, then recording id.
+pub fn open_shipped(prefix: &Path) -> Result<Vec<Recording>> {
+    let manifests = prefix.join(layout::shipped::MANIFESTS);
+    let mut paths = Vec::new();
+    for host in std::fs::read_dir(&manifests).map_err(|e| FormatError::io(&manifests, e))?.flatten() {
+        let hp = host.path();
+        if !hp.is_dir() || !host.file_name().to_string_lossy().starts_with("host=") {
+            continue;
+        }
+        for m in std::fs::read_dir(&hp).map_err(|e| FormatError::io(&hp, e))?.flatten() {
+            let mp = m.path();
+            let name = m.file_name().to_string_lossy().into_owned();
+            // Partial uploads of a manifest (object_store's `name#N` staging files) and
+            // hidden files are not manifests.
+            if mp.is_file() && name.ends_with(".json") && !name.starts_with('.') {
+                paths.push(mp);
+            }
+        }
+    }
+    paths.sort();
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        out.push(Recording { dir: prefix.to_path_buf(), manifest: Manifest::load(&p)? });
+    }
+    Ok(out)
 }
