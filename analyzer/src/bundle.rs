@@ -63,6 +63,9 @@ pub fn create(req: Request) -> Result<()> {
     if output.is_dir() {
         bail!("{} is a directory: -o names the bundle file to write (e.g. -o incident.tcpfr)", output.display());
     }
+    if let Some(url) = req.recs.iter().find(|r| crate::store::is_remote(&r.to_string_lossy())) {
+        bail!("tcpfr bundle needs the files on this machine; {} is a remote store: copy the data first (e.g. with `aws s3 sync`) and name the directory", url.display());
+    }
     let paths: Vec<PathBuf> = match req.snapshot {
         None => req.recs.to_vec(),
         Some(name) => req

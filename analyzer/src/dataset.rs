@@ -1,11 +1,13 @@
 //! What the user pointed us at: recordings (one, or a directory of many hosts) and
 //! single Parquet files, and bundles (`*.tcpfr`, see `bundle`), checked against their manifests before any query runs.
-//! Recordings shipped by `tcpfr ship` (a directory or `file://` URL in the partitioned
-//! layout of FORMAT.md) are read too: `session` then registers each table over the
-//! store's prefix with `host`/`date`/`hour` as partition columns.
+//! Recordings shipped by `tcpfr ship` (a directory, `file://` or `s3://` URL in the
+//! partitioned layout of FORMAT.md) are read too: `session` then registers each table
+//! over the store's prefix with `host`/`date`/`hour` as partition columns (`store` reads
+//! the manifests of stores named by URL).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
@@ -20,9 +22,26 @@ pub struct Dataset {
     pub files: BTreeMap<&'static str, Vec<PathBuf>>,
     /// Earliest and latest `time` of any row, when known (manifests, file statistics).
     pub time_range: Option<(i64, i64)>,
-    /// Prefixes of stores in the shipped layout (local directories for now) whose
-    /// recordings are in `recordings`/`files`; tables are read from these prefixes.
-    pub shipped: Vec<PathBuf>,
+    /// Stores in the shipped layout whose recordings are in `recordings` (and, for
+    /// local ones, `files`); tables are read from these prefixes.
+    pub shipped: Vec<Shipped>,
+}
+
+/// A store in the shipped layout.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    /// Its URL or directory, no trailing slash: `<base>/<table>/` holds a table.
+    pub base: String,
+    /// The directory of a local store.
+    pub local: Option<PathBuf>,
+    /// A store read over the network, and the URL (`s3://BUCKET`) to register it under.
+    pub remote: Option<(url::Url, Arc<dyn object_store::ObjectStore>)>,
+}
+
+impl Shipped {
+    fn local(dir: &std::path::Path) -> Shipped {
+        Shipped { base: dir.to_string_lossy().trim_end_matches('/').to_string(), local: Some(dir.to_path_buf()), remote: None }
+    }
 }
 
 impl Dataset {
@@ -36,8 +55,22 @@ impl Dataset {
         for t in TABLES {
             ds.files.insert(t, Vec::new());
         }
+        // Stores named by URL: their manifests are all we read now.
+        let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| crate::store::is_remote(&p.to_string_lossy()));
+        for url in urls {
+            let remote = crate::store::open(&url.to_string_lossy())?;
+            for rec in remote.recordings {
+                ds.extend_range(manifest_range(&rec.manifest));
+                ds.recordings.push(rec);
+            }
+            ds.shipped.push(Shipped { base: remote.base, local: None, remote: Some((remote.root, remote.store)) });
+        }
+        if paths.is_empty() {
+            return Ok(ds);
+        }
+        let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
         // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
-        let paths = crate::bundle::resolve(&store_paths(paths)?)?;
+        let paths = crate::bundle::resolve(&store_paths(&paths)?)?;
         for source in discover(&paths)? {
             match source {
                 Source::Recording(rec) => {
@@ -54,8 +87,8 @@ impl Dataset {
                     for t in TABLES {
                         ds.files.get_mut(t).expect("all tables").extend(rec.paths(t));
                     }
-                    if is_shipped_store(&rec.dir) && !ds.shipped.contains(&rec.dir) {
-                        ds.shipped.push(rec.dir.clone());
+                    if is_shipped_store(&rec.dir) && !ds.shipped.iter().any(|s| s.local.as_ref() == Some(&rec.dir)) {
+                        ds.shipped.push(Shipped::local(&rec.dir));
                     }
                     if crate::bundle::is_extracted(&rec.dir) {
                         ds.extend_range(crate::bundle::bundled_range(&rec).or_else(|| manifest_range(&rec.manifest)));
@@ -95,9 +128,17 @@ impl Dataset {
     pub fn file_count(&self) -> usize {
         self.files.values().map(|v| v.len()).sum()
     }
+
+    /// Fails for data read over the network, for commands that need the files here.
+    pub fn require_local(&self, what: &str) -> Result<()> {
+        if let Some(s) = self.shipped.iter().find(|s| s.remote.is_some()) {
+            bail!("{what} needs the files on this machine; {} is a remote store: copy the data first (e.g. with `aws s3 sync`) and name the directory", s.base);
+        }
+        Ok(())
+    }
 }
 
-/// `file://` URLs as local paths; other URLs (`s3://`) are refused for now.
+/// `file://` URLs as local paths (other URLs are read by `store`).
 fn store_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     paths
         .iter()
@@ -106,9 +147,6 @@ fn store_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             if s.starts_with("file:") {
                 let url = url::Url::parse(&s).map_err(|e| anyhow::anyhow!("{s}: not a valid file:// URL ({e}); write file:///absolute/dir"))?;
                 return url.to_file_path().map_err(|_| anyhow::anyhow!("{s}: not a local directory; write file:///absolute/dir"));
-            }
-            if let Some((scheme, _)) = s.split_once("://") {
-                bail!("{s}: reading {scheme}:// stores is not supported yet; copy the data locally (or ship to file:///DIR) and name the directory");
             }
             Ok(p.clone())
         })

@@ -26,6 +26,7 @@ mod report;
 mod services;
 mod session;
 mod shell;
+mod store;
 mod window;
 mod xref;
 
@@ -51,6 +52,10 @@ use crate::window::Window;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// After the answer, tell on stderr how much was fetched from object stores
+    /// (s3://…) against what their recordings hold.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 }
 
 fn after_help() -> String {
@@ -323,7 +328,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let verbose = matches.get_flag("verbose");
     let result = rt.block_on(dispatch(matches));
+    if verbose {
+        store::report_reads();
+    }
     // Extracted bundles go before the process does.
     bundle::cleanup();
     match result {
@@ -359,6 +368,7 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             let recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
             let _ = (command, file);
             let (ds, window, services) = open(&recs, &data)?;
+            ds.require_local("--show-views")?;
             let service = services.sql()?;
             // Complete recordings have at least one file per table.
             let source = |t: &str| {

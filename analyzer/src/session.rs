@@ -123,6 +123,11 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
         .context("default catalog")?
         .register_schema("files", Arc::new(MemorySchemaProvider::new()))?;
     ctx.register_udf(cidr_contains_udf());
+    for s in &ds.shipped {
+        if let Some((root, store)) = &s.remote {
+            ctx.register_object_store(root, store.clone());
+        }
+    }
 
     for table in TABLES {
         let schema = view_types(&schema_of(table).expect("known table"));
@@ -159,7 +164,7 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
 /// out: the path's value is the same, decoded from its escapes).
 fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
     let files = ds.files.get(table).map(Vec::as_slice).unwrap_or(&[]);
-    if let Some(stray) = files.iter().find(|f| !ds.shipped.iter().any(|p| f.starts_with(p))) {
+    if let Some(stray) = files.iter().find(|f| !ds.shipped.iter().any(|s| s.local.as_ref().is_some_and(|p| f.starts_with(p)))) {
         anyhow::bail!(
             "{} is not in a shipped store: read shipped recordings (tcpfr ship) and other recordings separately, or ship these too",
             stray.display()
@@ -169,13 +174,13 @@ fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn
         schema.fields().iter().filter(|f| f.name() != "host").map(|f| f.as_ref().clone()).collect::<Vec<_>>(),
         schema.metadata().clone(),
     ));
-    // Only prefixes holding the table (a store need not have every table).
+    // Only local prefixes holding the table (a store need not have every table; a
+    // listing of a missing prefix in an object store is just empty).
     let urls = ds
         .shipped
         .iter()
-        .map(|p| p.join(table))
-        .filter(|d| d.is_dir())
-        .map(|d| ListingTableUrl::parse(format!("{}/", d.to_string_lossy())))
+        .filter(|s| s.local.as_ref().is_none_or(|d| d.join(table).is_dir()))
+        .map(|s| ListingTableUrl::parse(format!("{}/{table}/", s.base)))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     if urls.is_empty() {
         return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));

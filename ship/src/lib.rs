@@ -107,6 +107,15 @@ impl Store {
         self.local_dir.as_deref()
     }
 
+    /// The object store and the prefix of keys inside it, for readers of the store.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
     /// One cheap request, to tell "cannot reach / not allowed" before any upload.
     pub async fn check(&self) -> Result<()> {
         let probe = self.key(shipped::MANIFESTS)?;
