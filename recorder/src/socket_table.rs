@@ -231,6 +231,18 @@ impl SocketTable {
             s.pre_existing = true;
             self.by_sk.insert(sk, s);
         }
+        // Sockets adopted from an event without a namespace (RTT samples, flow ends)
+        // could not be looked up in /proc then: look them up at the first event that
+        // names it (else a connection older than the recording whose first event is an
+        // RTT sample stays without owner for good).
+        if let Some(ns) = netns {
+            let s = &self.by_sk[&sk];
+            if s.netns.is_none() && s.pre_existing && s.owner.is_none() {
+                let ends = s.ends.clone();
+                let owner = self.existing_owner(ns, &ends);
+                self.by_sk.get_mut(&sk).expect("present").owner = owner;
+            }
+        }
         let s = self.by_sk.get_mut(&sk).expect("inserted above");
         s.last_seen = now_ns;
         if s.netns.is_none() {
@@ -355,5 +367,40 @@ pub fn errno_name(err: i32) -> String {
         libc::EMSGSIZE => "EMSGSIZE".into(),
         libc::EINVAL => "EINVAL".into(),
         _ => format!("E{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcpfr_schema::Str;
+
+    /// A connection older than the recording whose first event has no namespace (an
+    /// RTT sample) gets its /proc owner at the first event that names the namespace.
+    #[test]
+    fn adopted_socket_gets_its_owner_once_the_namespace_is_known() {
+        let mut t = SocketTable::new(1, Cgroups::new(None));
+        // As if /proc had just been scanned (no rescan of the real /proc here).
+        t.last_proc_scan = Some(Instant::now());
+        let mut laddr = [0u8; 16];
+        laddr[..4].copy_from_slice(&[10, 9, 0, 1]);
+        let mut raddr = [0u8; 16];
+        raddr[..4].copy_from_slice(&[10, 9, 0, 2]);
+        let tuple = RawTuple { family: 2, lport: 40000, rport: 5009, _pad: 0, laddr, raddr };
+        let mut addrs = AddrCache::default();
+        let ends = addrs.endpoints(&tuple);
+        let owner = Arc::new(Owner { pid: 4242, comm: Str::from("tcpfr-traffic"), cgroup_id: None, cgroup: None, container_id: None });
+        t.proc_owners.connections.insert(conn_key(7, &ends), owner);
+
+        let s = t.get_or_adopt(0xabc, None, &tuple, &mut addrs, 1);
+        assert!(s.owner.is_none(), "no namespace yet: nothing to look up");
+        let s = t.get_or_adopt(0xabc, Some(7), &tuple, &mut addrs, 2);
+        assert_eq!(s.owner.as_ref().map(|o| o.pid), Some(4242));
+        assert_eq!(s.netns, Some(7));
+        // Another namespace's socket with the same addresses is not that process's.
+        let s = t.get_or_adopt(0xdef, None, &tuple, &mut addrs, 3);
+        assert!(s.owner.is_none());
+        let s = t.get_or_adopt(0xdef, Some(8), &tuple, &mut addrs, 4);
+        assert!(s.owner.is_none());
     }
 }

@@ -14,11 +14,9 @@ use testbed::*;
 /// A connection that is already sending when the recorder starts: its owner comes
 /// from /proc (as `ss -p` finds it), and its flow row says the counters are missing
 /// because it is older than the recording rather than inventing them.
+// (Failed in CI when the connection's first event after the start was an RTT sample,
+// which carries no namespace: the socket was adopted without looking up /proc.)
 #[test]
-// Fails in fresh-clone CI runs (twice on 2026-11-23: every row of the old connection
-// without owner, i.e. the start-up /proc scan did not find the socket) but not when run
-// alone or after the metrics test here; under investigation, see the stop notes.
-#[ignore = "start-up /proc owner scan misses the socket in full CI runs; under investigation"]
 fn connection_older_than_the_recorder() {
     let _serial = serial();
     let bed = Bed::new("old", 9, false);
