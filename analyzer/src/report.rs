@@ -139,6 +139,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
          FROM host_counters GROUP BY 1, 2 HAVING sum(retrans_segs) > 0 ORDER BY r DESC LIMIT 3",
     )
     .await?;
+    let several_hosts = ds.hosts().len() > 1;
     if segs > 0 {
         let mut s = format!(
             "{} retransmitted on {}",
@@ -151,7 +152,12 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
                 let _ = write!(
                     s,
                     "; retransmit rate in {} {:.2}% (ΔRetransSegs {} ÷ ΔOutSegs {}{})",
-                    host.str(i, "ns").unwrap_or_default(),
+                    // The namespace, and with several hosts whose (the root one is "host" on each).
+                    if several_hosts {
+                        format!("{} ({})", host.str(i, "ns").unwrap_or_default(), host.str(i, "host").unwrap_or_default())
+                    } else {
+                        host.str(i, "ns").unwrap_or_default()
+                    },
                     100.0 * r as f64 / o as f64,
                     group_digits(r),
                     group_digits(o),

@@ -274,8 +274,10 @@ fn bad_input_gets_clear_errors() {
     assert!(!out.status.success() && err.contains("cannot reach the store s3://bucket/prefix"), "{err}");
     assert!(!err.contains("test-secret-not-printed") && !err.contains("test-key-id"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
-    // Reading object stores other than file:// is for later, and says so.
-    fails(&["hotspots", "s3://bucket/prefix"], "not supported yet");
+    // Reading: a store that cannot be reached (no credentials, no endpoint here) and
+    // schemes nothing reads (tests/ship_s3.rs reads a real S3 server).
+    fails(&["hotspots", "s3://bucket/prefix"], "cannot read the store s3://bucket/prefix");
+    fails(&["hotspots", "gs://bucket/prefix"], "gs:// stores cannot be read");
     // Shipping the shipped layout again is refused.
     let store = tmp.path().join("fleet");
     assert!(tcpfr(&["ship", rec, store.to_str().unwrap()]).ok);
