@@ -27,6 +27,7 @@ pub mod resets;
 pub mod retransmits;
 pub mod ring;
 pub mod rules;
+pub mod ship;
 pub mod rtt_samples;
 pub mod snapshot;
 pub mod socket_table;
