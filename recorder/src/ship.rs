@@ -232,7 +232,7 @@ impl Rounds {
         let mut failing = false;
         loop {
             let requested = self.stats.drain_requested.load(Ordering::SeqCst);
-            match self.round().await {
+            match self.round(failing).await {
                 Ok(()) => {
                     if failing {
                         tracing::info!("shipping to {} works again", self.store.url());
@@ -289,45 +289,26 @@ impl Rounds {
         dirs
     }
 
-    /// One round over every recording; the first error (after trying them all).
-    async fn round(&mut self) -> Result<(), String> {
+    /// One round over every recording; the first error (after trying them all). After
+    /// a failed round, one cheap request first tells whether the store is back, so a
+    /// long outage costs a request per round, not one per waiting file.
+    async fn round(&mut self, after_failure: bool) -> Result<(), String> {
         let dirs = self.recordings();
         self.recs.retain(|d, _| dirs.contains(d));
-        let mut first_error: Option<String> = None;
-        let opts = Options { retries: 1, backoff: Duration::from_millis(500) };
-        for dir in dirs {
-            let path = dir.join(tcpfr_schema::layout::MANIFEST);
-            let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            let fresh = match self.recs.get(&dir) {
-                Some(t) => t.mtime != mtime || mtime.is_none(),
-                None => true,
-            };
-            if fresh {
-                let m = match Manifest::load(&path) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!("not shipping {}: {e}", dir.display());
-                        continue;
-                    }
-                };
-                // An unfinished recording of another run belongs to crash recovery
-                // (done before we start); it is shipped once completed.
-                if m.end.is_none() && dir != self.current {
-                    continue;
-                }
-                match self.recs.get_mut(&dir) {
-                    Some(t) => {
-                        t.mtime = mtime;
-                        t.manifest = m;
-                        t.done = false;
-                    }
-                    None => {
-                        let shipment = (dir == self.current).then(|| Shipment::new_recording(&m));
-                        self.recs.insert(dir.clone(), Tracked { mtime, manifest: m, shipment, done: false });
-                    }
-                }
+        self.scan(&dirs);
+        self.count_unshipped();
+        if after_failure {
+            if let Err(e) = self.store.check().await {
+                let e = format!("{e:#}");
+                self.stats.error(e.clone());
+                return Err(e);
             }
-            let t = self.recs.get_mut(&dir).expect("tracked");
+        }
+        let mut first_error: Option<String> = None;
+        // No retries of single files here: the next round (after a backoff) is the retry.
+        let opts = Options { retries: 0, backoff: Duration::from_millis(500) };
+        for dir in dirs {
+            let Some(t) = self.recs.get_mut(&dir) else { continue };
             if t.done {
                 continue;
             }
@@ -388,6 +369,44 @@ impl Rounds {
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Reads the manifests that changed since the last round (no network).
+    fn scan(&mut self, dirs: &[PathBuf]) {
+        for dir in dirs {
+            let path = dir.join(tcpfr_schema::layout::MANIFEST);
+            let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let fresh = match self.recs.get(dir) {
+                Some(t) => t.mtime != mtime || mtime.is_none(),
+                None => true,
+            };
+            if !fresh {
+                continue;
+            }
+            let m = match Manifest::load(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("not shipping {}: {e}", dir.display());
+                    continue;
+                }
+            };
+            // An unfinished recording of another run belongs to crash recovery (done
+            // before we start); it is shipped once completed.
+            if m.end.is_none() && *dir != self.current {
+                continue;
+            }
+            match self.recs.get_mut(dir) {
+                Some(t) => {
+                    t.mtime = mtime;
+                    t.manifest = m;
+                    t.done = false;
+                }
+                None => {
+                    let shipment = (*dir == self.current).then(|| Shipment::new_recording(&m));
+                    self.recs.insert(dir.clone(), Tracked { mtime, manifest: m, shipment, done: false });
+                }
+            }
         }
     }
 
