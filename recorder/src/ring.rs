@@ -9,6 +9,11 @@
 //! manifest is rewritten before its files go, so it never lists a missing file; an
 //! earlier recording left without files is removed altogether. Snapshots live in
 //! `snapshots/` and are not candidates.
+//!
+//! With `--ship`, files waiting for upload are ordinary files of their recording and
+//! count like any other; the ring does not wait for them (recording comes first). The
+//! files deleted are returned ([`Evicted::files`]) so the uploader can count those it
+//! had not shipped as lost, with a warning.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,8 +1,10 @@
 //! Shipping recordings into an object store, in the partitioned layout of FORMAT.md
 //! ("Shipped recordings"; keys from `tcpfr_schema::layout::shipped`).
 //!
-//! One code path for `tcpfr ship REC… URL` (a recording made earlier) and, later, the
-//! recorder's `--ship URL` (each file as it closes):
+//! One code path, [`Shipment`], for `tcpfr ship REC… URL` (a recording made earlier: one
+//! round per recording) and the recorder's `--ship URL` (a round whenever files have
+//! closed; what is in the store is kept in memory, so old files are not asked about
+//! again, and after a restart the store's manifest says what is there):
 //!
 //! * only the complete files a recording's manifest lists are sent — never files being
 //!   written, crash sidecars, `.recovering` files, `quarantine/` or `snapshots/`;
@@ -12,7 +14,8 @@
 //! * transient errors are retried with exponential backoff (on top of the S3 client's
 //!   own retries of single requests);
 //! * the manifest goes last, after every object it lists, so a reader that sees a
-//!   manifest finds all its files.
+//!   manifest finds all its files; rewritten as more files arrive, it lists only what is
+//!   in the store, and has `end` only when the whole (closed) recording is there.
 //!
 //! Stores are [`object_store`] (the copy DataFusion links): `file:///abs/dir` or a plain
 //! path (created if missing), `s3://bucket/prefix` (credentials, region and
