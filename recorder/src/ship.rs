@@ -93,6 +93,8 @@ pub struct ShipStats {
     drain_requested: AtomicU64,
     drain_done: AtomicU64,
     stop: AtomicBool,
+    /// The last round failed (the store is down or refuses): stopping does not wait.
+    failing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -173,12 +175,17 @@ impl Uploader {
     }
 
     /// Waits (at most `timeout`) until everything closed by now is in the store and
-    /// the manifests there are current; `false` on timeout.
+    /// the manifests there are current; `false` on timeout, or at once while the store
+    /// is failing (one more attempt is made, not waited for long).
     pub fn drain(&self, timeout: Duration) -> bool {
         let want = self.stats.drain_requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.stats.wake();
         let deadline = Instant::now() + timeout;
+        let give_up = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline {
+            if self.stats.failing.load(Ordering::SeqCst) && Instant::now() > give_up {
+                return false;
+            }
             if self.stats.drain_done.load(Ordering::SeqCst) >= want {
                 return true;
             }
@@ -237,6 +244,7 @@ impl Rounds {
                     if failing {
                         tracing::info!("shipping to {} works again", self.store.url());
                         failing = false;
+                        self.stats.failing.store(false, Ordering::SeqCst);
                     }
                     backoff = BACKOFF_START;
                     self.stats.last_success_ns.store(crate::clock::realtime_ns().max(0) as u64, Ordering::Relaxed);
@@ -245,6 +253,7 @@ impl Rounds {
                 Err(e) => {
                     tracing::warn!("shipping to {} failed (retrying in {backoff:?}; recording goes on): {e}", self.store.url());
                     failing = true;
+                    self.stats.failing.store(true, Ordering::SeqCst);
                 }
             }
             if self.stats.stop.load(Ordering::SeqCst) {
