@@ -149,6 +149,17 @@ impl Relay {
     }
 }
 
+/// `/metrics` of a recorder on 127.0.0.1:`port`.
+fn scrape(port: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// The recorder's environment: the server's, with `endpoint` in place of its own.
 fn env_with(sw: &Seaweed, endpoint: &str) -> Vec<(&'static str, String)> {
     sw.env().into_iter().map(|(k, v)| if k == "AWS_ENDPOINT" { (k, endpoint.to_string()) } else { (k, v) }).collect()
@@ -319,9 +330,11 @@ fn a_store_down_at_start_is_caught_up_with_and_recording_goes_on() {
     let _traffic = bed.lossy_bulk(5702, 0.02);
     let relay = Relay::new(&sw.endpoint);
     let out = tempfile::tempdir().unwrap();
-    let mut rec = Shipper::start(out.path(), &env_with(&sw, &relay.endpoint()), &["--ship", &sw.url(PREFIX)]);
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mut rec = Shipper::start(out.path(), &env_with(&sw, &relay.endpoint()), &["--ship", &sw.url(PREFIX), "--metrics-listen", &port]);
 
-    // Store down: files pile up locally, errors and what waits are in recorder_stats.
+    // Store down: files pile up locally, errors and what waits are in recorder_stats
+    // and in the live metrics.
     std::thread::sleep(Duration::from_secs(7));
     let dir = recordings(out.path()).pop().unwrap();
     let live = Recording::open(&dir).unwrap();
@@ -332,6 +345,13 @@ fn a_store_down_at_start_is_caught_up_with_and_recording_goes_on() {
     assert_eq!(row.shipped_files, Some(0), "{row:?}");
     assert!(ship_rows(&live).iter().any(|r| r.note.as_deref().is_some_and(|n| n.starts_with("upload error:"))));
     assert!(store_keys(&sw).is_empty());
+    let metrics = scrape(&port);
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("tcpfr_ship_errors_total") > 0.0 && value("tcpfr_ship_unshipped_bytes") > 0.0, "{metrics}");
+    assert_eq!(value("tcpfr_ship_files_total"), 0.0);
 
     // The store comes up: everything closed so far gets there without a restart.
     relay.open();
