@@ -233,11 +233,16 @@ fn write_recording(
                 .with_context(|| format!("cannot read {}", path.display()))?;
             for batch in reader {
                 let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
-                // Exactly the table's columns, with its schema.
+                // Exactly the table's columns, with its schema; a nullable column an
+                // earlier minor version did not have is null.
                 let columns = schema
                     .fields()
                     .iter()
-                    .map(|f| batch.column_by_name(f.name()).cloned().with_context(|| format!("{}: no column {}", path.display(), f.name())))
+                    .map(|f| match batch.column_by_name(f.name()) {
+                        Some(c) => Ok(c.clone()),
+                        None if f.is_nullable() => Ok(datafusion::arrow::array::new_null_array(f.data_type(), batch.num_rows())),
+                        None => Err(anyhow::anyhow!("{}: no column {}", path.display(), f.name())),
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let batch = RecordBatch::try_new(schema.clone(), columns).with_context(|| format!("{}: unexpected schema", path.display()))?;
                 let batch = if table == "sockets" { batch } else { in_window(&batch, window)? };

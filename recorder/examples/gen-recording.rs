@@ -182,5 +182,12 @@ fn recorder_stats(host: &Str, t: i64, samples: i64) -> RecorderStats {
         gap_start: None,
         gap_end: None,
         note: None,
+        shipped_files: None,
+        shipped_bytes: None,
+        unshipped_files: None,
+        unshipped_bytes: None,
+        ship_errors: None,
+        ship_lost_files: None,
+        ship_lost_bytes: None,
     }
 }

@@ -6,6 +6,8 @@
 //! table (`retransmits`, `state_changes`, `resets`, `rtt_samples`, `flows`, `sockets`,
 //! `host_counters`, `recorder_stats`) turns them into rows through `enrich`, and `writer` hands them to
 //! the writer of `tcpfr-schema` on a thread of its own. `pipeline` ties it together.
+//! Around the writer: `ring` (the flight-recorder ring), `snapshot`, `metrics` (live
+//! `/metrics`) and `ship` (`--ship URL`: uploads closed files on a thread of its own).
 
 pub mod btf;
 pub mod clock;
@@ -27,6 +29,7 @@ pub mod resets;
 pub mod retransmits;
 pub mod ring;
 pub mod rules;
+pub mod ship;
 pub mod rtt_samples;
 pub mod snapshot;
 pub mod socket_table;

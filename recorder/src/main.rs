@@ -57,8 +57,10 @@ fn main() -> ExitCode {
         return snapshot(SnapshotCmd::parse_from(std::env::args_os().skip(1)));
     }
     let opts = Options::parse();
+    // object_store logs each retry of a request at info; --ship's own warnings say
+    // what failed (RUST_LOG shows them all).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&opts.log));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},object_store=warn", opts.log)));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -148,6 +148,19 @@ pub struct Options {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub max_peers: usize,
 
+    /// Upload every closed file into an object store, as it closes: s3://BUCKET/PREFIX
+    /// (credentials, region and endpoint from AWS_* variables, web identity, ECS/EKS or
+    /// instance metadata; never logged) or file:///DIR. Earlier recordings in --out are
+    /// shipped too; a restart resumes. Files waiting for upload count against --max-disk.
+    #[arg(long, value_name = "URL")]
+    #[serde(serialize_with = "ser_opt_url")]
+    pub ship: Option<String>,
+
+    /// Longest wait between upload attempts while the store fails (doubling from 1s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub ship_backoff_max: Duration,
+
     /// Log level (error, warn, info, debug) — also RUST_LOG.
     #[arg(long, default_value = "info")]
     #[serde(skip)]
@@ -161,6 +174,14 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A URL as recorded in the manifest: any `user:password@` left out.
+fn ser_opt_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match u {
+        Some(u) => s.serialize_str(&tcpfr_ship::redact_url(u)),
         None => s.serialize_none(),
     }
 }

@@ -95,8 +95,13 @@ pub async fn run(opts: Options) -> Result<()> {
             None
         }
     };
+    // --ship: a bad URL is an error now (nothing is sent yet; an unreachable store is not).
+    let ship_store = opts.ship.as_deref().map(tcpfr_ship::Store::open).transpose()?;
     // Before anything is loaded: the directory is usable and ours alone.
     let out_dir = crate::outdir::OutDir::open(&opts.out)?;
+    if let Some(store) = &ship_store {
+        crate::ship::check_not_inside(store, &opts.out)?;
+    }
     let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
     if let Some(gid) = gid {
         // New files and directories below take the directory's group (setgid).
@@ -178,6 +183,16 @@ pub async fn run(opts: Options) -> Result<()> {
     )
     .with_context(|| format!("cannot create the recording in {}", rec_dir.display()))?;
 
+    // The uploader looks at --out on its own thread; the writer only pokes it.
+    let uploader = match ship_store {
+        Some(store) => {
+            tracing::info!("shipping closed files to {}", store.url());
+            Some(crate::ship::Uploader::spawn(store, opts.out.clone(), rec_dir.clone(), opts.ship_backoff_max)?)
+        }
+        None => None,
+    };
+    let ship_stats = uploader.as_ref().map(|u| u.stats.clone());
+
     let cgroup_root = loader::cgroup2_root().ok();
     let sockets = SocketTable::new(start_ns, Cgroups::new(cgroup_root));
     let filter = Filter { ports: opts.ports.clone(), cidrs: opts.cidrs.clone(), cgroups: opts.cgroups.clone() };
@@ -198,11 +213,13 @@ pub async fn run(opts: Options) -> Result<()> {
             retention: crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age },
             snapshots: crate::snapshot::Limits { max_count: opts.max_snapshots, max_bytes: opts.max_snapshot_disk },
             metrics: metrics.as_ref().map(|(m, _)| m.clone()),
+            ship: ship_stats.clone(),
         },
     );
     if let Some((m, listener)) = metrics {
         let fill = crate::metrics::RingFill::new(std::os::fd::AsFd::as_fd(&ring), opts.ring_size);
-        let exporter = crate::metrics::Exporter::new(m, writer.stats.clone(), fill, opts.out.clone());
+        let mut exporter = crate::metrics::Exporter::new(m, writer.stats.clone(), fill, opts.out.clone());
+        exporter.ship = ship_stats.clone();
         let addr = listener.local_addr()?;
         crate::metrics::http::spawn(listener, std::sync::Arc::new(exporter))?;
         tracing::info!("metrics at http://{addr}/metrics");
@@ -241,6 +258,7 @@ pub async fn run(opts: Options) -> Result<()> {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut reported_netns = ahash::AHashSet::new();
+    let mut ship_last_ns = start_ns;
 
     loop {
         tokio::select! {
@@ -270,6 +288,9 @@ pub async fn run(opts: Options) -> Result<()> {
                 ));
                 if let Some(err) = writer.stats.last_error.lock().unwrap().take() {
                     rs.push(recorder_stats::note(&enr.host, now, format!("write error: {err}")));
+                }
+                if let Some(s) = &ship_stats {
+                    rs.push(recorder_stats::ship(&mut ship_last_ns, &enr.host, now, s));
                 }
                 let rows = enr.take_rows();
                 let triggered = match rules.as_mut() {
@@ -332,6 +353,17 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     }
 
+    // Shipping: let the uploader send what has closed (bounded), so that the last
+    // `recorder_stats` rows say what is left; the writer handles what it was sent first.
+    if let Some(u) = &uploader {
+        let (tx, rx) = mpsc::channel();
+        if writer.tx.send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        }
+        if !u.drain(crate::ship::DRAIN_TIMEOUT) {
+            tracing::warn!("stopping: closed files are still waiting for upload (the last recorder_stats rows count them)");
+        }
+    }
     // Shutting down: take what is left in the ring, then close every open connection.
     drain(ring.get_mut(), &mut enr);
     let end = enr.clock.utc(mono_ns() as u64);
@@ -349,6 +381,9 @@ pub async fn run(opts: Options) -> Result<()> {
         &writer.stats,
         &enr.enabled,
     ));
+    if let Some(s) = &ship_stats {
+        rs.push(recorder_stats::ship(&mut ship_last_ns, &enr.host, end, s));
+    }
     let mut note = format!("recorder stopped; {} sockets were open", enr.sockets.len());
     if enr.undecodable > 0 {
         note.push_str(&format!("; {} ring records could not be decoded", enr.undecodable));
@@ -357,7 +392,23 @@ pub async fn run(opts: Options) -> Result<()> {
     // A last reading of the host counters covers the final partial interval.
     let host_counters = counters_thread.stop();
     let _ = writer.tx.send(Msg::Finish { rows: enr.take_rows(), host_counters, recorder_stats: rs, end });
-    let manifest = writer.join().context("finishing the recording")?;
+    let manifest = writer.join().context("finishing the recording");
+    // The last segment and the final manifest (with `end`) go too, if the store lets us.
+    if let Some(u) = uploader {
+        if manifest.is_ok() {
+            u.stats.wake();
+            if !u.drain(crate::ship::DRAIN_TIMEOUT) {
+                let s = &u.stats;
+                tracing::warn!(
+                    "stopping with {} file(s) ({} bytes) not shipped: the next start of tcpfr-recorder --ship (or `tcpfr ship`) sends them",
+                    s.unshipped_files.load(std::sync::atomic::Ordering::Relaxed),
+                    s.unshipped_bytes.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        }
+        u.stop();
+    }
+    let manifest = manifest?;
     let _ = std::fs::remove_file(opts.out.join(crate::control::SOCKET));
     let rows: u64 = manifest.files.iter().map(|f| f.rows).sum();
     tracing::info!("recording complete: {} ({} files, {rows} rows)", rec_dir.display(), manifest.files.len());

@@ -110,6 +110,13 @@ pub fn rows(
             gap_start: None,
             gap_end: None,
             note: lost_note(per_stream_lost[i], per_stream_missed[i], if i == stream::RTT_SAMPLES { probe_skipped } else { 0 }),
+            shipped_files: None,
+            shipped_bytes: None,
+            unshipped_files: None,
+            unshipped_bytes: None,
+            ship_errors: None,
+            ship_lost_files: None,
+            ship_lost_bytes: None,
         });
         st.written[i] = written;
         st.dropped[i] = dropped;
@@ -146,6 +153,13 @@ pub fn note(host: &Str, now: i64, text: String) -> RecorderStats {
         gap_start: None,
         gap_end: None,
         note: Some(Str::from(text)),
+        shipped_files: None,
+        shipped_bytes: None,
+        unshipped_files: None,
+        unshipped_bytes: None,
+        ship_errors: None,
+        ship_lost_files: None,
+        ship_lost_bytes: None,
     }
 }
 
@@ -160,3 +174,25 @@ pub fn gap(host: &Str, gap_start: i64, gap_end: i64, text: String) -> RecorderSt
 
 /// Index of the rate-limit counter, re-exported for the pipeline.
 pub const RTT_RATE_LIMITED: u32 = counter::RTT_RATE_LIMITED;
+
+/// The `ship` row of an interval (`--ship`): the uploader's totals and what waits, the
+/// last error (if any since the previous row) in `note`. `last_ns`: the previous row's time.
+pub fn ship(last_ns: &mut i64, host: &Str, now: i64, s: &crate::ship::ShipStats) -> RecorderStats {
+    let n = |a: &std::sync::atomic::AtomicU64| Some(a.load(Ordering::Relaxed) as i64);
+    let error = s.last_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let interval = now - *last_ns;
+    *last_ns = now;
+    RecorderStats {
+        interval_ns: interval,
+        stream: Str::from(rs_stream::SHIP),
+        note: error.map(|e| Str::from(format!("upload error: {e}"))),
+        shipped_files: n(&s.shipped_files),
+        shipped_bytes: n(&s.shipped_bytes),
+        unshipped_files: n(&s.unshipped_files),
+        unshipped_bytes: n(&s.unshipped_bytes),
+        ship_errors: n(&s.errors),
+        ship_lost_files: n(&s.lost_files),
+        ship_lost_bytes: n(&s.lost_bytes),
+        ..note(host, now, String::new())
+    }
+}

@@ -9,11 +9,16 @@
 //! manifest is rewritten before its files go, so it never lists a missing file; an
 //! earlier recording left without files is removed altogether. Snapshots live in
 //! `snapshots/` and are not candidates.
+//!
+//! With `--ship`, files waiting for upload are ordinary files of their recording and
+//! count like any other; the ring does not wait for them (recording comes first). The
+//! files deleted are returned ([`Evicted::files`]) so the uploader can count those it
+//! had not shipped as lost, with a warning.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
+use tcpfr_schema::manifest::{parse_rfc3339, FileEntry, Manifest};
 use tcpfr_schema::write::{remove_segment, RecordingWriter};
 
 /// The limits; both optional.
@@ -30,12 +35,14 @@ impl Retention {
 }
 
 /// What one [`enforce`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Evicted {
     pub segments: u64,
     pub bytes: u64,
     /// Bytes in use afterwards (closed files of all recordings + files being written).
     pub in_use: u64,
+    /// The files deleted, with their recording's id (for `--ship`'s lost-to-shipping count).
+    pub files: Vec<(String, FileEntry)>,
 }
 
 struct Candidate {
@@ -73,10 +80,15 @@ pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns:
         if !over_size && !too_old {
             break;
         }
+        let of_segment = |m: &Manifest| m.files.iter().filter(|f| f.segment == c.segment).map(|f| (m.recording_id.clone(), f.clone())).collect::<Vec<_>>();
         let freed = match &c.dir {
-            None => current.remove_segment(c.segment)?,
+            None => {
+                done.files.extend(of_segment(current.manifest()));
+                current.remove_segment(c.segment)?
+            }
             Some(dir) => {
                 let (_, m) = others.iter_mut().find(|(d, _)| d == dir).expect("listed above");
+                done.files.extend(of_segment(m));
                 let freed = remove_segment(dir, m, c.segment)?;
                 if m.files.is_empty() {
                     remove_recording(dir)?;

@@ -32,6 +32,8 @@ pub enum Msg {
         req: crate::snapshot::Request,
         reply: Option<tokio::sync::oneshot::Sender<Result<PathBuf, String>>>,
     },
+    /// Answered once every message sent before it has been handled.
+    Sync(std::sync::mpsc::Sender<()>),
     /// Write everything, close the recording at `end`.
     Finish {
         rows: Batches,
@@ -64,6 +66,8 @@ pub struct Config {
     pub snapshots: crate::snapshot::Limits,
     /// Live metrics (`--metrics-listen`): every flush's rows are counted there first.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// `--ship`: poked when files close, told which files the ring deletes.
+    pub ship: Option<Arc<crate::ship::ShipStats>>,
 }
 
 pub struct WriterHandle {
@@ -182,7 +186,7 @@ pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostC
 }
 
 fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Config) -> Result<Manifest> {
-    let Config { out, retention, snapshots, metrics } = cfg;
+    let Config { out, retention, snapshots, metrics, ship } = cfg;
     let mut snaps = crate::snapshot::Snapshots::new(&out, snapshots);
     let error = |what: &str, e: anyhow::Error| {
         tracing::error!("{what}: {e:#}");
@@ -199,6 +203,18 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 }
                 stats.evicted_segments.fetch_add(e.segments, Ordering::Relaxed);
                 stats.evicted_bytes.fetch_add(e.bytes, Ordering::Relaxed);
+                if let Some(ship) = &ship {
+                    let mut by_rec: Vec<(&str, Vec<tcpfr_schema::manifest::FileEntry>)> = Vec::new();
+                    for (id, f) in &e.files {
+                        match by_rec.iter_mut().find(|(r, _)| r == id) {
+                            Some((_, v)) => v.push(f.clone()),
+                            None => by_rec.push((id, vec![f.clone()])),
+                        }
+                    }
+                    for (id, files) in by_rec {
+                        ship.evicted(id, &files);
+                    }
+                }
             }
             Err(e) => error("enforcing --max-disk/--max-age", e),
         }
@@ -267,6 +283,11 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                     Ok(report) => {
                         let files = w.manifest().files.len().saturating_sub(files_before);
                         stats.files_written.fetch_add(files as u64, Ordering::Relaxed);
+                        if files > 0 {
+                            if let Some(ship) = &ship {
+                                ship.wake();
+                            }
+                        }
                         if report.rotated || report.rows_written.iter().any(|n| *n > 0) {
                             stats.last_write_ns.store(crate::clock::realtime_ns(), Ordering::Relaxed);
                         }
@@ -293,6 +314,9 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 if let Some(tx) = reply {
                     let _ = tx.send(r.map_err(|e| format!("{e:#}")));
                 }
+            }
+            Msg::Sync(reply) => {
+                let _ = reply.send(());
             }
             Msg::Finish { rows, host_counters, recorder_stats, end: e } => {
                 if let Some(m) = &metrics {

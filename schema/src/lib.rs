@@ -46,7 +46,7 @@ pub mod recover;
 /// Record format major version: readers refuse other majors.
 pub const FORMAT_MAJOR: u32 = 1;
 /// Record format minor version: additions only (new columns, new tables).
-pub const FORMAT_MINOR: u32 = 0;
+pub const FORMAT_MINOR: u32 = 1;
 
 /// Every table of format v1, in a fixed order.
 pub const TABLES: [&str; 8] = [

@@ -133,7 +133,9 @@ pub struct ParquetFileInfo {
 }
 
 /// Opens a Parquet file's footer and checks that it is a tcpfr file of a readable
-/// version whose schema has every column of its table.
+/// version whose schema has every column of its table (a nullable column may be
+/// missing: columns added in a minor version are nullable, and read as null from files
+/// of an earlier one).
 pub fn inspect_parquet(path: &Path) -> Result<ParquetFileInfo> {
     let md = read_footer(path)?;
     let kv = md.file_metadata().key_value_metadata();
@@ -176,6 +178,7 @@ pub fn inspect_parquet(path: &Path) -> Result<ParquetFileInfo> {
                     field.data_type()
                 )))
             }
+            Err(_) if field.is_nullable() => {}
             Err(_) => {
                 return Err(FormatError::Schema(format!(
                     "{}: column {}.{} is missing",

@@ -12,6 +12,9 @@ mod table {
     pub mod stream {
         /// Rows about the recorder as a whole: start, stop, gaps.
         pub const RECORDER: &str = "recorder";
+        /// Rows about shipping to an object store (`--ship`): the `shipped_*`,
+        /// `unshipped_*` and `ship_*` columns, one row per interval.
+        pub const SHIP: &str = "ship";
     }
 
     crate::define_table! {
@@ -44,6 +47,20 @@ mod table {
             gap_end: Option<UtcNanos> => "ns",
             /// What happened, in words (`recorder started`, `crash recovery: …`, `disk full`), or null.
             note: Option<Str>,
+            /// Shipping (`--ship`; rows of stream `ship`, null elsewhere and in format 1.0): closed files of the recordings in the output directory that are in the object store, uploaded or found there, since the recorder started.
+            shipped_files: Option<i64>,
+            /// Their bytes.
+            shipped_bytes: Option<i64> => "bytes",
+            /// Shipping: closed files waiting for upload at `time` (they count against `--max-disk` like any file).
+            unshipped_files: Option<i64>,
+            /// Their bytes.
+            unshipped_bytes: Option<i64> => "bytes",
+            /// Shipping: failed upload attempts since the recorder started (the last error's text is in `note`).
+            ship_errors: Option<i64>,
+            /// Shipping: files deleted by the flight-recorder ring (`--max-disk`, `--max-age`) before they were uploaded, since the recorder started.
+            ship_lost_files: Option<i64>,
+            /// Their bytes.
+            ship_lost_bytes: Option<i64> => "bytes",
         }
     }
 }

@@ -279,14 +279,17 @@ macro_rules! define_table {
                 let n = batch.num_rows();
                 $(
                     let $col: Vec<$ty> = {
-                        let array = batch.column_by_name(stringify!($col)).ok_or_else(|| {
-                            $crate::error::FormatError::Schema(format!(
-                                "table {}: column {} is missing", $table, stringify!($col)))
-                        })?;
-                        let values = <<$ty as Column>::S as Scalar>::read(array.as_ref()).map_err(|e| {
-                            $crate::error::FormatError::Schema(format!(
-                                "table {}: column {}: {}", $table, stringify!($col), e))
-                        })?;
+                        // A nullable column may be missing: added in a later minor
+                        // version, it reads as null from files of an earlier one.
+                        let values = match batch.column_by_name(stringify!($col)) {
+                            Some(array) => <<$ty as Column>::S as Scalar>::read(array.as_ref()).map_err(|e| {
+                                $crate::error::FormatError::Schema(format!(
+                                    "table {}: column {}: {}", $table, stringify!($col), e))
+                            })?,
+                            None if <$ty as Column>::NULLABLE => vec![None; n],
+                            None => return Err($crate::error::FormatError::Schema(format!(
+                                "table {}: column {} is missing", $table, stringify!($col)))),
+                        };
                         <$ty as Column>::from_values(values).map_err(|e| {
                             $crate::error::FormatError::Schema(format!(
                                 "table {}: column {}: {}", $table, stringify!($col), e))

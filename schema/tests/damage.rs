@@ -153,7 +153,7 @@ fn newer_major_recording_is_refused_before_anything_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let rec = write_recording(dir.path(), "web1", 10);
     let m = rec.join("manifest.json");
-    let text = std::fs::read_to_string(&m).unwrap().replace("\"format_version\": \"1.0\"", "\"format_version\": \"3.0\"");
+    let text = std::fs::read_to_string(&m).unwrap().replace(&format!("\"format_version\": \"1.{}\"", tcpfr_schema::FORMAT_MINOR), "\"format_version\": \"3.0\"");
     std::fs::write(&m, text).unwrap();
     let err = Recording::open(&rec).unwrap_err();
     assert!(matches!(err, FormatError::UnsupportedVersion { .. }), "{err}");

@@ -1,8 +1,10 @@
 //! Shipping recordings into an object store, in the partitioned layout of FORMAT.md
 //! ("Shipped recordings"; keys from `tcpfr_schema::layout::shipped`).
 //!
-//! One code path for `tcpfr ship REC… URL` (a recording made earlier) and, later, the
-//! recorder's `--ship URL` (each file as it closes):
+//! One code path, [`Shipment`], for `tcpfr ship REC… URL` (a recording made earlier: one
+//! round per recording) and the recorder's `--ship URL` (a round whenever files have
+//! closed; what is in the store is kept in memory, so old files are not asked about
+//! again, and after a restart the store's manifest says what is there):
 //!
 //! * only the complete files a recording's manifest lists are sent — never files being
 //!   written, crash sidecars, `.recovering` files, `quarantine/` or `snapshots/`;
@@ -12,7 +14,8 @@
 //! * transient errors are retried with exponential backoff (on top of the S3 client's
 //!   own retries of single requests);
 //! * the manifest goes last, after every object it lists, so a reader that sees a
-//!   manifest finds all its files.
+//!   manifest finds all its files; rewritten as more files arrive, it lists only what is
+//!   in the store, and has `end` only when the whole (closed) recording is there.
 //!
 //! Stores are [`object_store`] (the copy DataFusion links): `file:///abs/dir` or a plain
 //! path (created if missing), `s3://bucket/prefix` (credentials, region and
@@ -25,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -56,6 +59,13 @@ impl Store {
     /// Opens `url`: `file:///abs/dir`, a plain local path, or `s3://bucket[/prefix]`.
     /// Local directories are created if missing. Nothing is sent yet; see [`Store::check`].
     pub fn open(url: &str) -> Result<Store> {
+        if redact_url(url) != url {
+            bail!(
+                "{}: credentials do not go in the URL (they would end up in logs and manifests); \
+                 give them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                redact_url(url)
+            );
+        }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -132,6 +142,17 @@ impl Store {
     }
 }
 
+/// `url` without a `user[:password]@` part (for messages and records; the stores here
+/// take credentials from the environment, but a URL may still carry some).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 fn parse_prefix(prefix: &str, url: &str) -> Result<Path> {
     Path::parse(prefix.trim_matches('/')).map_err(|e| anyhow!("{url}: bad prefix: {e}"))
 }
@@ -186,90 +207,248 @@ pub async fn ship(store: &Store, recs: &[Recording], opts: &Options, progress: &
     let mut summary = Summary::default();
     let done = AtomicU64::new(0);
     for rec in recs {
-        ship_one(store, rec, opts, &done, progress, &mut summary).await?;
+        if tcpfr_schema::read::is_shipped_store(&rec.dir) {
+            bail!("{} is already in the shipped layout (ship the original recordings)", rec.dir.display());
+        }
+        let m = &rec.manifest;
+        // Every file is looked up: the store's manifest is not taken on trust here.
+        let mut shipment = Shipment::resume(store, m, false).await?;
+        let round = shipment.ship(store, &rec.dir, m, opts, false, &|bytes| progress(done.fetch_add(bytes, Ordering::Relaxed) + bytes)).await;
+        let round = round.with_context(|| {
+            format!("shipping {} (host {}) to {}; what was sent stays, run again to complete it", rec.dir.display(), m.host, store.url)
+        })?;
+        if let Some((entry, _)) = round.gone.first() {
+            bail!("{}: listed in the manifest but missing: the recording is damaged (see `tcpfr verify {}`)",
+                Manifest::file_path(&rec.dir, entry).display(), rec.dir.display());
+        }
+        summary.uploaded += round.uploaded.len();
+        summary.uploaded_bytes += round.uploaded.iter().map(|f| f.bytes).sum::<u64>();
+        summary.skipped += round.found.len();
+        summary.skipped_bytes += round.found.iter().map(|f| f.bytes).sum::<u64>();
+        summary.manifests_written += usize::from(round.manifest_written);
         summary.recordings += 1;
     }
     Ok(summary)
 }
 
-async fn ship_one(
-    store: &Store,
-    rec: &Recording,
-    opts: &Options,
-    done: &AtomicU64,
-    progress: &(dyn Fn(u64) + Sync),
-    summary: &mut Summary,
-) -> Result<()> {
-    let m = &rec.manifest;
-    if tcpfr_schema::read::is_shipped_store(&rec.dir) {
-        bail!("{} is already in the shipped layout (ship the original recordings)", rec.dir.display());
+/// What the store holds of one recording, as far as this process knows, and the way to
+/// add to it — shared by `tcpfr ship` (one round per recording) and the recorder's
+/// `--ship` (a round whenever files have closed). Knowing what is there avoids asking
+/// the store about every old file again each round.
+#[derive(Debug, Clone)]
+pub struct Shipment {
+    /// Entries (of the local manifest) whose objects are in the store.
+    in_store: Vec<FileEntry>,
+    /// Whether a file not known to be there must be looked up (HEAD) before it is sent:
+    /// an earlier run may have uploaded it and stopped before writing the manifest.
+    look_up: bool,
+    /// The store's manifest as last written or read (not rewritten while unchanged).
+    written: Option<Vec<u8>>,
+}
+
+/// What one [`Shipment::ship`] round did.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Uploaded now.
+    pub uploaded: Vec<FileEntry>,
+    /// Already in the store (looked up).
+    pub found: Vec<FileEntry>,
+    /// Listed locally but gone from the disk before they could be read (deleted by the
+    /// recorder's ring in the meantime); not an error, not shipped.
+    pub gone: Vec<(FileEntry, String)>,
+    /// Files that could not be sent, with the error (after the retries of [`Options`]).
+    pub failed: Vec<(FileEntry, String)>,
+    /// The store's manifest was (re)written.
+    pub manifest_written: bool,
+    /// Writing the manifest failed (the files stay; the next round writes it).
+    pub manifest_error: Option<String>,
+}
+
+fn same(a: &FileEntry, b: &FileEntry) -> bool {
+    a.table == b.table && a.segment == b.segment && a.bytes == b.bytes && a.sha256 == b.sha256
+}
+
+impl Shipment {
+    /// Nothing known: every file is looked up before it is sent (`tcpfr ship`).
+    pub fn unknown(_m: &Manifest) -> Shipment {
+        Shipment { in_store: Vec::new(), look_up: true, written: None }
     }
-    let results: Vec<(bool, u64)> = stream::iter(m.files.iter().map(|entry| async move {
-        let r = ship_file(store, rec, entry, opts).await;
-        progress(done.fetch_add(entry.bytes, Ordering::Relaxed) + entry.bytes);
-        r.map(|uploaded| (uploaded, entry.bytes))
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .try_collect()
-    .await
-    .with_context(|| format!("shipping {} (host {}) to {}; what was sent stays, run again to complete it", rec.dir.display(), m.host, store.url))?;
-    for (uploaded, bytes) in results {
-        if uploaded {
-            summary.uploaded += 1;
-            summary.uploaded_bytes += bytes;
-        } else {
-            summary.skipped += 1;
-            summary.skipped_bytes += bytes;
+
+    /// A recording this process is making: none of its files can be in the store yet,
+    /// so none is looked up.
+    pub fn new_recording(_m: &Manifest) -> Shipment {
+        Shipment { in_store: Vec::new(), look_up: false, written: None }
+    }
+
+    /// A recording that may be in the store already (after a restart, or `tcpfr ship`
+    /// run again): with `trust`, the files the store's manifest of the recording lists
+    /// are taken as there (it is written after its files) and only the others are
+    /// looked up; without, every file is. One request; fails when the store cannot be
+    /// reached.
+    pub async fn resume(store: &Store, m: &Manifest, trust: bool) -> Result<Shipment> {
+        let key = store.key(&shipped::manifest_key(m))?;
+        let bytes = match store.store.get(&key).await {
+            Ok(r) => r.bytes().await.map_err(|e| anyhow!("cannot read {key} in {}: {}", store.url, short(&e)))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Shipment::unknown(m)),
+            Err(e) => bail!("cannot read {key} in {}: {}", store.url, short(&e)),
+        };
+        let in_store = match Manifest::parse(&bytes, std::path::Path::new(key.as_ref())) {
+            Ok(shipped) if trust && shipped.recording_id == m.recording_id => shipped.files,
+            // Unreadable: start over (objects present are found by their look-ups).
+            _ => Vec::new(),
+        };
+        Ok(Shipment { in_store, look_up: true, written: Some(bytes.to_vec()) })
+    }
+
+    /// Entries known to be in the store.
+    pub fn in_store(&self) -> &[FileEntry] {
+        &self.in_store
+    }
+
+    pub fn is_shipped(&self, e: &FileEntry) -> bool {
+        self.in_store.iter().any(|s| same(s, e))
+    }
+
+    /// Files of `m` not known to be in the store.
+    pub fn pending<'a>(&self, m: &'a Manifest) -> Vec<&'a FileEntry> {
+        m.files.iter().filter(|f| !self.is_shipped(f)).collect()
+    }
+
+    /// Whether the store's manifest says what `m` would make it say.
+    pub fn manifest_current(&self, m: &Manifest) -> bool {
+        self.written.as_deref() == Some(self.store_manifest(m).as_slice())
+    }
+
+    /// The store's manifest: `m`'s, listing the files in the store (also those the
+    /// recorder's ring has deleted locally since), with `end` only once every file of
+    /// a closed recording is there — a reader can tell a complete shipment.
+    fn store_manifest(&self, m: &Manifest) -> Vec<u8> {
+        let mut out = m.clone();
+        let complete = m.files.iter().all(|f| self.is_shipped(f));
+        if !complete {
+            out.end = None;
         }
+        let mut files = self.in_store.clone();
+        let order = |t: &str| tcpfr_schema::TABLES.iter().position(|x| *x == t).unwrap_or(usize::MAX);
+        files.sort_by(|a, b| (a.segment, order(&a.table), &a.table).cmp(&(b.segment, order(&b.table), &b.table)));
+        out.files = files;
+        let mut json = serde_json_bytes(&shipped::manifest_for_store(&out));
+        json.push(b'\n');
+        json
     }
-    // Last: the manifest, now that every file it lists is in the store.
-    let shipped_manifest = shipped::manifest_for_store(m);
-    let mut json = serde_json_bytes(&shipped_manifest);
-    json.push(b'\n');
-    let key = store.key(&shipped::manifest_key(m))?;
-    let unchanged = match store.store.get(&key).await {
-        Ok(r) => r.bytes().await.map(|b| b.as_ref() == json.as_slice()).unwrap_or(false),
-        Err(_) => false,
-    };
-    if !unchanged {
-        with_retries(opts, &key, || {
-            let payload = PutPayload::from(json.clone());
-            async { store.store.put(&key, payload).await.map(|_| ()) }
-        })
-        .await
-        .with_context(|| format!("writing the manifest {key} of {}", rec.dir.display()))?;
-        summary.manifests_written += 1;
+
+    /// Sends `m`'s files that are not in the store (from the recording in `dir`), then
+    /// writes the store's manifest, listing only what is in the store. A file that
+    /// cannot be sent (after [`Options`]' retries) is an error unless `partial`; with
+    /// `partial` (the recorder) it is reported in the round and what was sent is listed.
+    /// `progress` gets the bytes of each file done (sent or found).
+    pub async fn ship(
+        &mut self,
+        store: &Store,
+        dir: &FsPath,
+        m: &Manifest,
+        opts: &Options,
+        partial: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Round> {
+        let mut round = Round::default();
+        let look_up = self.look_up;
+        let pending = self.pending(m);
+        let results: Vec<(FileEntry, Result<Outcome>)> = stream::iter(pending.into_iter().map(|entry| async move {
+            let r = ship_file(store, dir, m, entry, opts, look_up).await;
+            if r.is_ok() {
+                progress(entry.bytes);
+            }
+            (entry.clone(), r)
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+        for (entry, r) in results {
+            match r {
+                Ok(Outcome::Uploaded) => {
+                    self.in_store.push(entry.clone());
+                    round.uploaded.push(entry);
+                }
+                Ok(Outcome::Found) => {
+                    self.in_store.push(entry.clone());
+                    round.found.push(entry);
+                }
+                Ok(Outcome::Gone(why)) => round.gone.push((entry, why)),
+                Err(e) => round.failed.push((entry, format!("{e:#}"))),
+            }
+        }
+        if let Some((_, e)) = round.failed.first() {
+            if !partial {
+                bail!("{e}");
+            }
+        }
+        // Last: the manifest, listing only files now in the store.
+        let json = self.store_manifest(m);
+        if self.written.as_deref() != Some(json.as_slice()) {
+            let key = store.key(&shipped::manifest_key(m))?;
+            let put = with_retries(opts, &key, || {
+                let payload = PutPayload::from(json.clone());
+                async { store.store.put(&key, payload).await.map(|_| ()) }
+            })
+            .await;
+            match put {
+                Ok(()) => {
+                    self.written = Some(json);
+                    round.manifest_written = true;
+                }
+                Err(e) if partial => round.manifest_error = Some(format!("writing the manifest {key}: {e:#}")),
+                Err(e) => return Err(e.context(format!("writing the manifest {key} of {}", dir.display()))),
+            }
+        }
+        Ok(round)
     }
-    Ok(())
 }
 
 fn serde_json_bytes(m: &Manifest) -> Vec<u8> {
     serde_json::to_vec_pretty(m).expect("manifest serializes")
 }
 
-/// Uploads one file unless an object of its size is there; `true` if it was uploaded.
-async fn ship_file(store: &Store, rec: &Recording, entry: &FileEntry, opts: &Options) -> Result<bool> {
-    let key = store.key(&shipped::data_key(&rec.manifest, entry))?;
-    match store.store.head(&key).await {
-        Ok(meta) if meta.size == entry.bytes => return Ok(false),
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(anyhow!("cannot look up {key} in {}: {}", store.url, short(&e))),
+/// What became of one file.
+enum Outcome {
+    Uploaded,
+    /// An object of its size was there.
+    Found,
+    /// The local file is gone (why).
+    Gone(String),
+}
+
+/// Uploads one file unless (with `look_up`) an object of its size is there.
+async fn ship_file(store: &Store, dir: &FsPath, m: &Manifest, entry: &FileEntry, opts: &Options, look_up: bool) -> Result<Outcome> {
+    let key = store.key(&shipped::data_key(m, entry))?;
+    if look_up {
+        match store.store.head(&key).await {
+            Ok(meta) if meta.size == entry.bytes => return Ok(Outcome::Found),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(anyhow!("cannot look up {key} in {}: {}", store.url, short(&e))),
+        }
     }
-    let local = Manifest::file_path(&rec.dir, entry);
-    let size = std::fs::metadata(&local).with_context(|| format!("cannot read {}", local.display()))?.len();
+    let local = Manifest::file_path(dir, entry);
+    let size = match std::fs::metadata(&local) {
+        Ok(md) => md.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Gone(format!("{}: {e}", local.display()))),
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", local.display())),
+    };
     if size != entry.bytes {
         bail!(
             "{} has {size} bytes but the manifest says {}: the recording is damaged (see `tcpfr verify {}`)",
             local.display(),
             entry.bytes,
-            rec.dir.display()
+            dir.display()
         );
     }
-    with_retries(opts, &key, || upload(store.store.clone(), key.clone(), local.clone(), size))
-        .await
-        .with_context(|| format!("uploading {} to {key}", local.display()))?;
+    let r = with_retries(opts, &key, || upload(store.store.clone(), key.clone(), local.clone(), size)).await;
+    if r.is_err() && !local.exists() {
+        return Ok(Outcome::Gone(format!("{} was deleted while it was uploaded", local.display())));
+    }
+    r.with_context(|| format!("uploading {} to {key}", local.display()))?;
     tracing::debug!(file = %local.display(), %key, size, "uploaded");
-    Ok(true)
+    Ok(Outcome::Uploaded)
 }
 
 async fn upload(store: Arc<dyn ObjectStore>, key: Path, local: PathBuf, size: u64) -> object_store::Result<()> {

@@ -55,6 +55,14 @@ pub mod families {
     pub const DISK_BYTES: &str = "tcpfr_recorder_disk_bytes";
     pub const LAST_WRITE: &str = "tcpfr_recorder_last_write_timestamp_seconds";
     pub const SEGMENTS_EVICTED: &str = "tcpfr_recorder_segments_evicted_total";
+    pub const SHIP_FILES: &str = "tcpfr_ship_files_total";
+    pub const SHIP_BYTES: &str = "tcpfr_ship_bytes_total";
+    pub const SHIP_UNSHIPPED_FILES: &str = "tcpfr_ship_unshipped_files";
+    pub const SHIP_UNSHIPPED_BYTES: &str = "tcpfr_ship_unshipped_bytes";
+    pub const SHIP_ERRORS: &str = "tcpfr_ship_errors_total";
+    pub const SHIP_LOST_FILES: &str = "tcpfr_ship_lost_files_total";
+    pub const SHIP_LOST_BYTES: &str = "tcpfr_ship_lost_bytes_total";
+    pub const SHIP_LAST_SUCCESS: &str = "tcpfr_ship_last_success_timestamp_seconds";
 }
 
 /// Upper bounds of the RTT histogram's buckets in microseconds (the contract's
@@ -476,12 +484,14 @@ pub struct Exporter {
     pub writer: Arc<WriterStats>,
     pub ring: Option<RingFill>,
     pub out: PathBuf,
+    /// `--ship`: the uploader's counters.
+    pub ship: Option<Arc<crate::ship::ShipStats>>,
     disk: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Exporter {
     pub fn new(metrics: Arc<Metrics>, writer: Arc<WriterStats>, ring: Option<RingFill>, out: PathBuf) -> Self {
-        Exporter { metrics, writer, ring, out, disk: Mutex::new(None) }
+        Exporter { metrics, writer, ring, out, ship: None, disk: Mutex::new(None) }
     }
 
     /// The whole `/metrics` body.
@@ -508,6 +518,25 @@ impl Exporter {
         t.sample(LAST_WRITE, &[], float(w.last_write_ns.load(Ordering::Relaxed) as f64 / 1e9));
         t.family(SEGMENTS_EVICTED, "counter", "Segments deleted by the flight-recorder ring (--max-disk, --max-age).");
         t.sample(SEGMENTS_EVICTED, &[], w.evicted_segments.load(Ordering::Relaxed));
+        if let Some(s) = &self.ship {
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            t.family(SHIP_FILES, "counter", "Files in the object store of --ship (uploaded, or found there after a restart).");
+            t.sample(SHIP_FILES, &[], n(&s.shipped_files));
+            t.family(SHIP_BYTES, "counter", "Bytes of those files.");
+            t.sample(SHIP_BYTES, &[], n(&s.shipped_bytes));
+            t.family(SHIP_UNSHIPPED_FILES, "gauge", "Closed files waiting for upload (they count against --max-disk).");
+            t.sample(SHIP_UNSHIPPED_FILES, &[], n(&s.unshipped_files));
+            t.family(SHIP_UNSHIPPED_BYTES, "gauge", "Bytes of the files waiting for upload.");
+            t.sample(SHIP_UNSHIPPED_BYTES, &[], n(&s.unshipped_bytes));
+            t.family(SHIP_ERRORS, "counter", "Failed upload attempts (the log and recorder_stats say why).");
+            t.sample(SHIP_ERRORS, &[], n(&s.errors));
+            t.family(SHIP_LOST_FILES, "counter", "Files deleted by --max-disk/--max-age before they were uploaded.");
+            t.sample(SHIP_LOST_FILES, &[], n(&s.lost_files));
+            t.family(SHIP_LOST_BYTES, "counter", "Bytes of those files.");
+            t.sample(SHIP_LOST_BYTES, &[], n(&s.lost_bytes));
+            t.family(SHIP_LAST_SUCCESS, "gauge", "When an upload round last completed without error (Unix time, seconds); 0: not yet.");
+            t.sample(SHIP_LAST_SUCCESS, &[], float(n(&s.last_success_ns) as f64 / 1e9));
+        }
         t.out
     }
 

@@ -298,6 +298,13 @@ impl Dataset {
                 gap_start: if sec == 7 { Some(UtcNanos(T0)) } else { None },
                 gap_end: if sec == 7 { Some(UtcNanos(T0 + 7 * SEC)) } else { None },
                 note: if sec == 7 { Some(s("gap: test")) } else { None },
+                shipped_files: (sec == 7).then_some(3),
+                shipped_bytes: (sec == 7).then_some(4096),
+                unshipped_files: (sec == 7).then_some(0),
+                unshipped_bytes: None,
+                ship_errors: (sec == 7).then_some(1),
+                ship_lost_files: None,
+                ship_lost_bytes: None,
             });
         }
         d
