@@ -425,12 +425,39 @@ fn files_the_ring_deletes_before_they_are_shipped_are_counted_as_lost() {
         &env_with(&sw, &relay.endpoint()),
         &["--ship", &sw.url(PREFIX), "--rotate-size", "64KiB", "--max-disk", "200KiB"],
     );
-    std::thread::sleep(Duration::from_secs(10));
+    // Connections on loopback, opened and closed until the ring has deleted a file (its
+    // warning), so the recording outgrows --max-disk whatever else the machine does.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            listener.set_nonblocking(true).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(c) = std::net::TcpStream::connect(addr) {
+                    while let Ok((s, _)) = listener.accept() {
+                        drop(s);
+                    }
+                    drop(c);
+                }
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !rec.log().contains("before they were shipped") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // One more rotation, so a stats row after the loss is written.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
     let took = rec.stop();
     let recs: Vec<Recording> = recordings(out.path()).iter().map(|d| Recording::open(d).unwrap()).collect();
     let row = ship_rows(recs.last().unwrap()).pop().expect("ship rows");
     assert!(row.ship_lost_files.unwrap() > 0 && row.ship_lost_bytes.unwrap() > 0, "{row:?}");
-    assert!(row.unshipped_files.unwrap() > 0 && row.ship_errors.unwrap() > 0, "{row:?}");
+    // (What still waits may be nothing: --max-disk can leave only the open segment.)
+    assert!(row.unshipped_files.is_some() && row.ship_errors.unwrap() > 0, "{row:?}");
     assert_eq!(row.shipped_files, Some(0));
     assert!(rec.log().contains("before they were shipped"), "a warning says so");
     assert!(store_keys(&sw).is_empty());
