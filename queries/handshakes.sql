@@ -8,7 +8,8 @@ SELECT service,
        sum(syn_retransmits) AS syn_retransmits,
        round(avg(handshake_ns) / 1e6, 3) AS avg_wait_ms,
        round(max(handshake_ns) / 1e6, 3) AS max_wait_ms,
-       array_to_string(array_agg(DISTINCT comm), ', ') AS processes
+       -- Sorted: array_agg(DISTINCT) has no order of its own, and answers must not vary.
+       array_to_string(array_sort(array_agg(DISTINCT comm)), ', ') AS processes
 FROM flows
 WHERE role = 'client' AND handshake IS NOT NULL AND handshake <> 'completed'
 GROUP BY 1, 2, 3
@@ -42,7 +43,7 @@ SELECT service,
        laddr || ':' || CAST(lport AS VARCHAR) AS listener,
        count(*) AS synack_retransmits,
        count(DISTINCT raddr) AS clients,
-       array_to_string(array_agg(DISTINCT comm), ', ') AS listener_processes
+       array_to_string(array_sort(array_agg(DISTINCT comm)), ', ') AS listener_processes
 FROM retransmits
 WHERE kind = 'synack'
 GROUP BY 1, 2

@@ -20,7 +20,8 @@ WITH ev AS (
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
-           array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
+           -- Sorted: array_agg(DISTINCT) has no order of its own, and answers must not vary.
+           array_to_string(array_sort(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']')), ', ') AS processes
     FROM p GROUP BY 1
 )
 SELECT service,
@@ -57,7 +58,7 @@ WITH ev AS (
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
-           array_to_string(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']'), ', ') AS processes
+           array_to_string(array_sort(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']')), ', ') AS processes
     FROM p GROUP BY 1, 2
 )
 SELECT service, peer,

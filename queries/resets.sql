@@ -22,7 +22,8 @@ WITH r AS (
     LIMIT {limit}
 ), procs AS (
     SELECT r.direction, r.service, r.local, r.remote, r.state, r.reason,
-           array_to_string(array_agg(DISTINCT r.comm), ', ') AS processes
+           -- Sorted: array_agg(DISTINCT) has no order of its own, and answers must not vary.
+           array_to_string(array_sort(array_agg(DISTINCT r.comm)), ', ') AS processes
     FROM r JOIN ranked
       ON r.direction = ranked.direction AND r.service = ranked.service AND r.local = ranked.local
      AND r.remote = ranked.remote AND r.state = ranked.state AND r.reason = ranked.reason

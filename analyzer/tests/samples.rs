@@ -126,6 +126,16 @@ fn several_services_only_the_lossy_path_stands_out() {
         };
         assert_eq!(r[1].parse::<i64>().unwrap(), per_port(port), "{r:?}");
     }
+    // Processes in a fixed order (`array_agg(DISTINCT …)` has none of its own): the same
+    // answer prints the same way every run, and on a cluster.
+    assert!(rows.iter().any(|r| r[8].split(", ").count() >= 3), "{rows:?}");
+    for r in &rows {
+        let procs: Vec<&str> = r[8].split(", ").collect();
+        let mut sorted = procs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(procs, sorted, "{r:?}");
+    }
     // The report says it in words.
     let report = ok(&["report", rec]);
     assert!(report.contains("are on connections to 10.66.0.34:5432 (postgres) from api-client["), "{report}");
