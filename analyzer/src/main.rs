@@ -10,6 +10,23 @@
 //!   anonymized by `redact`) and opens such files wherever a recording is accepted.
 //! * `export` writes recordings as OpenMetrics text, to backfill Prometheus with.
 
+/// `println!` that returns the write error instead of panicking: with `tcpfr … | head`
+/// the pipe closes under us, and `main` takes a broken pipe for success.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*)
+    }};
+}
+
+/// `print!` that returns the write error; see `outln!`.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*)
+    }};
+}
+
 mod bundle;
 mod canned;
 mod dataset;
@@ -376,7 +393,7 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
                 format!("read_parquet([{}])", f.join(", "))
             };
             for t in tcpfr_schema::TABLES {
-                println!("{};", session::view_sql(t, &source, &window, &service));
+                outln!("{};", session::view_sql(t, &source, &window, &service))?;
             }
             Ok(())
         }
@@ -384,7 +401,7 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
         Cmd::Report { recs, html: Some(file), data } => {
             let (ds, window, services) = open(&recs, &data)?;
             let bytes = html::write(&ds, &window, &services, &data.pcaps, &file).await?;
-            println!("wrote {} ({} KB)", file.display(), bytes.div_ceil(1024));
+            outln!("wrote {} ({} KB)", file.display(), bytes.div_ceil(1024))?;
             Ok(())
         }
         Cmd::Report { recs, data, .. } => {
@@ -442,15 +459,15 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             let map = ServiceMap::load(services.as_deref())?;
             if !sql {
                 match &map.source {
-                    Some(p) => println!("Rules from {} (first match wins), then well-known ports, then the local process name:", p.display()),
-                    None => println!("No services map file: well-known ports, then the local process name."),
+                    Some(p) => outln!("Rules from {} (first match wins), then well-known ports, then the local process name:", p.display())?,
+                    None => outln!("No services map file: well-known ports, then the local process name.")?,
                 }
                 for r in &map.rules {
-                    println!("  {r:?}");
+                    outln!("  {r:?}")?;
                 }
-                println!("\nSQL:");
+                outln!("\nSQL:")?;
             }
-            println!("{}", map.sql()?);
+            outln!("{}", map.sql()?)?;
             Ok(())
         }
     }
@@ -494,7 +511,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
     }
     if args.show_sql {
         for (title, sql) in &selected {
-            println!("-- {title}\n{sql};\n");
+            outln!("-- {title}\n{sql};\n")?;
         }
         return Ok(());
     }
@@ -503,7 +520,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
     for (i, (title, sql)) in selected.iter().enumerate() {
         let (schema, batches) = exec::run(&ctx, sql, title).await.with_context(|| format!("{}: {title}", q.name))?;
         if i > 0 && out.format == Format::Table {
-            println!();
+            outln!()?;
         }
         out.write(Some(title), &schema, &batches)?;
     }
@@ -564,7 +581,7 @@ async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
     })
     .await;
     bar.lock().map(|mut b| b.finish()).ok();
-    println!("shipped to {}: {}", store.url(), summary?);
+    outln!("shipped to {}: {}", store.url(), summary?)?;
     Ok(())
 }
 
@@ -576,20 +593,20 @@ fn verify(recs: &[PathBuf]) -> Result<()> {
                 let problems = rec.verify(tcpfr_schema::read::Verify::Full);
                 let unlisted = rec.unlisted_files();
                 if problems.is_empty() {
-                    println!("ok  {} ({} files, host {})", rec.dir.display(), rec.manifest.files.len(), rec.manifest.host);
+                    outln!("ok  {} ({} files, host {})", rec.dir.display(), rec.manifest.files.len(), rec.manifest.host)?;
                 } else {
                     bad += problems.len();
-                    println!("BAD {}", rec.dir.display());
+                    outln!("BAD {}", rec.dir.display())?;
                     for p in problems {
-                        println!("    {p}");
+                        outln!("    {p}")?;
                     }
                 }
                 for u in unlisted {
-                    println!("    note: {} is not in the manifest (a file being written, or left by a crash)", u.display());
+                    outln!("    note: {} is not in the manifest (a file being written, or left by a crash)", u.display())?;
                 }
             }
             tcpfr_schema::read::Source::File { path, table } => {
-                println!("ok  {} (table {table})", path.display());
+                outln!("ok  {} (table {table})", path.display())?;
             }
         }
     }

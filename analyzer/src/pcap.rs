@@ -480,7 +480,7 @@ pub fn summary(files: &[PathBuf]) -> Result<()> {
             ooo += (l.bits & label::OUT_OF_ORDER != 0) as u64;
         })
         .with_context(|| format!("reading capture {}", path.display()))?;
-        println!("{}", path.display());
+        outln!("{}", path.display())?;
         let span = match (st.first_ns, st.last_ns) {
             (Some(a), Some(b)) => format!(
                 "{} → {} ({:.3} s)",
@@ -490,37 +490,37 @@ pub fn summary(files: &[PathBuf]) -> Result<()> {
             ),
             _ => "empty".into(),
         };
-        println!("  time          {span}");
-        println!("  frames        {} ({} TCP segments)", st.frames, st.tcp);
+        outln!("  time          {span}")?;
+        outln!("  frames        {} ({} TCP segments)", st.frames, st.tcp)?;
         if !st.skipped.is_empty() {
             let s: Vec<String> = st.skipped.iter().map(|(k, v)| format!("{v} {}", k.name())).collect();
-            println!("  skipped       {}", s.join(", "));
+            outln!("  skipped       {}", s.join(", "))?;
         }
-        println!("  conversations {}", flows.len());
+        outln!("  conversations {}", flows.len())?;
         let total: u64 = rt.iter().sum();
         let k: Vec<String> = kinds.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        println!(
+        outln!(
             "  retransmissions {total} (tcp.analysis.retransmission: {} plain, {} fast, {} spurious; by segment: {})",
             rt[0],
             rt[1],
             rt[2],
             if k.is_empty() { "-".into() } else { k.join(", ") }
-        );
-        println!("  out-of-order  {ooo} (tshark calls a gap filled within the handshake RTT out-of-order, not a retransmission)");
+        )?;
+        outln!("  out-of-order  {ooo} (tshark calls a gap filled within the handshake RTT out-of-order, not a retransmission)")?;
         let mut hs = std::collections::BTreeMap::<&str, u64>::new();
         for fl in &flows {
             *hs.entry(fl.handshake.name()).or_insert(0) += 1;
         }
         let h: Vec<String> = hs.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        println!("  handshakes    {}", h.join(", "));
+        outln!("  handshakes    {}", h.join(", "))?;
         let resets: u64 = flows.iter().map(|f| f.resets[0] + f.resets[1]).sum();
-        println!("  resets        {resets} RST segments in {} conversations", flows.iter().filter(|f| f.resets != [0, 0]).count());
+        outln!("  resets        {resets} RST segments in {} conversations", flows.iter().filter(|f| f.resets != [0, 0]).count())?;
         let mut top: Vec<&FlowSummary> = flows.iter().filter(|f| f.retransmissions != [0, 0] || f.syn_retransmissions > 0).collect();
         top.sort_by_key(|f| std::cmp::Reverse(f.retransmissions[0] + f.retransmissions[1]));
         if !top.is_empty() {
-            println!("  most retransmissions:");
+            outln!("  most retransmissions:")?;
             for fl in top.iter().take(10) {
-                println!(
+                outln!(
                     "    {:>6} {}:{} → {}:{} ({} from the {}, {} back; handshake {})",
                     fl.retransmissions[0] + fl.retransmissions[1],
                     addr(fl.a.0).0,
@@ -531,11 +531,11 @@ pub fn summary(files: &[PathBuf]) -> Result<()> {
                     if fl.a_is_client { "client" } else { "first sender" },
                     fl.retransmissions[1],
                     fl.handshake.name()
-                );
+                )?;
             }
         }
         for w in &st.warnings {
-            println!("  warning: {w}");
+            outln!("  warning: {w}")?;
         }
         eprintln!("  ({:.2} s)", started.elapsed().as_secs_f64());
     }

@@ -353,6 +353,6 @@ pub async fn run(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result
         let _ = writeln!(text, "  • {q}");
     }
     let _ = writeln!(text, "\nDetails: tcpfr <question> REC (see tcpfr --help): hotspots, handshakes, resets, rtt, timeline, top-flows, retransmit-rate.");
-    print!("{text}");
+    out!("{text}")?;
     Ok(())
 }

@@ -54,7 +54,7 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
     let (batch, summary) = compute(ctx, pcaps, tolerance_ns).await?;
     out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
     if out.format == crate::print::Format::Table {
-        println!();
+        outln!()?;
     }
     out.write(
         Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),

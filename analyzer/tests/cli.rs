@@ -224,3 +224,37 @@ fn every_question_runs_on_every_sample_and_lists_in_help() {
         assert!(ok(&[q, sample("refused").to_str().unwrap(), "--show-sql"]).contains("SELECT"));
     }
 }
+
+/// `tcpfr … | head`: the reader goes away before tcpfr writes. Every printing path ends
+/// quietly with success — no "failed printing to stdout" panic (it did for questions
+/// with several results, the pcap summary and --show-sql).
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    use std::process::{Command, Stdio};
+    let services = sample("services");
+    let services = services.to_str().unwrap();
+    let pcap = sample("services/capture.pcap");
+    let pcap = pcap.to_str().unwrap();
+    let cases: [&[&str]; 7] = [
+        &["hotspots", services],
+        &["hotspots", services, "--show-sql"],
+        &["report", services],
+        &["pcap", pcap],
+        &["xref", services, "--pcap", pcap],
+        &["verify", services],
+        &["services"],
+    ];
+    for args in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tcpfr"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.is_empty(), "tcpfr {args:?} into a closed pipe: {:?}\n{stderr}", out.status);
+    }
+}
