@@ -24,6 +24,9 @@ pub const FOOTER_SUFFIX: &str = ".footer";
 pub const WAL_SUFFIX: &str = ".wal";
 /// Suffix of a file being rebuilt by crash recovery.
 pub const RECOVERING_SUFFIX: &str = ".recovering";
+/// Suffix of a partial footer being saved (renamed over the `.footer` when whole): a
+/// kill during the save leaves it behind.
+pub const FOOTER_TMP_SUFFIX: &str = ".tmp";
 /// Directory (in a recorder's output directory) holding snapshots, each a recording
 /// of its own. Searches for recordings do not descend into it (its files are hard
 /// links of the ring's: counting them twice would double every number).
@@ -73,6 +76,10 @@ pub fn recovering_path(final_path: &Path) -> PathBuf {
     sidecar(final_path, RECOVERING_SUFFIX)
 }
 
+pub fn footer_tmp_path(final_path: &Path) -> PathBuf {
+    sidecar(final_path, FOOTER_TMP_SUFFIX)
+}
+
 /// Rotation segment of a file, from its name (`…-000042.parquet` → 42).
 pub fn segment_of(final_path: &Path) -> Option<u64> {
     let name = final_path.file_name()?.to_str()?.strip_suffix(".parquet")?;
@@ -88,7 +95,7 @@ fn sidecar(final_path: &Path, suffix: &str) -> PathBuf {
 pub fn final_path_of(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let rest = name.strip_prefix('.')?;
-    for suffix in [INPROGRESS_SUFFIX, FOOTER_SUFFIX, WAL_SUFFIX, RECOVERING_SUFFIX] {
+    for suffix in [INPROGRESS_SUFFIX, FOOTER_SUFFIX, WAL_SUFFIX, RECOVERING_SUFFIX, FOOTER_TMP_SUFFIX] {
         if let Some(base) = rest.strip_suffix(suffix) {
             return Some(path.with_file_name(base));
         }

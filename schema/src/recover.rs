@@ -127,11 +127,16 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
                 continue;
             }
             match recover_file(dir, &manifest, table, &final_path, opts) {
-                Ok(Some((entry, wal_rows))) => {
-                    out.wal_rows += wal_rows;
-                    out.files.push(entry);
+                Ok(rebuilt) => {
+                    if let Some((entry, wal_rows)) = rebuilt {
+                        out.wal_rows += wal_rows;
+                        out.files.push(entry);
+                    }
+                    // Whatever else it left (a footer killed mid-save) is of no use now.
+                    for h in hidden.iter().filter(|h| h.exists()) {
+                        std::fs::remove_file(h).map_err(|e| FormatError::io(h, e))?;
+                    }
                 }
-                Ok(None) => {}
                 Err(reason) => {
                     let _ = std::fs::remove_file(layout::recovering_path(&final_path));
                     let rest: Vec<PathBuf> = hidden.into_iter().filter(|h| h.exists()).collect();
@@ -322,6 +327,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
     let inprogress = layout::inprogress_path(final_path);
     let footer = layout::footer_path(final_path);
     let wal = layout::wal_path(final_path);
+    let footer_tmp = layout::footer_tmp_path(final_path);
     let sealed = seal_row_groups(&inprogress, &footer).map_err(|reason| FormatError::Write { path: inprogress.clone(), reason })?;
     let entry = match sealed {
         Some((f, _)) => {
@@ -332,7 +338,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
         None => None,
     };
     // Nothing may stay behind (a read-only file system refuses: the caller retries).
-    for p in [&inprogress, &footer, &wal] {
+    for p in [&inprogress, &footer, &wal, &footer_tmp] {
         match std::fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -700,8 +700,7 @@ fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path) -> R
     ParquetMetaDataWriter::new(&mut bytes, &md)
         .finish()
         .map_err(|e| write_err(footer, e))?;
-    let footer_tmp = footer.with_extension("tmp");
-    write_atomically(&footer_tmp, footer, &bytes)?;
+    write_atomically(&layout::footer_tmp_path(&f.final_path), footer, &bytes)?;
     f.wal = None;
     let _ = std::fs::remove_file(wal);
     Ok(())

@@ -139,6 +139,37 @@ fn a_torn_log_keeps_its_complete_batches() {
 }
 
 #[test]
+fn a_kill_while_the_footer_is_saved_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // Killed while saving the footer of the row group closed at 1400 rows: the new
+    // footer is half in its temporary file, the previous one (none here) stands. (Seen
+    // in the SIGKILL test: the temporary footer outlived recovery as an unlisted file.)
+    let (want, rec) = crash_after(
+        dir.path(),
+        2_100,
+        700,
+        |_, _| {},
+        |n, rec| {
+            if n == 2100 {
+                let footer = sidecar(rec, "rtt_samples", ".footer").unwrap();
+                let tmp = footer.with_file_name(footer.file_name().unwrap().to_string_lossy().replace(".footer", ".tmp"));
+                let bytes = std::fs::read(&footer).unwrap();
+                std::fs::write(tmp, &bytes[..bytes.len() / 2]).unwrap();
+            }
+        },
+    );
+    assert!(sidecar(&rec, "rtt_samples", ".parquet.tmp").is_some());
+    let r = recover(&rec, &opts()).unwrap();
+    assert!(r.quarantined.is_empty(), "{:?}", r.quarantined);
+    let opened = Recording::open(&rec).unwrap();
+    assert!(opened.verify(Verify::Full).is_empty(), "{:?}", opened.verify(Verify::Full));
+    assert!(hidden_files(&rec).is_empty(), "{:?}", hidden_files(&rec));
+    assert!(opened.unlisted_files().is_empty(), "{:?}", opened.unlisted_files());
+    let (rt, rtt) = times_of(&opened);
+    assert_eq!((rt, rtt), (want.clone(), want));
+}
+
+#[test]
 fn a_log_whose_rows_reached_a_row_group_is_not_replayed() {
     let dir = tempfile::tempdir().unwrap();
     // Crash between saving the footer and deleting the log: keep the log from before
