@@ -1,22 +1,23 @@
--- about: Which service, and which peer of it, accounts for the most retransmits, resets and failed handshakes
+-- about: Which service (or --by host, process, …), and which peer of it, accounts for the most retransmits, resets and failed handshakes
+-- by: service
 -- limit: 20
 
--- title: Hotspots by service
+-- title: Hotspots by {by_name}
 WITH ev AS (
-    SELECT service, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
+    SELECT {by} AS {by_name}, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
     FROM retransmits WHERE counted
     UNION ALL
-    SELECT service, 0, 1, 0, comm, pid FROM resets
+    SELECT {by} AS {by_name}, 0, 1, 0, comm, pid FROM resets
     UNION ALL
-    SELECT service, 0, 0, 1, comm, pid FROM flows
+    SELECT {by} AS {by_name}, 0, 0, 1, comm, pid FROM flows
     WHERE handshake IS NOT NULL AND handshake <> 'completed'
 ), p AS (
     -- Numbers first, strings only for the few groups left.
-    SELECT service, comm, pid,
+    SELECT {by_name}, comm, pid,
            sum(retrans_segs) AS retrans_segs, sum(resets) AS resets, sum(failed_handshakes) AS failed_handshakes
     FROM ev GROUP BY 1, 2, 3
 ), g AS (
-    SELECT service,
+    SELECT {by_name},
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
@@ -24,7 +25,7 @@ WITH ev AS (
            array_to_string(array_sort(array_agg(DISTINCT comm || '[' || CAST(pid AS VARCHAR) || ']')), ', ') AS processes
     FROM p GROUP BY 1
 )
-SELECT service,
+SELECT {by_name},
        retrans_segs,
        round(100.0 * retrans_segs / nullif(sum(retrans_segs) OVER (), 0), 1) AS retrans_share_pct,
        round(retrans_segs / {range_s}, 3) AS retrans_per_s,
@@ -35,7 +36,7 @@ SELECT service,
        processes
 FROM g
 WHERE retrans_segs + resets + failed_handshakes > 0
-ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, service
+ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, {by_name}
 LIMIT {limit};
 
 -- title: Hotspots by service and peer (ephemeral ports shown as *)

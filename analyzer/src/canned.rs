@@ -109,6 +109,12 @@ pub struct Params {
 }
 
 impl Query {
+    /// Whether `--by` changes the answer (a statement groups by `{by}`); the others have
+    /// groupings of their own.
+    pub fn takes_by(&self) -> bool {
+        self.statements.iter().any(|(_, sql)| sql.contains("{by}"))
+    }
+
     /// The statements with placeholders filled in.
     pub fn render(&self, p: &Params) -> Result<Vec<(String, String)>> {
         let by = p.by.clone().or_else(|| self.default_by.clone()).unwrap_or_else(|| "service".into());

@@ -493,6 +493,10 @@ fn range_seconds(ds: &Dataset, w: &Window) -> f64 {
 async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
     let out = Output { format: args.out.format, file: args.out.output.clone() };
     out.check()?;
+    if let (Some(by), false) = (&args.by, q.takes_by()) {
+        let takes: Vec<&str> = canned::all().iter().filter(|q| q.takes_by()).map(|q| q.name).collect();
+        bail!("--by {by}: {} has groupings of its own; --by works with {}", q.name, takes.join(", "));
+    }
     let (ds, window, services) = open(&args.recs, &args.data)?;
     let statements = q.render(&canned::Params {
         by: args.by.clone(),

@@ -136,7 +136,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
     let host = query(
         ctx,
         "SELECT host, coalesce(netns_name, CAST(netns AS VARCHAR)) AS ns, sum(retrans_segs) AS r, sum(out_segs) AS o \
-         FROM host_counters GROUP BY 1, 2 HAVING sum(retrans_segs) > 0 ORDER BY r DESC LIMIT 3",
+         FROM host_counters GROUP BY 1, 2 HAVING sum(retrans_segs) > 0 ORDER BY r DESC, host, ns LIMIT 3",
     )
     .await?;
     let several_hosts = ds.hosts().len() > 1;
@@ -263,7 +263,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
     let rtt = query(
         ctx,
         "SELECT service, count(*) AS n, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY srtt_us) AS p50, \
-         approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY srtt_us) AS p99 FROM rtt_samples GROUP BY 1 ORDER BY p99 DESC LIMIT 1",
+         approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY srtt_us) AS p99 FROM rtt_samples GROUP BY 1 ORDER BY p99 DESC, service LIMIT 1",
     )
     .await?;
     if rtt.len() > 0 {
@@ -288,7 +288,7 @@ pub async fn data_quality(ctx: &SessionContext) -> Result<Vec<String>> {
     let lost = query(
         ctx,
         "SELECT stream, sum(events_lost) AS lost, sum(events_seen) AS seen FROM recorder_stats \
-         WHERE stream <> 'recorder' GROUP BY 1 HAVING sum(events_lost) > 0 ORDER BY 2 DESC",
+         WHERE stream <> 'recorder' GROUP BY 1 HAVING sum(events_lost) > 0 ORDER BY 2 DESC, 1",
     )
     .await?;
     for i in 0..lost.len() {
