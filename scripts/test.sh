@@ -13,8 +13,10 @@ scripts/bootstrap.sh
 export PATH="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}/bin:$PATH"
 
 # Build first, so a compile error is not mistaken for a test failure.
-cargo build --workspace --locked --all-targets
-cargo test --workspace --locked -- --test-threads=2 "$@"
+# With the analyzer's `cluster` feature: the cluster tests run `tcpfr --cluster` (the
+# workspace builds Ballista for tcpfr-cluster anyway; the feature adds only its client).
+cargo build --workspace --locked --all-targets --features tcpfr/cluster
+cargo test --workspace --locked --features tcpfr/cluster -- --test-threads=2 "$@"
 
 # A short fuzz run of the capture reader and the decoder (analyzer/wire/fuzz, with the
 # pinned nightly and AddressSanitizer; installs cargo-fuzz on first use).

@@ -38,6 +38,9 @@ pub async fn run(ctx: &SessionContext, sql: &str, label: &str) -> Result<(Schema
 /// Adds what to do to DataFusion's errors.
 pub fn explain(e: datafusion::error::DataFusionError, ctx: &SessionContext) -> anyhow::Error {
     let msg = e.to_string();
+    if let Some(hint) = crate::cluster::explain(&msg) {
+        return anyhow!("{msg}\n{hint}");
+    }
     if msg.contains("not found") && msg.to_lowercase().contains("table") {
         let mut tables = ctx
             .catalog("datafusion")

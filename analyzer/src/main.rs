@@ -29,6 +29,7 @@ macro_rules! out {
 
 mod bundle;
 mod canned;
+mod cluster;
 mod dataset;
 mod exec;
 mod export;
@@ -73,6 +74,11 @@ struct Cli {
     /// (s3://…) against what their recordings hold.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Run on a Ballista cluster: its scheduler as df://HOST:PORT (tcpfr-scheduler;
+    /// builds with the `cluster` feature, cluster/README.md). Executors read the
+    /// recordings themselves: give s3:// stores, or paths they see.
+    #[arg(long, global = true, value_name = "URL", env = "TCPFR_CLUSTER")]
+    cluster: Option<String>,
 }
 
 fn after_help() -> String {
@@ -346,6 +352,9 @@ fn main() -> ExitCode {
         }
     };
     let verbose = matches.get_flag("verbose");
+    if let Ok(Some(url)) = matches.try_get_one::<String>("cluster") {
+        cluster::set(url.clone());
+    }
     let result = rt.block_on(dispatch(matches));
     if verbose {
         store::report_reads();

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
     UInt32Builder, UInt64Builder,
@@ -440,6 +440,9 @@ impl PartitionStream for CaptureStream {
 pub fn register(ctx: &SessionContext, pcaps: &[PathBuf]) -> Result<()> {
     if pcaps.is_empty() {
         return Ok(());
+    }
+    if let Some(url) = crate::cluster::url() {
+        bail!("--pcap with --cluster {url}: captures are read by this process, not by the cluster's executors; leave out --cluster");
     }
     for p in pcaps {
         CaptureReader::open(p).with_context(|| format!("--pcap {}", p.display()))?;

@@ -19,14 +19,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use tcpfr_schema::{schema_of, TABLES};
 
 use crate::dataset::Dataset;
@@ -119,10 +116,18 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
         .with_information_schema(true)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ctx = SessionContext::new_with_config(config);
+    // On a cluster from the start: Ballista's session keeps what is registered on it
+    // (tables registered before the switch are not carried over).
+    let ctx = match crate::cluster::url() {
+        Some(url) => crate::cluster::connect(ctx, url).await?,
+        None => ctx,
+    };
     ctx.catalog("datafusion")
         .context("default catalog")?
         .register_schema("files", Arc::new(MemorySchemaProvider::new()))?;
-    ctx.register_udf(cidr_contains_udf());
+    for f in tcpfr_services::sql::functions() {
+        ctx.register_udf(f);
+    }
     for s in &ds.shipped {
         if let Some((root, store)) = &s.remote {
             ctx.register_object_store(root, store.clone());
@@ -135,7 +140,7 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
         let provider: Arc<dyn datafusion::catalog::TableProvider> = if !ds.shipped.is_empty() {
             shipped_table(ds, table, schema)?
         } else if files.is_empty() {
-            Arc::new(MemTable::try_new(schema, vec![vec![]])?)
+            empty_table(schema)?
         } else {
             let urls = files
                 .iter()
@@ -183,7 +188,7 @@ fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn
         .map(|s| ListingTableUrl::parse(format!("{}/{table}/", s.base)))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     if urls.is_empty() {
-        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+        return empty_table(schema);
     }
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
@@ -193,6 +198,16 @@ fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn
             ("hour".to_string(), DataType::Utf8),
         ]);
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A table without rows: a listing table of no files rather than a `MemTable`, because
+/// plans sent to a Ballista cluster (`--cluster`) can carry listing tables only.
+fn empty_table(schema: SchemaRef) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let mut config = ListingTableConfig::new_with_multi_paths(vec![]);
+    // Set directly: the builder methods debug-assert that there are paths.
+    config.options = Some(ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet"));
+    config.file_schema = Some(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
@@ -219,34 +234,4 @@ fn view_types(schema: &SchemaRef) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// `cidr_contains(cidr, addr)`: whether text address `addr` lies in network `cidr`
-/// (IPv4 or IPv6). Null if either is null or not parseable.
-fn cidr_contains_udf() -> datafusion::logical_expr::ScalarUDF {
-    let f = Arc::new(|args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(args)?;
-        // Utf8 by signature; cast anyway (a no-op then) so a view never reaches the downcast.
-        let text = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Utf8);
-        let (cidrs, addrs) = (text(&arrays[0])?, text(&arrays[1])?);
-        let cidrs = cidrs.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
-        let addrs = addrs.as_any().downcast_ref::<StringArray>().expect("cast to utf8");
-        let mut cache: Option<(String, Option<ipnet::IpNet>)> = None;
-        let out: BooleanArray = (0..addrs.len())
-            .map(|i| {
-                if cidrs.is_null(i) || addrs.is_null(i) {
-                    return None;
-                }
-                let c = cidrs.value(i);
-                if cache.as_ref().is_none_or(|(s, _)| s != c) {
-                    cache = Some((c.to_string(), c.parse().ok()));
-                }
-                let net = cache.as_ref().and_then(|(_, n)| *n)?;
-                let addr: std::net::IpAddr = addrs.value(i).parse().ok()?;
-                Some(net.contains(&addr))
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-    });
-    create_udf("cidr_contains", vec![DataType::Utf8, DataType::Utf8], DataType::Boolean, Volatility::Immutable, f)
 }

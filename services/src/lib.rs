@@ -21,6 +21,9 @@
 //! All conditions of a rule must hold. [`Matcher`] is the decision in Rust; the
 //! analyzer's SQL (`tcpfr::services`) is tested against it row by row.
 
+#[cfg(feature = "sql")]
+pub mod sql;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};

@@ -1,0 +1,66 @@
+//! `--cluster df://HOST:PORT`: the same questions on a Ballista cluster (tcpfr-cluster's
+//! `tcpfr-scheduler` and `tcpfr-executor`, cluster/README.md). The session is built as
+//! for local execution (tables, views, services map), then handed to Ballista: plans go
+//! to the scheduler, executors read the recordings themselves (an `s3://` store with
+//! their own `AWS_*` environment, or paths they can see) and send back only the answer.
+//!
+//! Client support is the `cluster` feature (off by default: it builds Ballista's client
+//! and all of DataFusion's default features).
+
+use std::sync::OnceLock;
+
+use anyhow::Result;
+use datafusion::execution::context::SessionContext;
+
+static URL: OnceLock<String> = OnceLock::new();
+
+/// Sends every session made from now on to the scheduler at `url`.
+pub fn set(url: String) {
+    let _ = URL.set(url);
+}
+
+/// The scheduler questions run on, if any.
+pub fn url() -> Option<&'static str> {
+    URL.get().map(String::as_str)
+}
+
+/// `ctx` turned into a session whose queries run on the cluster at `url`.
+#[cfg(feature = "cluster")]
+pub async fn connect(ctx: SessionContext, url: &str) -> Result<SessionContext> {
+    use anyhow::Context;
+    use ballista::prelude::SessionContextExt;
+    let parsed = url::Url::parse(url).ok().filter(|u| u.host_str().is_some());
+    if parsed.is_none() {
+        anyhow::bail!("--cluster {url}: give the scheduler as df://HOST:PORT (its --bind-port, 50050 by default)");
+    }
+    let ctx = SessionContext::remote_with_state(url, ctx.state())
+        .await
+        .with_context(|| format!("--cluster {url}: cannot set up a session for the scheduler"))?;
+    for (key, value) in SETTINGS {
+        ctx.sql(&format!("SET {key} = {value}")).await.with_context(|| format!("--cluster: setting {key}"))?;
+    }
+    Ok(ctx)
+}
+
+/// Session settings for the cluster's planner. Ballista 55's adaptive planner loses
+/// the order of a result sorted before a final merge (a `… ORDER BY` after a join came
+/// back as two sorted runs, one per partition); the static planner keeps it.
+#[cfg(feature = "cluster")]
+const SETTINGS: [(&str, &str); 1] = [("ballista.planner.adaptive.enabled", "false")];
+
+#[cfg(not(feature = "cluster"))]
+pub async fn connect(_ctx: SessionContext, url: &str) -> Result<SessionContext> {
+    anyhow::bail!(
+        "--cluster {url}: this tcpfr was built without cluster support; rebuild it with: cargo build --release -p tcpfr --features cluster"
+    )
+}
+
+/// Adds what to do when the scheduler cannot be reached.
+pub fn explain(msg: &str) -> Option<String> {
+    let url = url()?;
+    let unreachable = ["transport error", "Connection refused", "tcp connect error", "dns error"];
+    unreachable
+        .iter()
+        .any(|s| msg.contains(s))
+        .then(|| format!("cannot reach the Ballista scheduler at {url}: is tcpfr-scheduler running there, with executors? (cluster/README.md)"))
+}
