@@ -4,10 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p tcpfr-recorder --example gen-recording -- \
-//!     --out /data/bench --events 100000000 [--hosts 1] [--sockets 5000] [--span 1h]
+//!     --out /data/bench --events 100000000 [--hosts 1] [--sockets 5000] [--span 1h] [--jobs N] \
+//!     [--ship s3://bucket/prefix]
 //! ```
 //! Each host gets a recording `OUT/<host>/` spanning `--span` of time, with host counters
-//! (RetransSegs consistent with the events) and recorder statistics every second.
+//! (RetransSegs consistent with the events) and recorder statistics every second. Hosts
+//! are generated `--jobs` at a time (default: one per core). With `--ship` each finished
+//! recording goes to the store through the recorder's shipper and leaves `--out`, so a
+//! fleet far larger than the local disk can be written.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,19 +54,37 @@ fn main() {
     let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(per_host * hosts), target).with_style(
-        ProgressStyle::with_template("{msg} [{wide_bar}] {human_pos}/{human_len} events ({elapsed}, {eta} left)").expect("valid template"),
+        ProgressStyle::with_template("[{wide_bar}] {human_pos}/{human_len} events ({elapsed}, {eta} left)").expect("valid template"),
     );
-    for h in 0..hosts {
-        let host = format!("host-{h:04}");
-        bar.set_message(host.clone());
-        generate_host(&out.join(&host), &host, per_host, sockets, step_ns, 0x5eed + h, &bar);
-        let line = format!("{host}: {per_host} events ({:.0} s so far)", t0.elapsed().as_secs_f64());
-        if tty {
-            bar.println(line);
-        } else {
-            eprintln!("{line}");
+    // One runtime for all uploads: the store's HTTP connections live on it.
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let store = arg(&args, "--ship").map(|url| tcpfr_ship::Store::open(&url).expect("--ship URL"));
+    // Hosts are independent (a seed each): one worker per core takes the next host.
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let jobs = arg(&args, "--jobs")
+        .map(|s| s.parse().expect("--jobs N"))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let h = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if h >= hosts {
+                    break;
+                }
+                let host = format!("host-{h:04}");
+                generate_host(&out.join(&host), &host, per_host, sockets, step_ns, 0x5eed + h, &bar);
+                if let Some(store) = &store {
+                    ship_and_remove(&rt, store, &out.join(&host));
+                }
+                let line = format!("{host}: {per_host} events ({:.0} s so far)", t0.elapsed().as_secs_f64());
+                if tty {
+                    bar.println(line);
+                } else {
+                    eprintln!("{line}");
+                }
+            });
         }
-    }
+    });
     bar.finish_and_clear();
 }
 
@@ -108,10 +130,18 @@ fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, s
         let counted = retrans.column_by_name("counted").unwrap().as_boolean().clone();
         let segments = retrans.column_by_name("segments").unwrap().as_primitive::<Int32Type>().clone();
         let st = times(&concat(&rows.rtt_samples, tcpfr_schema::rtt_samples::RttSample::schema()));
+        // (retransmitted segments, RTT samples) per second, keyed by the second's end: one
+        // pass over the rows (scanning them once per second was quadratic in the span).
+        let mut per_second = std::collections::HashMap::<i64, (i64, i64)>::new();
+        let second_end = |t: i64| start_ns + ((t - start_ns).div_euclid(1_000_000_000) + 1) * 1_000_000_000;
+        for i in (0..rt.len()).filter(|&i| counted.value(i)) {
+            per_second.entry(second_end(rt[i])).or_default().0 += segments.value(i) as i64;
+        }
+        for &t in &st {
+            per_second.entry(second_end(t)).or_default().1 += 1;
+        }
         while next_second <= now {
-            let in_second = |t: i64| t >= next_second - 1_000_000_000 && t < next_second;
-            let retrans: i64 = (0..rt.len()).filter(|&i| counted.value(i) && in_second(rt[i])).map(|i| segments.value(i) as i64).sum();
-            let samples = st.iter().filter(|t| in_second(**t)).count() as i64;
+            let (retrans, samples) = per_second.get(&next_second).copied().unwrap_or_default();
             counters.push(host_counters(&host_str, next_second, retrans, samples));
             stats.push(recorder_stats(&host_str, next_second, samples));
             next_second += 1_000_000_000;
@@ -125,6 +155,15 @@ fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, s
     w.finish(end).expect("finish");
 }
 
+
+/// Uploads one finished recording the way the recorder's `--ship` does (the store's
+/// layout, then its manifest), then removes the local copy: the store holds the fleet,
+/// the local disk one recording per worker at a time.
+fn ship_and_remove(rt: &tokio::runtime::Runtime, store: &tcpfr_ship::Store, dir: &std::path::Path) {
+    let rec = tcpfr_schema::read::Recording::open(dir).expect("read back the recording");
+    rt.block_on(tcpfr_ship::ship(store, &[rec], &tcpfr_ship::Options::default(), &|_| {})).expect("ship");
+    std::fs::remove_dir_all(dir).expect("remove the shipped recording");
+}
 
 fn concat(b: &[arrow_array::RecordBatch], schema: arrow_schema::SchemaRef) -> arrow_array::RecordBatch {
     arrow_select::concat::concat_batches(&schema, b).unwrap()
