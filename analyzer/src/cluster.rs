@@ -45,8 +45,12 @@ pub async fn connect(ctx: SessionContext, url: &str) -> Result<SessionContext> {
 /// Session settings for the cluster's planner. Ballista 55's adaptive planner loses
 /// the order of a result sorted before a final merge (a `… ORDER BY` after a join came
 /// back as two sorted runs, one per partition); the static planner keeps it.
+/// Ballista turns hash joins off (they cannot spill) and sort-merges instead; our one
+/// join, RTT samples to their socket, has a small side (sockets) that a hash join
+/// builds in memory, where sorting both sides made `rtt` several times slower.
 #[cfg(feature = "cluster")]
-const SETTINGS: [(&str, &str); 1] = [("ballista.planner.adaptive.enabled", "false")];
+const SETTINGS: [(&str, &str); 2] =
+    [("ballista.planner.adaptive.enabled", "false"), ("datafusion.optimizer.prefer_hash_join", "true")];
 
 #[cfg(not(feature = "cluster"))]
 pub async fn connect(_ctx: SessionContext, url: &str) -> Result<SessionContext> {
