@@ -7,16 +7,15 @@ with what each question fetched against what the store holds (`tcpfr -v`).
     target/release/with-seaweed bench -- scripts/bench_fleet.py --hosts 1000 --events 1000000000
     scripts/bench_fleet.py --url s3://bucket/prefix ...       # a store of yours (AWS_* set)
 
-The hosts' recordings are written by the recorder's writer (examples/gen-recording) into
---work, then shipped (`tcpfr ship`); --reuse skips both when the store already holds
-them. Every run is a fresh process; medians of --rounds. Build first (release):
-    cargo build --release --locked -p tcpfr-cluster -p tcpfr-recorder --example gen-recording \\
-        -p tcpfr --features tcpfr/cluster -p tcpfr-testsupport
+The hosts' recordings are written by the recorder's writer (examples/gen-recording) and
+shipped into the store by its shipper as each one closes; --reuse skips that when the
+store already holds them. Every run is a fresh process; medians of --rounds. Build first (release):
+    cargo build --release --locked -p tcpfr-cluster -p tcpfr-recorder -p tcpfr --features tcpfr/cluster \\
+        -p tcpfr-testsupport --bins --example gen-recording
 Executors get all cores each (--vcores); on one machine two executors share them, so the
 figure to carry over to a real cluster is the per-executor rate (events/s), not the ratio.
 """
 import argparse
-import glob
 import os
 import re
 import socket
@@ -62,6 +61,14 @@ def start(cmd, log, ready, timeout=180):
     sys.exit(f"bench_fleet: {cmd[0]} not ready in {timeout} s:\n{open(log).read()}")
 
 
+def peak_rss(pid):
+    """A live process's peak resident memory (VmHWM), in bytes."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def size(text):
     n, unit = text.split()
     return float(n) * {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
@@ -92,13 +99,13 @@ def main():
     os.makedirs(a.work, exist_ok=True)
 
     if not a.reuse:
+        # Straight into the store: each host's recording is shipped by the recorder's
+        # shipper as soon as the writer has closed it, then removed locally.
         gen = os.path.join(a.work, "gen")
         subprocess.run(["rm", "-rf", gen], check=True)
         t, _ = run([b("examples/gen-recording"), "--out", gen, "--hosts", str(a.hosts), "--events", str(a.events),
-                    "--sockets", str(a.sockets), "--span", a.span])
-        print(f"generated {a.events:,} events on {a.hosts} hosts in {t:.0f} s", flush=True)
-        t, _ = run([b("tcpfr"), "ship"] + sorted(glob.glob(os.path.join(gen, "*"))) + [a.url])
-        print(f"shipped to {a.url} in {t:.0f} s", flush=True)
+                    "--sockets", str(a.sockets), "--span", a.span, "--ship", a.url])
+        print(f"generated and shipped {a.events:,} events on {a.hosts} hosts to {a.url} in {t:.0f} s", flush=True)
 
     results = {q: {} for q in questions}
     fetched = {}
@@ -107,12 +114,14 @@ def main():
         for _ in range(a.rounds):
             t, err = run([b("tcpfr"), "-v", q, a.url, "--format", "csv"])
             times.append(t)
+            print(f"  {q}: one process {t:.2f} s", flush=True)
         m = re.search(r"fetched (\S+ \S+) in (\d+) request\(s\) from (\d+) object\(s\); its recordings hold (\S+ \S+) in (\d+) file", err)
         fetched[q] = (size(m.group(1)), int(m.group(3)), size(m.group(4)), int(m.group(5))) if m else None
         results[q]["one process"] = statistics.median(times)
         print(f"{q}: one process {results[q]['one process']:.2f} s", flush=True)
 
     procs = []
+    peaks = {}
     try:
         port = free_port()
         procs.append(start([b("tcpfr-scheduler"), "--bind-host", "127.0.0.1", "--external-host", "127.0.0.1",
@@ -127,10 +136,15 @@ def main():
                                 "--work-dir", work], os.path.join(a.work, f"executor-{n}.log"), "Executor registration succeed"))
             label = f"{n} executor" + ("s" if n > 1 else "")
             for q in questions:
-                times = [run([b("tcpfr"), "--cluster", f"df://127.0.0.1:{port}", q, a.url, "--format", "csv"])[0]
-                         for _ in range(a.rounds)]
+                times = []
+                for _ in range(a.rounds):
+                    times.append(run([b("tcpfr"), "--cluster", f"df://127.0.0.1:{port}", q, a.url, "--format", "csv"])[0])
+                    print(f"  {q}: {label} {times[-1]:.2f} s", flush=True)
                 results[q][label] = statistics.median(times)
                 print(f"{q}: {label} {results[q][label]:.2f} s", flush=True)
+            # Peak memory so far of each executor (the first one's covers both phases).
+            peaks[label] = [peak_rss(p.pid) for p in procs[1:]]
+            print(f"{label}: executors' peak RSS " + ", ".join(human(m) for m in peaks[label]), flush=True)
     finally:
         for p in procs:
             p.kill()
@@ -145,6 +159,8 @@ def main():
         frac = f"{human(f[0])} of {human(f[2])} ({100 * f[0] / f[2]:.1f}%), {f[1]} of {f[3]} files" if f else "?"
         row = [f"{results[q].get(c, float('nan')):.2f}" for c in cols]
         print(f"| {q} | " + " | ".join(row) + f" | {a.events / results[q]['one process']:,.0f} | {frac} |")
+    for label, mems in peaks.items():
+        print(f"\nexecutors' peak RSS after the {label} runs: " + ", ".join(human(m) for m in mems))
 
 
 if __name__ == "__main__":
