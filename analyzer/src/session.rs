@@ -111,10 +111,13 @@ fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Windo
 
 pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
     let service = services.sql()?;
-    let config = SessionConfig::new()
+    // DataFusion's own settings can be tuned as in datafusion-cli, from `DATAFUSION_*`
+    // variables (`DATAFUSION_EXECUTION_BATCH_SIZE=…` for datafusion.execution.batch_size);
+    // its defaults already use every core.
+    let config = SessionConfig::from_env()
+        .context("a DATAFUSION_* environment variable has a value its setting cannot take")?
         .with_extension(Arc::new(ServiceSql(service.clone())))
-        .with_information_schema(true)
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     // On a cluster from the start: Ballista's session keeps what is registered on it
     // (tables registered before the switch are not carried over).

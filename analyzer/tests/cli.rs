@@ -270,3 +270,28 @@ fn a_closed_pipe_is_not_an_error() {
         assert!(out.status.success() && stderr.is_empty(), "tcpfr {args:?} into a closed pipe: {:?}\n{stderr}", out.status);
     }
 }
+
+/// DataFusion's settings from `DATAFUSION_*` variables, as in datafusion-cli: a value
+/// is applied (the session's own settings table shows it), a wrong one is refused.
+#[test]
+fn datafusion_settings_from_the_environment() {
+    use std::process::Command;
+    let services = sample("services");
+    let services = services.to_str().unwrap();
+    let run = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tcpfr"))
+            .args(["query", services, "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'", "--format", "csv"])
+            .env("DATAFUSION_EXECUTION_BATCH_SIZE", value)
+            .output()
+            .unwrap()
+    };
+    let default = ok(&["query", services, "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'", "--format", "csv"]);
+    assert_eq!(default, "value\n8192\n");
+    let set = run("1234");
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert_eq!(String::from_utf8_lossy(&set.stdout), "value\n1234\n");
+    let bad = run("many");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("DATAFUSION_") && !stderr.contains("panicked"), "{stderr}");
+}
