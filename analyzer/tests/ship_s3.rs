@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use tcpfr_testsupport::{Seaweed, SECRET_KEY};
+use tcpfr_testsupport::fleet::{generate, QUESTIONS};
+use tcpfr_testsupport::{Seaweed, ACCESS_KEY, SECRET_KEY};
+
+/// Where cargo put the recorder's examples (gen-recording) next to this build's tcpfr.
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tcpfr")).with_file_name("examples")
+}
 
 /// `tcpfr` with the store's environment (credentials, endpoint) and `env` on top.
 fn tcpfr_at(sw: &Seaweed, env: &[(&str, &str)], args: &[&str]) -> Run {
@@ -33,22 +39,6 @@ fn ok_at(sw: &Seaweed, args: &[&str]) -> Run {
     r
 }
 
-/// Simulated hosts' recordings (the recorder's benchmark generator, built by
-/// `cargo build --workspace --all-targets`, which scripts/test.sh runs first).
-fn generate(out: &Path, hosts: u32, events: u32) -> Vec<String> {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tcpfr")).with_file_name("examples").join("gen-recording");
-    assert!(exe.exists(), "{} is missing: cargo build -p tcpfr-recorder --example gen-recording", exe.display());
-    let st = Command::new(&exe)
-        .args(["--out", out.to_str().unwrap(), "--hosts", &hosts.to_string(), "--events", &events.to_string(), "--sockets", "200", "--span", "2h"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    let mut dirs: Vec<String> = std::fs::read_dir(out).unwrap().flatten().map(|e| e.path().to_string_lossy().into_owned()).collect();
-    dirs.sort();
-    assert_eq!(dirs.len(), hosts as usize);
-    dirs
-}
-
 fn with(recs: &[String], q: &[&str]) -> Vec<String> {
     let mut v = vec![q[0].to_string()];
     v.extend(recs.iter().cloned());
@@ -64,7 +54,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 fn every_question_answers_over_s3_as_over_local_disk() {
     let sw = Seaweed::start("fleet");
     let tmp = tempfile::tempdir().unwrap();
-    let generated = generate(&tmp.path().join("gen"), 20, 200_000);
+    let generated = generate(&examples(), &tmp.path().join("gen"), 20, 200_000);
     let samples: Vec<String> =
         ["bulk-loss", "refused", "services", "syn-blackhole"].iter().map(|s| sample(s).join("recording").to_string_lossy().into_owned()).collect();
 
@@ -73,21 +63,13 @@ fn every_question_answers_over_s3_as_over_local_disk() {
         let shipped = ok_at(&sw, &strs(&with(recs, &["ship"]).into_iter().chain([url.clone()]).collect::<Vec<_>>()));
         assert!(shipped.stdout.contains(&format!("{n} manifest(s) written")), "{}", shipped.stdout);
 
-        let questions: Vec<Vec<&str>> = vec![
-            vec!["retransmit-rate", "--format", "csv"],
-            vec!["hotspots", "--format", "csv"],
-            vec!["hotspots", "--by", "host", "--format", "csv"],
-            vec!["handshakes", "--format", "csv"],
-            vec!["resets", "--format", "csv"],
-            vec!["rtt", "--format", "csv"],
-            vec!["timeline", "--format", "csv"],
-            vec!["top-flows", "--format", "csv"],
+        let mut questions: Vec<Vec<&str>> = QUESTIONS.iter().map(|q| q.to_vec()).collect();
+        questions.extend([
             vec!["retransmit-rate", "--last", "20m", "--format", "csv"],
-            vec!["report"],
             vec!["query", "SELECT * FROM retransmits ORDER BY host, time, socket_id", "--format", "csv"],
             vec!["query", "SELECT * FROM rtt_samples ORDER BY host, time, socket_id LIMIT 200", "--format", "csv"],
             vec!["query", "SELECT host, count(*) AS n, sum(segments) AS s FROM retransmits WHERE counted GROUP BY host ORDER BY host", "--format", "csv"],
-        ];
+        ]);
         for q in &questions {
             let want = ok_at(&sw, &strs(&with(recs, q))).stdout;
             assert!(want.lines().count() > 2, "{q:?} answers something: {want}");
@@ -140,7 +122,7 @@ fn every_question_answers_over_s3_as_over_local_disk() {
 fn a_host_filter_fetches_only_that_hosts_objects() {
     let sw = Seaweed::start("prune");
     let tmp = tempfile::tempdir().unwrap();
-    let recs = generate(&tmp.path().join("gen"), 12, 60_000);
+    let recs = generate(&examples(), &tmp.path().join("gen"), 12, 60_000);
     let url = sw.url("fleet/eu");
     ok_at(&sw, &strs(&with(&recs, &["ship"]).into_iter().chain([url.clone()]).collect::<Vec<_>>()));
 
@@ -196,4 +178,55 @@ fn bad_stores_get_clear_errors() {
     let r = tcpfr_at(&sw, &[], &["bundle", &sw.url("one"), "-o", out.to_str().unwrap()]);
     assert!(!r.ok && r.stderr.contains("needs the files on this machine"), "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"));
+}
+
+/// With no `AWS_*` keys in the environment, the profile `AWS_PROFILE` names in the AWS
+/// shared files gives keys, region and endpoint; a profile with wrong keys is refused,
+/// a missing one named.
+#[test]
+fn credentials_from_the_aws_shared_files() {
+    let sw = Seaweed::start("profiles");
+    let tmp = tempfile::tempdir().unwrap();
+    let (creds, config) = (tmp.path().join("credentials"), tmp.path().join("config"));
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = not-the-secret\n\n[fleet]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"),
+    )
+    .unwrap();
+    // Both profiles point at the test server: nothing may go anywhere else.
+    std::fs::write(&config, format!("[default]\nendpoint_url = {0}\n[profile fleet]\nregion = us-east-1\nendpoint_url = {0}\n", sw.endpoint)).unwrap();
+    let run = |profile: &str, args: &[&str]| -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcpfr"));
+        for (k, _) in sw.env() {
+            cmd.env_remove(k);
+        }
+        let out = cmd
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_PROFILE", profile)
+            .args(args)
+            .output()
+            .unwrap();
+        Run {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let rec = sample("refused").join("recording");
+    let rec = rec.to_str().unwrap();
+    let url = sw.url("p");
+    let r = run("fleet", &["ship", rec, &url]);
+    assert!(r.ok && r.stdout.contains("1 manifest(s) written"), "{}", r.stderr);
+    let want = ok(&["resets", rec, "--format", "csv"]);
+    let got = run("fleet", &["resets", &url, "--format", "csv"]);
+    assert!(got.ok, "{}", got.stderr);
+    assert_eq!(got.stdout, want);
+
+    let r = run("default", &["resets", &url]);
+    assert!(!r.ok && r.code == Some(1) && r.stderr.contains("cannot read the store"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not-the-secret") && !r.stderr.contains(SECRET_KEY), "{}", r.stderr);
+    let r = run("nope", &["resets", &url]);
+    assert!(!r.ok && r.stderr.contains("AWS_PROFILE=nope") && r.stderr.contains("credentials"), "{}", r.stderr);
 }

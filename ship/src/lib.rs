@@ -20,7 +20,10 @@
 //! Stores are [`object_store`] (the copy DataFusion links): `file:///abs/dir` or a plain
 //! path (created if missing), `s3://bucket/prefix` (credentials, region and
 //! `AWS_ENDPOINT`/`AWS_ALLOW_HTTP` for S3-compatible servers from the environment, via
-//! `AmazonS3Builder::from_env`; they are never printed).
+//! `AmazonS3Builder::from_env`, then from the profile of the AWS shared files
+//! ([`profile`]), then the instance's role; they are never printed).
+
+pub mod profile;
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +74,25 @@ impl Store {
             if bucket.is_empty() {
                 bail!("{url}: no bucket (expected s3://BUCKET[/PREFIX])");
             }
-            let store = AmazonS3Builder::from_env()
+            let mut builder = AmazonS3Builder::from_env();
+            let profile = profile::from_files().with_context(|| format!("{url}: AWS shared config"))?;
+            if let Some((id, secret, token)) = profile.keys {
+                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(t) = token {
+                    builder = builder.with_token(t);
+                }
+            }
+            if let Some(region) = profile.region {
+                builder = builder.with_region(region);
+            }
+            if let Some(endpoint) = profile.endpoint {
+                // An http:// endpoint configured on purpose (an S3-compatible server).
+                if endpoint.starts_with("http://") {
+                    builder = builder.with_allow_http(true);
+                }
+                builder = builder.with_endpoint(endpoint);
+            }
+            let store = builder
                 .with_bucket_name(bucket)
                 // Single requests: a few quick retries, so an unreachable endpoint is
                 // reported in seconds; whole files are retried again by `ship`.
