@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tcpfr_testsupport::fleet::{generate, QUESTIONS};
 use tcpfr_testsupport::Seaweed;
 
 fn bin_dir() -> PathBuf {
@@ -149,20 +150,6 @@ fn ok(sw: &Seaweed, args: &[&str]) -> String {
     r.stdout
 }
 
-/// Simulated hosts' recordings from the recorder's benchmark generator.
-fn generate(out: &Path, hosts: u32, events: u32) -> Vec<String> {
-    let exe = bin_dir().join("examples").join("gen-recording");
-    assert!(exe.exists(), "{} is missing: cargo build -p tcpfr-recorder --example gen-recording", exe.display());
-    let st = Command::new(&exe)
-        .args(["--out", out.to_str().unwrap(), "--hosts", &hosts.to_string(), "--events", &events.to_string(), "--sockets", "200", "--span", "2h"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
-    let mut dirs: Vec<String> = std::fs::read_dir(out).unwrap().flatten().map(|e| e.path().to_string_lossy().into_owned()).collect();
-    dirs.sort();
-    dirs
-}
-
 fn sample(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples").join(name).join("recording").to_string_lossy().into_owned()
 }
@@ -202,7 +189,7 @@ fn same(q: &str, got: &str, want: &str) -> Result<(), String> {
 fn every_question_answers_on_the_cluster_as_in_one_process() {
     let sw = Seaweed::start("cluster");
     let tmp = tempfile::tempdir().unwrap();
-    let generated = generate(&tmp.path().join("gen"), 12, 120_000);
+    let generated = generate(&bin_dir().join("examples"), &tmp.path().join("gen"), 12, 120_000);
     let samples: Vec<String> = ["bulk-loss", "refused", "services", "syn-blackhole"].iter().map(|s| sample(s)).collect();
     for (recs, prefix) in [(&generated, "gen"), (&samples, "samples")] {
         let mut args = vec!["ship"];
@@ -213,26 +200,17 @@ fn every_question_answers_on_the_cluster_as_in_one_process() {
     }
     let cluster = Cluster::start(&sw, tmp.path());
 
-    let questions: Vec<Vec<&str>> = vec![
-        vec!["retransmit-rate", "--format", "csv"],
-        vec!["hotspots", "--format", "csv"],
-        vec!["hotspots", "--by", "host", "--format", "csv"],
-        vec!["handshakes", "--format", "csv"],
-        vec!["resets", "--format", "csv"],
-        vec!["rtt", "--format", "csv"],
-        vec!["timeline", "--format", "csv"],
-        vec!["top-flows", "--format", "csv"],
+    let mut questions: Vec<Vec<&str>> = QUESTIONS.iter().map(|q| q.to_vec()).collect();
+    questions.extend([
         vec!["retransmit-rate", "--last", "20m", "--format", "csv"],
-        vec!["report"],
         vec!["query", "SELECT host, count(*) AS n, sum(segments) AS s FROM retransmits WHERE counted GROUP BY host ORDER BY host", "--format", "csv"],
         vec!["query", "SELECT * FROM rtt_samples ORDER BY host, time, socket_id LIMIT 200", "--format", "csv"],
-    ];
+    ]);
     // tcpfr's SQL function runs on the executors: called directly, and through a
     // services map whose rules need it (IPv6 networks) next to plain IPv4 ones.
     let map = tmp.path().join("services.toml");
     std::fs::write(&map, "[[service]]\nname = \"v6-net\"\ncidr = \"fd00::/8\"\n[[service]]\nname = \"db-net\"\ncidr = \"10.2.0.0/24\"\n").unwrap();
     let map = map.to_str().unwrap();
-    let mut questions = questions;
     questions.push(vec!["hotspots", "--services", map, "--format", "csv"]);
     questions.push(vec![
         "query",

@@ -1,9 +1,14 @@
-//! Servers that tests start for real and stop on drop, shared by the crates' tests.
+//! What the crates' tests share: servers started for real and stopped on drop, and the
+//! fleet tests' recordings and questions.
 //!
 //! [`Seaweed`]: a SeaweedFS `weed server -s3` on loopback — a real S3-compatible object
 //! store for the shipping and fleet tests (scripts/bootstrap.sh installs `weed` into
 //! `$TCPFR_TOOLS/bin`). Every port is chosen at run time, the data lives in a temp dir,
 //! and the access key is required (so credentials from the environment are exercised).
+//!
+//! [`fleet`]: generated hosts' recordings and the questions the fleet tests compare.
+
+pub mod fleet;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -80,7 +85,9 @@ impl Seaweed {
             .arg(format!("-master.port={master}"))
             .arg(format!("-master.port.grpc={}", grpc(master)))
             .arg(format!("-master.dir={}", data.display()))
-            .args(["-master.volumeSizeLimitMB=64", "-volume.max=50"])
+            // Small volumes, as many as the disk takes (a fixed 50 filled up at 3.2 GB
+            // in the fleet benchmark).
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=0"])
             .arg(format!("-volume.port={volume}"))
             .arg(format!("-volume.port.grpc={}", grpc(volume)))
             .arg(format!("-filer.port={filer}"))
