@@ -34,8 +34,14 @@ fn server_aborts_mid_stream() {
     // answered with more resets (NO_SOCKET), as many as the race produced.
     let sent: Vec<&Reset> = resets.iter().filter(|r| &*r.direction == "sent" && (r.netns == Some(sns) || (r.socket_id.is_none() && &*r.laddr == bed.server_ip))).collect();
     assert_eq!(sent.len() as i64, delta(&sb, &sa, "Tcp.OutRsts"), "{resets:#?}");
-    let aborts: Vec<&&Reset> = sent.iter().filter(|r| r.reason.as_deref().is_some_and(|x| x.starts_with("TCP_ABORT_ON_"))).collect();
-    assert_eq!(aborts.len(), 5);
+    // The kernel gives a SO_LINGER-0 close one of two reasons: TCP_ABORT_ON_CLOSE when it
+    // dropped unread data, TCP_STATE (tcp_disconnect) when the receive queue happened to
+    // be empty — a race with the client's data (seen in about one run in five).
+    let aborts: Vec<&&Reset> = sent
+        .iter()
+        .filter(|r| r.reason.as_deref().is_some_and(|x| x.starts_with("TCP_ABORT_ON_") || x == "TCP_STATE"))
+        .collect();
+    assert_eq!(aborts.len(), 5, "{sent:#?}");
     // close() with SO_LINGER 0 moves the socket to CLOSE, then sends the reset.
     assert!(aborts.iter().all(|r| r.state.as_deref() == Some("CLOSE") && r.pid == Some(server_pid as i32)), "owned by the server (listener's process)");
     assert!(sent.iter().filter(|r| r.socket_id.is_none()).all(|r| r.reason.as_deref() == Some("NO_SOCKET")));
