@@ -4,7 +4,7 @@
 -- title: Resets by direction, state and endpoints
 WITH p AS (
     -- One pass over the events, numbers first: per endpoint pair, state and process,
-    -- ephemeral ports as NULL (shown as *); text only for these groups, not every row.
+    -- ephemeral ports as NULL (shown as *), and text only for these groups, not every row.
     SELECT direction,
            service,
            laddr, CASE WHEN lport >= 32768 THEN NULL ELSE lport END AS lp,
