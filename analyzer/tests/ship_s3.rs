@@ -24,13 +24,7 @@ fn tcpfr_at(sw: &Seaweed, env: &[(&str, &str)], args: &[&str]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.args(args).output().expect("tcpfr runs");
-    Run {
-        ok: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(cmd.args(args))
 }
 
 fn ok_at(sw: &Seaweed, args: &[&str]) -> Run {
@@ -200,19 +194,7 @@ fn credentials_from_the_aws_shared_files() {
         for (k, _) in sw.env() {
             cmd.env_remove(k);
         }
-        let out = cmd
-            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
-            .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_PROFILE", profile)
-            .args(args)
-            .output()
-            .unwrap();
-        Run {
-            ok: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(cmd.env("AWS_SHARED_CREDENTIALS_FILE", &creds).env("AWS_CONFIG_FILE", &config).env("AWS_PROFILE", profile).args(args))
     };
     let rec = sample("refused").join("recording");
     let rec = rec.to_str().unwrap();

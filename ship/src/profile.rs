@@ -43,22 +43,16 @@ pub fn resolve(credentials: &str, config: &str, env: &dyn Fn(&str) -> Option<Str
     let conf = sections(config);
     // The credentials file names sections plainly; the config file as `profile NAME`
     // (but `default` plainly). Keys in the credentials file win.
-    let mut p: HashMap<String, String> = conf
-        .get(&format!("profile {name}"))
-        .or_else(|| conf.get(&name).filter(|_| name == "default"))
-        .cloned()
-        .unwrap_or_default();
+    let from_conf = conf.get(&format!("profile {name}")).or_else(|| conf.get(&name).filter(|_| name == "default"));
     let from_creds = creds.get(&name);
-    if let Some(c) = from_creds {
-        p.extend(c.clone());
-    }
-    let found = from_creds.is_some() || conf.contains_key(&format!("profile {name}")) || (name == "default" && conf.contains_key("default"));
-    if !found {
+    if from_conf.is_none() && from_creds.is_none() {
         if explicit.is_some() {
             bail!("AWS_PROFILE={name}: no such profile in {files}");
         }
         return Ok(Profile::default());
     }
+    let mut p: HashMap<String, String> = from_conf.cloned().unwrap_or_default();
+    p.extend(from_creds.cloned().unwrap_or_default());
     let env_keys = env("AWS_ACCESS_KEY_ID").is_some();
     let keys = match (p.get("aws_access_key_id"), p.get("aws_secret_access_key")) {
         _ if env_keys => None,

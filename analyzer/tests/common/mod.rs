@@ -16,14 +16,21 @@ pub struct Run {
     pub stderr: String,
 }
 
-pub fn tcpfr(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tcpfr")).args(args).output().expect("tcpfr runs");
-    Run {
-        ok: out.status.success(),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+impl Run {
+    /// Runs `cmd` to the end and keeps what it said.
+    pub fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().expect("tcpfr runs");
+        Run {
+            ok: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
+}
+
+pub fn tcpfr(args: &[&str]) -> Run {
+    Run::of(Command::new(env!("CARGO_BIN_EXE_tcpfr")).args(args))
 }
 
 /// Runs and expects success; returns stdout.
