@@ -183,10 +183,14 @@ impl Manifest {
                 reason: "no \"format_version\"".into(),
             })?;
         check_version(version, path)?;
-        serde_json::from_value(value).map_err(|e| FormatError::Manifest {
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| FormatError::Manifest {
             path: path.to_path_buf(),
             reason: e.to_string(),
-        })
+        })?;
+        for f in &manifest.files {
+            check_file_path(f).map_err(|reason| FormatError::Manifest { path: path.to_path_buf(), reason })?;
+        }
+        Ok(manifest)
     }
 
     /// Writes the manifest atomically: a reader sees the old or the new one, never half.
@@ -202,10 +206,34 @@ impl Manifest {
         self.files.iter().filter(move |f| f.table == table)
     }
 
-    /// Absolute path of a file entry.
+    /// Absolute path of a file entry. Entries of a parsed manifest passed
+    /// [`check_file_path`], so the path stays below `dir`.
     pub fn file_path(dir: &Path, entry: &FileEntry) -> PathBuf {
         entry.path.split('/').fold(dir.to_path_buf(), |p, c| p.join(c))
     }
+}
+
+/// A file entry's path must name a Parquet file below its table's directory:
+/// `<table>/<name>.parquet` in a recording, `<table>/host=…/date=…/hour=…/<name>.parquet`
+/// in a shipped store, every component a plain name. Manifests are read by a root
+/// daemon that deletes, hard-links and uploads the files they list (the ring, snapshots,
+/// `--ship`): a path that could leave the recording (`..`, absolute, empty components)
+/// or name a hidden sidecar is refused when the manifest is read, not where it is used.
+pub fn check_file_path(entry: &FileEntry) -> std::result::Result<(), String> {
+    let table_ok = !entry.table.is_empty() && entry.table.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !table_ok {
+        return Err(format!("table name {:?} is not lower-case letters, digits and '_'", entry.table));
+    }
+    let parts: Vec<&str> = entry.path.split('/').collect();
+    let plain = |c: &str| !c.is_empty() && !c.starts_with('.') && !c.contains(['\\', '\0']);
+    let well_formed = parts.len() >= 2
+        && parts.iter().all(|c| plain(c))
+        && parts[0] == entry.table
+        && parts.last().is_some_and(|n| n.len() > ".parquet".len() && n.ends_with(".parquet"));
+    if !well_formed {
+        return Err(format!("file path {:?} is not {}/<name>.parquet", entry.path, entry.table));
+    }
+    Ok(())
 }
 
 /// `Ok` for versions this build reads; a precise error otherwise.
@@ -290,6 +318,39 @@ mod tests {
         assert!(matches!(err, FormatError::UnsupportedVersion { .. }), "{msg}");
         assert!(msg.contains("format 2.0") && msg.contains("reads format 2"), "{msg}");
         assert!(msg.contains("rec/manifest.json"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_file_paths_that_could_leave_the_recording() {
+        let with_file = |table: &str, path: &str| {
+            let mut j = serde_json::to_value(sample()).unwrap();
+            j["files"] = serde_json::json!([{
+                "table": table, "path": path, "segment": 1, "rows": 1, "bytes": 1,
+                "sha256": "", "time_min": null, "time_max": null
+            }]);
+            Manifest::parse(&serde_json::to_vec(&j).unwrap(), Path::new("rec/manifest.json"))
+        };
+        for (table, path) in [
+            ("retransmits", "../../victim"),
+            ("retransmits", "retransmits/../../victim.parquet"),
+            ("retransmits", "/etc/shadow.parquet"),
+            ("retransmits", "retransmits//x.parquet"),
+            ("retransmits", "retransmits/./x.parquet"),
+            ("retransmits", "retransmits/.x.parquet.wal"),
+            ("retransmits", "retransmits/x.json"),
+            ("retransmits", "resets/x.parquet"),
+            ("retransmits", "retransmits"),
+            ("retransmits", "retransmits/a\\..\\b.parquet"),
+            ("..", "../x.parquet"),
+            ("Retransmits", "Retransmits/x.parquet"),
+        ] {
+            let e = with_file(table, path).unwrap_err();
+            assert!(matches!(e, FormatError::Manifest { .. }), "{path}: {e}");
+            assert!(e.to_string().contains("rec/manifest.json"), "{e}");
+        }
+        for path in ["retransmits/20231114T221320.000Z-000001.parquet", "retransmits/host=web1/date=2026-11-23/hour=23/0196-000007.parquet"] {
+            with_file("retransmits", path).unwrap();
+        }
     }
 
     #[test]
