@@ -28,7 +28,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanose
 use datafusion::arrow::compute::filter_record_batch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
-use tcpfr_schema::manifest::{parse_rfc3339, RecorderInfo};
+use tcpfr_schema::manifest::{parse_rfc3339, ClockInfo, RecorderInfo};
 use tcpfr_schema::read::{discover, Recording, Source, Verify};
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tcpfr_schema::{layout, schema_of, TABLES};
@@ -201,13 +201,19 @@ fn write_recording(
         None => m.host.clone(),
     };
     let redacting = redactor.is_some();
+    let kernel = match (redactor.as_deref_mut(), &m.kernel) {
+        (Some(r), Some(k)) => Some(r.kernel(k)),
+        (_, k) => k.clone(),
+    };
+    // The offset of the monotonic clock is the machine's boot time: it identifies.
+    let clock = ClockInfo { mono_to_utc_offset_ns: if redacting { 0 } else { m.clock.mono_to_utc_offset_ns }, ..m.clock.clone() };
     let info = RecordingInfo {
         recording_id: uuid::Uuid::now_v7().to_string(),
         host,
-        kernel: m.kernel.clone(),
+        kernel,
         // Boot ids and the recorder's flags (paths, addresses, host names) identify.
         boot_id: if redacting { None } else { m.boot_id.clone() },
-        clock: m.clock.clone(),
+        clock,
         recorder: RecorderInfo {
             version: m.recorder.version.clone(),
             config: if redacting { serde_json::json!({}) } else { m.recorder.config.clone() },
@@ -418,17 +424,20 @@ fn extract(bundle: &Path) -> Result<PathBuf> {
         }
         bail!("{} is a tar archive but not a tcpfr bundle (no {SUMS}, no manifest.json)", bundle.display());
     };
-    let mut listed = 0;
+    // Every member listed exactly once: a line listed twice must not make up for a
+    // member that is not listed (and so never checked).
+    let mut listed = std::collections::BTreeSet::new();
     for line in sums.lines().filter(|l| !l.trim().is_empty()) {
         let Some((hash, rel)) = line.split_once("  ") else { return Err(damaged(format!("{SUMS} has a malformed line {line:?}"))) };
         match hashes.get(rel) {
             None => return Err(damaged(format!("{rel} is missing (truncated?)"))),
             Some(h) if h != hash => return Err(damaged(format!("{rel} has checksum {h}, expected {hash}"))),
-            Some(_) => listed += 1,
+            Some(_) if !listed.insert(rel) => return Err(damaged(format!("{SUMS} lists {rel} twice"))),
+            Some(_) => {}
         }
     }
-    if listed != hashes.len() {
-        let extra: Vec<&String> = hashes.keys().filter(|k| !sums.contains(&format!("  {k}\n"))).collect();
+    if listed.len() != hashes.len() {
+        let extra: Vec<&String> = hashes.keys().filter(|k| !listed.contains(k.as_str())).collect();
         return Err(damaged(format!("members not in {SUMS}: {extra:?}")));
     }
     if !hashes.keys().any(|k| k.ends_with(layout::MANIFEST)) {

@@ -172,27 +172,39 @@ impl Redactor {
         p
     }
 
-    /// Free text (notes, errors): host names replaced, and anything that reads as an
-    /// IP address replaced by its pseudonym.
+    /// The kernel release to write: only its version numbers (`6.18.0-13-cloud-amd64`
+    /// → `6.18`); the rest (build, flavour, distribution) narrows down the machine.
+    /// The full string is replaced in text too.
+    pub fn kernel(&mut self, release: &str) -> String {
+        let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+        let short = match (parts.next(), parts.next()) {
+            (Some(a), Some(b)) => format!("{a}.{b}"),
+            _ => "unknown".to_string(),
+        };
+        if !release.is_empty() && !self.hosts.iter().any(|(h, _)| h == release) {
+            self.hosts.push((release.to_string(), short.clone()));
+            self.hosts.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+        }
+        short
+    }
+
+    /// Free text (notes, errors): URLs (object-store endpoints and buckets) cut to their
+    /// scheme, host names and kernel releases replaced, and every IP address found
+    /// inside the text replaced by its pseudonym — also where it is glued to other
+    /// text (`10.0.0.5:9000`, `ed:10.0.0.5`, `[fd00::1]:80`).
     pub fn text(&mut self, s: &str) -> Result<String> {
+        let s = redact_urls(s);
         let mut out = String::with_capacity(s.len());
-        let mut token = String::new();
+        let mut run = String::new();
         let is_addr_char = |c: char| c.is_ascii_hexdigit() || c == '.' || c == ':';
         for c in s.chars().chain(std::iter::once('\u{0}')) {
             if is_addr_char(c) {
-                token.push(c);
+                run.push(c);
                 continue;
             }
-            if !token.is_empty() {
-                let t = std::mem::take(&mut token);
-                let trimmed = t.trim_end_matches(['.', ':']);
-                match trimmed.parse::<IpAddr>() {
-                    Ok(ip) if trimmed.contains('.') || trimmed.matches(':').count() >= 2 => {
-                        out.push_str(&self.address(ip)?.to_string());
-                        out.push_str(&t[trimmed.len()..]);
-                    }
-                    _ => out.push_str(&t),
-                }
+            if !run.is_empty() {
+                let r = std::mem::take(&mut run);
+                out.push_str(&self.addresses_in(&r)?);
             }
             if c != '\u{0}' {
                 out.push(c);
@@ -203,6 +215,26 @@ impl Redactor {
                 out = out.replace(h.as_str(), p);
             }
         }
+        Ok(out)
+    }
+
+    /// A run of address characters (hex digits, `.`, `:`) with every IPv6 address
+    /// (at least two colons) and then every dotted IPv4 address in it replaced.
+    fn addresses_in(&mut self, run: &str) -> Result<String> {
+        if let Some((i, j, ip)) = find_ipv6(run) {
+            let mut out = self.addresses_in(&run[..i])?;
+            out.push_str(&self.address(IpAddr::V6(ip))?.to_string());
+            out.push_str(&self.addresses_in(&run[j..])?);
+            return Ok(out);
+        }
+        let mut out = String::with_capacity(run.len());
+        let mut rest = run;
+        while let Some((i, j, ip)) = find_ipv4(rest) {
+            out.push_str(&rest[..i]);
+            out.push_str(&self.address(IpAddr::V4(ip))?.to_string());
+            rest = &rest[j..];
+        }
+        out.push_str(rest);
         Ok(out)
     }
 
@@ -244,6 +276,71 @@ impl Redactor {
         }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
+}
+
+/// The first, longest IPv6 address in `run` (byte range and value): a substring with at
+/// least two colons and three hex digits (so `std::io` is not `d::`) that parses as
+/// one. Textual IPv6 is at most 45 characters, which bounds the search.
+fn find_ipv6(run: &str) -> Option<(usize, usize, Ipv6Addr)> {
+    if run.matches(':').count() < 2 {
+        return None;
+    }
+    let plausible = |c: &str| c.matches(':').count() >= 2 && c.chars().filter(char::is_ascii_hexdigit).count() >= 3;
+    for i in 0..run.len() {
+        for j in (i + 2..=run.len().min(i + 45)).rev() {
+            let c = &run[i..j];
+            if plausible(c) {
+                if let Ok(ip) = c.parse::<Ipv6Addr>() {
+                    return Some((i, j, ip));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The first dotted-quad IPv4 address in `s` (byte range and value): a maximal run of
+/// digits and dots, its edge dots trimmed, that parses as one.
+fn find_ipv4(s: &str) -> Option<(usize, usize, Ipv4Addr)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'.') {
+            j += 1;
+        }
+        let cand = s[i..j].trim_end_matches('.');
+        if let Ok(ip) = cand.parse::<Ipv4Addr>() {
+            return Some((i, i + cand.len(), ip));
+        }
+        i = j;
+    }
+    None
+}
+
+/// Text with every URL (`scheme://…` up to white space) cut to `scheme://…`: object
+/// stores' endpoints, buckets and prefixes name the organisation.
+fn redact_urls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(k) = rest.find("://") {
+        let scheme_start = rest[..k].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '.' || c == '-')).map_or(0, |p| p + 1);
+        let end = rest[k + 3..].find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')').map_or(rest.len(), |e| k + 3 + e);
+        out.push_str(&rest[..k + 3]);
+        if scheme_start == k {
+            // Not a URL after all ("://" alone): keep the text after it.
+            rest = &rest[k + 3..];
+            continue;
+        }
+        out.push('…');
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `--keep` values: a CIDR, or a single address.
@@ -303,6 +400,39 @@ mod tests {
         }
         let k: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(r.address(k).unwrap(), k);
+    }
+
+    #[test]
+    fn addresses_glued_to_other_text_are_found() {
+        let mut r = Redactor::with_key(Options::default(), b"k");
+        for (text, secret) in [
+            ("upload failed: error sending request for url (http://10.0.0.5:9000/bucket/key)", "10.0.0.5"),
+            ("connect 10.0.0.5:9000 refused", "10.0.0.5"),
+            ("seen:10.0.0.5", "10.0.0.5"),
+            ("ed:10.0.0.5", "10.0.0.5"),
+            ("peer=[fd00::1]:80", "fd00::1"),
+            ("via fe80::1:2 and ::ffff:10.1.2.3,", "fe80::1:2"),
+            ("id abc10.9.8.7.", "10.9.8.7"),
+        ] {
+            let t = r.text(text).unwrap();
+            assert!(!t.contains(secret), "{text:?} → {t:?}");
+        }
+        // The same address gets the same pseudonym wherever it stands.
+        let a = r.text("10.0.0.5").unwrap();
+        assert!(r.text("x:10.0.0.5:9000").unwrap().contains(&a));
+        // What only looks like an address part stays.
+        let plain = "at 12:43, 1.5 s, version 0.1.0, ratio 3:1, std::io::Error";
+        assert_eq!(r.text(plain).unwrap(), plain);
+    }
+
+    #[test]
+    fn urls_and_kernels_are_cut() {
+        let mut r = Redactor::with_key(Options::default(), b"k");
+        let t = r.text("shipping to s3://acme-prod-traces/tcpfr (endpoint https://minio.acme.internal:9000) failed").unwrap();
+        assert!(!t.contains("acme") && t.contains("s3://…") && t.contains("https://…"), "{t}");
+        assert_eq!(r.kernel("6.18.0-13-cloud-amd64"), "6.18");
+        let t = r.text("recorder started on kernel 6.18.0-13-cloud-amd64").unwrap();
+        assert_eq!(t, "recorder started on kernel 6.18");
     }
 
     #[test]

@@ -145,6 +145,39 @@ fn damaged_bundles_are_refused_clearly() {
         b.finish().unwrap();
     }
     fails(&["report", s(&other)], &["other.tcpfr", "not a tcpfr bundle"]);
+
+    // SHA256SUMS lists one member twice instead of listing the manifest, which was
+    // changed: the count of lines matches the members, but the manifest is unchecked.
+    let mut members: Vec<(String, Vec<u8>)> = tar::Archive::new(std::fs::File::open(&good).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), v)
+        })
+        .collect();
+    let sums = String::from_utf8(members[0].1.clone()).unwrap();
+    let manifest_line = sums.lines().find(|l| l.ends_with("rec-1/manifest.json")).unwrap();
+    let other_line = sums.lines().find(|l| l.contains("retransmits/")).unwrap();
+    members[0].1 = sums.replace(manifest_line, other_line).into_bytes();
+    let m = members.iter_mut().find(|(p, _)| p == "rec-1/manifest.json").unwrap();
+    let text = String::from_utf8(m.1.clone()).unwrap();
+    let host = serde_json::from_str::<serde_json::Value>(&text).unwrap()["host"].as_str().unwrap().to_string();
+    m.1 = text.replace(&format!("\"host\": \"{host}\""), "\"host\": \"forged\"").into_bytes();
+    let dup = dir.path().join("dup.tcpfr");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&dup).unwrap());
+        for (path, data) in &members {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    fails(&["query", s(&dup), "SELECT DISTINCT host FROM flows"], &["dup.tcpfr", "damaged", "twice"]);
 }
 
 /// Every string value of every Parquet file below `dir`, per column name.
@@ -280,6 +313,11 @@ fn redacted_bundles_hide_addresses_and_names_but_keep_the_shape() {
         let m: serde_json::Value = serde_json::from_str(&mtext).unwrap();
         assert_eq!(m["host"], "host-1");
         assert!(m["boot_id"].is_null(), "{m}");
+        // The kernel's version numbers only; no boot time (the monotonic clock's offset).
+        let kernel = manifest["kernel"].as_str().unwrap();
+        assert!(kernel.len() > 5 && !mtext.contains(kernel), "{name}: manifest carries the kernel {kernel}");
+        assert!(kernel.starts_with(m["kernel"].as_str().unwrap()), "{m}");
+        assert_eq!(m["clock"]["mono_to_utc_offset_ns"], 0, "{m}");
         assert_eq!(m["recorder"]["config"], serde_json::json!({}));
 
         // The shape survives: same numbers per address, same subnet structure.
