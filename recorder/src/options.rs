@@ -148,6 +148,12 @@ pub struct Options {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub max_peers: usize,
 
+    /// Metrics: connections no services-map rule or well-known port names are labelled
+    /// with their process name, for the first N process names seen; the rest are
+    /// service="other" (any local user can name a process).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub max_services: usize,
+
     /// Upload every closed file into an object store, as it closes: s3://BUCKET/PREFIX
     /// (credentials, region and endpoint from AWS_* variables, web identity, ECS/EKS or
     /// instance metadata; never logged) or file:///DIR. Earlier recordings in --out are

@@ -86,7 +86,7 @@ pub async fn run(opts: Options) -> Result<()> {
                 None => tcpfr_services::ServiceMap::default(),
             };
             let listener = crate::metrics::http::bind(addr)?;
-            Some((std::sync::Arc::new(crate::metrics::Metrics::new(&services, opts.max_peers)), listener))
+            Some((std::sync::Arc::new(crate::metrics::Metrics::new(&services, opts.max_peers, opts.max_services)), listener))
         }
         None => {
             if opts.services.is_some() {

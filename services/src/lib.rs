@@ -220,6 +220,21 @@ impl Matcher {
 
     /// [`Self::name`] without allocating: borrowed from the map or from `comm`.
     pub fn name_str<'a>(&'a self, lport: u16, rport: u16, raddr: &str, comm: Option<&'a str>, cgroup: Option<&str>) -> &'a str {
+        self.name_and_origin(lport, rport, raddr, comm, cgroup).0
+    }
+
+    /// [`Self::name_str`], and whether the name is the owning process's (no rule and no
+    /// well-known port named the connection). Process names are chosen by whoever
+    /// starts a process, so a consumer that keeps state per name (live metrics) must
+    /// bound how many of those it takes; the map's and the ports' names are bounded.
+    pub fn name_and_origin<'a>(
+        &'a self,
+        lport: u16,
+        rport: u16,
+        raddr: &str,
+        comm: Option<&'a str>,
+        cgroup: Option<&str>,
+    ) -> (&'a str, bool) {
         let port_ok = |spec: &Option<Option<(u16, u16)>>, p: u16| match spec {
             None => true,
             Some(Some((a, b))) => (*a..=*b).contains(&p),
@@ -236,16 +251,16 @@ impl Matcher {
                 Some(None) => false,
             };
             if cidr_ok && glob_ok(&r.process, comm) && glob_ok(&r.cgroup, cgroup) {
-                return &r.name;
+                return (&r.name, false);
             }
         }
-        if let Some(n) = well_known(rport) {
-            return n;
+        if let Some(n) = well_known(rport).or_else(|| well_known(lport)) {
+            return (n, false);
         }
-        if let Some(n) = well_known(lport) {
-            return n;
+        match comm {
+            Some(c) => (c, true),
+            None => ("unknown", false),
         }
-        comm.unwrap_or("unknown")
     }
 }
 

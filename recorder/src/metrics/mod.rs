@@ -7,14 +7,17 @@
 //!
 //! Nothing here runs on the thread that drains the kernel's ring buffer. The writer
 //! thread hands every flush's rows (the Arrow batches it is about to write) to
-//! [`Metrics::observe`], which adds them up under a mutex taken once per flush; a scrape
-//! takes the same mutex for as long as it needs to print the counters (microseconds),
-//! on a thread of its own (`http.rs`). Counters start at 0 when the recorder starts.
+//! [`Metrics::observe`], which adds them up and publishes a copy of the counters; a
+//! scrape prints the latest copy on a thread of its own (`http.rs`), so a slow or
+//! frequent scraper never holds up the writer. Counters start at 0 when the recorder
+//! starts.
 //!
 //! Labels: `service` is the services map's name (`tcpfr-services`, the same decision
-//! as the analyzer's `service` column); `peer` is the remote address, for the first
-//! `--max-peers` distinct addresses seen (a series never changes its label), `other`
-//! for the rest and for events without an address.
+//! as the analyzer's `service` column), where the map and the well-known ports name
+//! no service the process name for the first `--max-services` of those, `other` for
+//! the rest; `peer` is the remote address, for the first `--max-peers` distinct
+//! addresses seen (a series never changes its label), `other` for the rest and for
+//! events without an address. So every label set is bounded whatever local users do.
 
 pub mod http;
 pub mod text;
@@ -71,7 +74,7 @@ pub mod families {
 pub const RTT_BUCKETS_US: [u64; 14] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];
 
 /// Strings interned to small ids, in the order first seen.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Interner {
     names: Vec<String>,
     ids: HashMap<String, u32>,
@@ -96,6 +99,7 @@ impl Interner {
 /// Peer id 0 is `other`.
 const OTHER: u32 = 0;
 
+#[derive(Clone)]
 struct Peers {
     max: usize,
     names: Interner,
@@ -124,6 +128,36 @@ impl Peers {
     }
 }
 
+/// The `service` label: every name the services map or a well-known port gives (a
+/// set the operator chose), and the first `max` process names a connection fell back
+/// to; later process names are `other`. Any local user can name a process: without
+/// the cap, renaming processes would grow the series (and memory) of a root daemon.
+#[derive(Clone)]
+struct Services {
+    max: usize,
+    from_processes: usize,
+    names: Interner,
+}
+
+impl Services {
+    fn new(max: usize) -> Self {
+        Services { max, from_processes: 0, names: Interner::default() }
+    }
+
+    fn id(&mut self, name: &str, from_process: bool) -> u32 {
+        if let Some(id) = self.names.ids.get(name) {
+            return *id;
+        }
+        if from_process {
+            if self.from_processes >= self.max {
+                return self.names.id("other");
+            }
+            self.from_processes += 1;
+        }
+        self.names.id(name)
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Histogram {
     buckets: [u64; RTT_BUCKETS_US.len()],
@@ -134,9 +168,12 @@ struct Histogram {
 /// (service, peer, word): `word` is the third label's value (kind, role+cause, …).
 type Key = (u32, u32, u32);
 
-struct State {
-    matcher: Matcher,
-    services: Interner,
+/// What a scrape prints. The writer's copy is updated by every flush, then cloned for
+/// scrapes (a few hundred series at most: every label is bounded), so a scrape never
+/// holds a lock the writer waits for.
+#[derive(Clone)]
+struct Series {
+    services: Services,
     peers: Peers,
     /// Other label values (kinds, states, causes, directions, roles).
     words: Interner,
@@ -152,6 +189,11 @@ struct State {
     host_retrans_segs: u64,
     events: [u64; stream::COUNT],
     events_lost: [u64; stream::COUNT],
+}
+
+struct State {
+    matcher: Matcher,
+    series: Series,
     /// Open sockets' labels, for `rtt_samples` (which carry only a socket id).
     sockets: HashMap<i64, (u32, u32)>,
     /// Sockets closed in the previous flush: forgotten at the next one (their last
@@ -164,6 +206,8 @@ const MAX_SOCKETS: usize = 1 << 20;
 
 pub struct Metrics {
     state: Mutex<State>,
+    /// The series as of the last flush, for scrapes.
+    published: Mutex<Arc<Series>>,
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Option<&'a T> {
@@ -192,9 +236,9 @@ impl<'a> Ends<'a> {
 impl State {
     fn labels(&mut self, e: &Ends, i: usize) -> (u32, u32) {
         let raddr = e.raddr.value(i);
-        let name = self.matcher.name_str(e.lport.value(i), e.rport.value(i), raddr, opt(e.comm, i), opt(e.cgroup, i));
-        let svc = self.services.id(name);
-        (svc, self.peers.id(raddr))
+        let (name, from_process) = self.matcher.name_and_origin(e.lport.value(i), e.rport.value(i), raddr, opt(e.comm, i), opt(e.cgroup, i));
+        let svc = self.series.services.id(name, from_process);
+        (svc, self.series.peers.id(raddr))
     }
 
     fn sockets(&mut self, b: &RecordBatch) -> Option<()> {
@@ -214,11 +258,11 @@ impl State {
         let (kind, segs, err, counted) = (col::<StringArray>(b, "kind")?, col::<Int32Array>(b, "segments")?, col::<Int32Array>(b, "err")?, col::<BooleanArray>(b, "counted")?);
         for i in 0..b.num_rows() {
             let (svc, peer) = self.labels(&e, i);
-            let k = self.words.id(kind.value(i));
+            let k = self.series.words.id(kind.value(i));
             if counted.value(i) {
-                *self.retransmitted.entry((svc, peer, k)).or_default() += segs.value(i).max(0) as u64;
+                *self.series.retransmitted.entry((svc, peer, k)).or_default() += segs.value(i).max(0) as u64;
             } else if !err.is_null(i) && err.value(i) != 0 {
-                *self.retransmit_failures.entry((svc, peer, OTHER)).or_default() += 1;
+                *self.series.retransmit_failures.entry((svc, peer, OTHER)).or_default() += 1;
             }
         }
         Some(())
@@ -228,8 +272,8 @@ impl State {
         let (e, dir) = (Ends::of(b)?, col::<StringArray>(b, "direction")?);
         for i in 0..b.num_rows() {
             let (svc, peer) = self.labels(&e, i);
-            let d = self.words.id(dir.value(i));
-            *self.resets.entry((svc, peer, d)).or_default() += 1;
+            let d = self.series.words.id(dir.value(i));
+            *self.series.resets.entry((svc, peer, d)).or_default() += 1;
         }
         Some(())
     }
@@ -242,8 +286,8 @@ impl State {
             if s == "CLOSE" {
                 closed.push(id.value(i));
             }
-            let w = self.words.id(s);
-            *self.state_changes.entry((svc, OTHER, w)).or_default() += 1;
+            let w = self.series.words.id(s);
+            *self.series.state_changes.entry((svc, OTHER, w)).or_default() += 1;
         }
         Some(())
     }
@@ -258,18 +302,18 @@ impl State {
                 continue;
             }
             let (svc, peer) = self.labels(&e, i);
-            let w = self.words.id(&format!("{role}\0{cause}"));
-            *self.handshake_failures.entry((svc, peer, w)).or_default() += 1;
+            let w = self.series.words.id(&format!("{role}\0{cause}"));
+            *self.series.handshake_failures.entry((svc, peer, w)).or_default() += 1;
         }
         Some(())
     }
 
     fn rtt_samples(&mut self, b: &RecordBatch) -> Option<()> {
         let (id, srtt) = (col::<Int64Array>(b, "socket_id")?, col::<UInt32Array>(b, "srtt_us")?);
-        let unknown = self.services.id("unknown");
+        let unknown = self.series.services.id("unknown", false);
         for i in 0..b.num_rows() {
             let l = self.sockets.get(&id.value(i)).copied().unwrap_or((unknown, OTHER));
-            let h = self.rtt.entry(l).or_default();
+            let h = self.series.rtt.entry(l).or_default();
             let us = srtt.value(i) as u64;
             // Cumulative buckets are made at render time; here the first that holds it.
             if let Some(k) = RTT_BUCKETS_US.iter().position(|b| us <= *b) {
@@ -283,26 +327,25 @@ impl State {
 }
 
 impl Metrics {
-    pub fn new(services: &tcpfr_services::ServiceMap, max_peers: usize) -> Self {
+    pub fn new(services: &tcpfr_services::ServiceMap, max_peers: usize, max_services: usize) -> Self {
+        let series = Series {
+            services: Services::new(max_services),
+            peers: Peers::new(max_peers),
+            words: Interner::default(),
+            retransmitted: HashMap::new(),
+            retransmit_failures: HashMap::new(),
+            handshake_failures: HashMap::new(),
+            resets: HashMap::new(),
+            state_changes: HashMap::new(),
+            rtt: HashMap::new(),
+            host_out_segs: 0,
+            host_retrans_segs: 0,
+            events: [0; stream::COUNT],
+            events_lost: [0; stream::COUNT],
+        };
         Metrics {
-            state: Mutex::new(State {
-                matcher: services.matcher(),
-                services: Interner::default(),
-                peers: Peers::new(max_peers),
-                words: Interner::default(),
-                retransmitted: HashMap::new(),
-                retransmit_failures: HashMap::new(),
-                handshake_failures: HashMap::new(),
-                resets: HashMap::new(),
-                state_changes: HashMap::new(),
-                rtt: HashMap::new(),
-                host_out_segs: 0,
-                host_retrans_segs: 0,
-                events: [0; stream::COUNT],
-                events_lost: [0; stream::COUNT],
-                sockets: HashMap::new(),
-                closing: Vec::new(),
-            }),
+            published: Mutex::new(Arc::new(series.clone())),
+            state: Mutex::new(State { matcher: services.matcher(), series, sockets: HashMap::new(), closing: Vec::new() }),
         }
     }
 
@@ -340,23 +383,26 @@ impl Metrics {
         st.closing = closed;
         // All namespaces the recorder reads, as the event families cover every namespace
         // (and as `tcpfr export openmetrics` sums them).
+        let series = &mut st.series;
         for h in host_counters {
-            st.host_out_segs += h.out_segs.max(0) as u64;
-            st.host_retrans_segs += h.retrans_segs.max(0) as u64;
+            series.host_out_segs += h.out_segs.max(0) as u64;
+            series.host_retrans_segs += h.retrans_segs.max(0) as u64;
         }
         for r in recorder_stats.iter().filter(|r| r.interval_ns > 0 && r.gap_start.is_none()) {
             if let Some(i) = TABLES.iter().position(|t| *t == &*r.stream) {
-                st.events[i] += r.events_seen.max(0) as u64;
-                st.events_lost[i] += r.events_lost.max(0) as u64;
+                series.events[i] += r.events_seen.max(0) as u64;
+                series.events_lost[i] += r.events_lost.max(0) as u64;
             }
         }
+        let copy = Arc::new(series.clone());
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = copy;
     }
 
     /// The event families (and host counters) in the text format.
     fn render_into(&self, t: &mut Text) {
         use families::*;
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (svc, peer, word) = (|id: u32| st.services.name(id), |id: u32| st.peers.names.name(id), |id: u32| st.words.name(id));
+        let st: Arc<Series> = self.published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (svc, peer, word) = (|id: u32| st.services.names.name(id), |id: u32| st.peers.names.name(id), |id: u32| st.words.name(id));
         let sorted = |m: &HashMap<Key, u64>| {
             let mut v: Vec<(Key, u64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
             v.sort_by(|a, b| (svc(a.0 .0), peer(a.0 .1), word(a.0 .2)).cmp(&(svc(b.0 .0), peer(b.0 .1), word(b.0 .2))));
@@ -593,10 +639,40 @@ mod tests {
     }
 
     #[test]
+    fn process_names_are_capped_but_the_maps_names_are_not() {
+        let mut s = Services::new(2);
+        let a = s.id("api", true);
+        let b = s.id("worker", true);
+        let other = s.id("evil-1", true);
+        assert_eq!(s.names.name(other), "other");
+        assert_eq!(s.id("evil-2", true), other);
+        assert_eq!((s.id("api", true), s.id("worker", true)), (a, b));
+        // Names from the services map or a well-known port are the operator's: kept.
+        assert_ne!(s.id("postgres", false), other);
+        assert_eq!(s.names.names.len(), 4);
+    }
+
+    #[test]
+    fn a_scrape_does_not_wait_for_the_writer() {
+        let m = Arc::new(Metrics::new(&Default::default(), 20, 20));
+        let held = m.state.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let scraper = m.clone();
+        std::thread::spawn(move || {
+            let mut t = Text::default();
+            scraper.render_into(&mut t);
+            let _ = tx.send(t.out);
+        });
+        let out = rx.recv_timeout(Duration::from_secs(5)).expect("a scrape while the writer holds its state");
+        drop(held);
+        assert!(out.contains(families::RETRANSMITTED_SEGMENTS));
+    }
+
+    #[test]
     fn histogram_bounds_are_inclusive() {
-        let mut st = Metrics::new(&Default::default(), 20);
-        let m = st.state.get_mut().unwrap();
-        let unknown = m.services.id("unknown");
+        let st = Metrics::new(&Default::default(), 20, 20);
+        let mut m = st.state.lock().unwrap();
+        let unknown = m.series.services.id("unknown", false);
         m.sockets.insert(1, (unknown, OTHER));
         let batch = RecordBatch::try_from_iter([
             ("socket_id", Arc::new(Int64Array::from(vec![1, 1, 1, 2])) as _),
@@ -604,11 +680,13 @@ mod tests {
         ])
         .unwrap();
         m.rtt_samples(&batch).unwrap();
-        let h = m.rtt[&(unknown, OTHER)];
+        let h = m.series.rtt[&(unknown, OTHER)];
         assert_eq!(h.count, 4);
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[1], 2);
         assert_eq!(h.sum_us, 3_000_451);
+        *st.published.lock().unwrap() = Arc::new(m.series.clone());
+        drop(m);
         let mut t = Text::default();
         st.render_into(&mut t);
         assert!(t.out.contains("tcpfr_rtt_seconds_bucket{service=\"unknown\",peer=\"other\",le=\"0.0001\"} 1\n"), "{}", t.out);
