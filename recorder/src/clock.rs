@@ -17,6 +17,13 @@ pub fn realtime_ns() -> i64 {
     now(libc::CLOCK_REALTIME)
 }
 
+/// A duration in ns, saturating at `i64::MAX` (≈ 292 years): durations come from the
+/// command line, rules files and the control socket, and a cast would wrap
+/// `1000y` into a negative number.
+pub fn duration_ns(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
 /// REALTIME − MONOTONIC, from the tightest of a few bracketing reads.
 pub fn measure_offset() -> i64 {
     let mut best = (i64::MAX, 0);

@@ -7,7 +7,7 @@
 //! only root and that group can trigger snapshots.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +27,24 @@ pub struct SnapshotRequest {
     pub reason: Option<String>,
 }
 
+impl SnapshotRequest {
+    /// The snapshot this request asks for now; durations default to the recorder's
+    /// `--snapshot-before`/`--snapshot-after` (the snapshot module caps the window).
+    pub fn to_request(self, (before, after): (Duration, Duration)) -> Result<crate::snapshot::Request, String> {
+        let parse = |s: Option<String>, d| match s {
+            Some(s) => humantime::parse_duration(&s).map_err(|e| format!("bad duration {:?}: {e}", clean_reason(&s))),
+            None => Ok(d),
+        };
+        Ok(crate::snapshot::Request {
+            at_ns: crate::clock::realtime_ns(),
+            before: parse(self.before, before)?,
+            after: parse(self.after, after)?,
+            reason: clean_reason(self.reason.as_deref().unwrap_or("requested")),
+            source: "control socket".into(),
+        })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
     pub ok: bool,
@@ -37,16 +55,53 @@ pub struct Reply {
 }
 
 /// Binds the socket in `out` (we hold the directory's lock, so a socket file already
-/// there is a dead recorder's) with mode 0660 and group `gid`.
+/// there is a dead recorder's) with mode 0660 and group `gid`. The socket is created
+/// under a umask that leaves it 0660 from the start (a chmod after `bind` would leave a
+/// moment when anyone could connect, and follow a link put in its place); the group is
+/// set without following links. The umask is process-wide: call this before other
+/// threads create files.
 pub fn bind(out: &Path, gid: Option<u32>) -> Result<tokio::net::UnixListener> {
     let path = out.join(SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let l = tokio::net::UnixListener::bind(&path).with_context(|| format!("cannot create control socket {}", path.display()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(&path, None, Some(gid))?;
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&path)?,
+        Ok(_) => bail!("{} is not a socket: remove it and start again", path.display()),
+        Err(_) => {}
     }
-    Ok(l)
+    // SAFETY: umask only swaps the process's mask; restored right after bind.
+    let old = unsafe { libc::umask(0o117) };
+    let bound = std::os::unix::net::UnixListener::bind(&path);
+    unsafe { libc::umask(old) };
+    let l = bound.with_context(|| format!("cannot create control socket {}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::lchown(&path, None, Some(gid))?;
+    }
+    l.set_nonblocking(true)?;
+    Ok(tokio::net::UnixListener::from_std(l)?)
+}
+
+/// At most this many control connections are served at once; more are answered busy
+/// and closed (each one is a task holding a buffer).
+pub const MAX_CONNECTIONS: usize = 4;
+
+/// Longest reason kept from a request, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// A request's reason as kept: control characters replaced, at most
+/// [`MAX_REASON_CHARS`].
+pub fn clean_reason(reason: &str) -> String {
+    reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_REASON_CHARS).collect()
+}
+
+/// Answers a connection beyond [`MAX_CONNECTIONS`] without waiting for it.
+pub fn refuse_busy(stream: tokio::net::UnixStream) {
+    let mut bytes = serde_json::to_vec(&Reply {
+        ok: false,
+        snapshot: None,
+        error: Some(format!("busy: {MAX_CONNECTIONS} control requests are being served; try again")),
+    })
+    .unwrap_or_default();
+    bytes.push(b'\n');
+    let _ = stream.try_write(&bytes);
 }
 
 /// Serves one connection: reads a request, asks `trigger` for a snapshot, replies.

@@ -36,7 +36,7 @@ pub struct Options {
     pub out: PathBuf,
 
     /// Stop after this long (e.g. 30s, 10m); default: until SIGINT/SIGTERM.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = long_duration)]
     #[serde(serialize_with = "ser_opt_duration")]
     pub duration: Option<Duration>,
 
@@ -45,7 +45,7 @@ pub struct Options {
     pub rotate_size: u64,
 
     /// Start a new segment this often.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = rotate_interval)]
     #[serde(serialize_with = "ser_duration")]
     pub rotate_interval: Duration,
 
@@ -55,17 +55,17 @@ pub struct Options {
     pub max_disk: Option<u64>,
 
     /// Flight-recorder ring: delete segments whose last row is older than this.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = long_duration)]
     #[serde(serialize_with = "ser_opt_duration")]
     pub max_age: Option<Duration>,
 
     /// Snapshots (SIGUSR1, `tcpfr-recorder snapshot`): how much before the trigger to keep.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = snapshot_duration)]
     #[serde(serialize_with = "ser_duration")]
     pub snapshot_before: Duration,
 
     /// Snapshots: how much after the trigger to keep.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = snapshot_duration)]
     #[serde(serialize_with = "ser_duration")]
     pub snapshot_after: Duration,
 
@@ -74,11 +74,24 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
 
+    /// Longest window one snapshot covers, however long the triggers ask for and
+    /// however often they extend it.
+    #[arg(long, default_value = "30m", value_parser = snapshot_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot_max_window: Duration,
+
+    /// Shortest time between the starts of two snapshots (a trigger sooner is refused),
+    /// so that a burst of triggers cannot push out every kept snapshot.
+    #[arg(long, default_value = "1m", value_parser = snapshot_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub snapshot_min_gap: Duration,
+
     /// Keep at most this many snapshots (the oldest go first).
     #[arg(long, default_value_t = 20)]
     pub max_snapshots: usize,
 
-    /// Keep snapshots within this size (the oldest go first; default: no limit).
+    /// Keep snapshots within this size (the oldest go first; the snapshot being made
+    /// stops taking segments at it). Default: half of --max-disk, or no limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_snapshot_disk: Option<u64>,
 
@@ -88,7 +101,7 @@ pub struct Options {
     pub group: Option<String>,
 
     /// At most one RTT sample per connection this often (0 = every ACK).
-    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "100ms", value_parser = rtt_interval)]
     #[serde(serialize_with = "ser_duration")]
     pub rtt_interval: Duration,
 
@@ -111,7 +124,7 @@ pub struct Options {
     pub cgroups: Vec<String>,
 
     /// How often to record host counters and recorder statistics.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = counters_interval)]
     #[serde(serialize_with = "ser_duration")]
     pub counters_interval: Duration,
 
@@ -163,7 +176,7 @@ pub struct Options {
     pub ship: Option<String>,
 
     /// Longest wait between upload attempts while the store fails (doubling from 1s).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = backoff)]
     #[serde(serialize_with = "ser_duration")]
     pub ship_backoff_max: Duration,
 
@@ -190,6 +203,46 @@ fn ser_opt_url<S: serde::Serializer>(u: &Option<String>, s: S) -> Result<S::Ok, 
         Some(u) => s.serialize_str(&tcpfr_ship::redact_url(u)),
         None => s.serialize_none(),
     }
+}
+
+/// A duration within `[min, max]`, with the bounds in the message.
+fn duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 10m or 7d: {e}"))?;
+    if d < min || d > max {
+        let f = |d| humantime::format_duration(d).to_string();
+        return Err(format!("{s:?} is out of range: give {} to {}", f(min), f(max)));
+    }
+    Ok(d)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// `--duration`, `--max-age`: up to 100 years.
+fn long_duration(s: &str) -> Result<Duration, String> {
+    duration_in(s, SECOND, DAY * 36_500)
+}
+
+fn rotate_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, SECOND, DAY)
+}
+
+/// Snapshot windows and gaps: up to a day (the window also has --snapshot-max-window).
+fn snapshot_duration(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::ZERO, DAY)
+}
+
+fn rtt_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::ZERO, Duration::from_secs(3600))
+}
+
+/// Every counters interval the pipeline ticks, writes and flushes: not zero.
+fn counters_interval(s: &str) -> Result<Duration, String> {
+    duration_in(s, Duration::from_millis(10), Duration::from_secs(3600))
+}
+
+fn backoff(s: &str) -> Result<Duration, String> {
+    duration_in(s, SECOND, DAY)
 }
 
 /// `64MiB`, `1G`, `4096`.

@@ -41,6 +41,16 @@ fn enabled_streams(opts: &Options) -> [bool; stream::COUNT] {
     e
 }
 
+/// Snapshots' limits; without --max-snapshot-disk they may take half of --max-disk.
+fn snapshot_limits(opts: &Options) -> crate::snapshot::Limits {
+    crate::snapshot::Limits {
+        max_count: opts.max_snapshots,
+        max_bytes: opts.max_snapshot_disk.or(opts.max_disk.map(|m| m / 2)),
+        max_window: opts.snapshot_max_window,
+        min_gap: opts.snapshot_min_gap,
+    }
+}
+
 fn host_name(opts: &Options) -> String {
     if let Some(h) = &opts.host {
         return h.clone();
@@ -60,7 +70,7 @@ fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
 }
 
-pub async fn run(opts: Options) -> Result<()> {
+pub async fn run(mut opts: Options) -> Result<()> {
     loader::check_privileges()?;
     if !opts.ring_size.is_power_of_two() || opts.ring_size < 4096 || opts.ring_size > (1 << 30) {
         bail!("--ring-size must be a power of two between 4KiB and 1GiB (got {})", opts.ring_size);
@@ -70,6 +80,14 @@ pub async fn run(opts: Options) -> Result<()> {
             bail!(
                 "--max-disk ({m} bytes) must hold at least two segments of --rotate-size ({} bytes): raise --max-disk or lower --rotate-size",
                 opts.rotate_size
+            );
+        }
+    }
+    if let (Some(m), Some(s)) = (opts.max_disk, opts.max_snapshot_disk) {
+        if s.saturating_add(2 * opts.rotate_size) > m {
+            bail!(
+                "--max-snapshot-disk ({s} bytes) leaves less than two segments of --rotate-size for the ring within \
+                 --max-disk ({m} bytes): snapshots count against --max-disk; lower --max-snapshot-disk or raise --max-disk"
             );
         }
     }
@@ -97,17 +115,16 @@ pub async fn run(opts: Options) -> Result<()> {
     };
     // --ship: a bad URL is an error now (nothing is sent yet; an unreachable store is not).
     let ship_store = opts.ship.as_deref().map(tcpfr_ship::Store::open).transpose()?;
-    // Before anything is loaded: the directory is usable and ours alone.
-    let out_dir = crate::outdir::OutDir::open(&opts.out)?;
+    // Before anything is loaded: the directory is usable, nobody else can change it,
+    // and it is ours alone; from here on it is used by its resolved path.
+    let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
+    let out_dir = crate::outdir::OutDir::open(&opts.out, gid)?;
+    opts.out = out_dir.path.clone();
     if let Some(store) = &ship_store {
         crate::ship::check_not_inside(store, &opts.out)?;
     }
-    let gid = opts.group.as_deref().map(crate::control::group_id).transpose()?;
-    if let Some(gid) = gid {
-        // New files and directories below take the directory's group (setgid).
-        std::os::unix::fs::chown(&opts.out, None, Some(gid))?;
-        std::fs::set_permissions(&opts.out, std::os::unix::fs::PermissionsExt::from_mode(0o2750))?;
-    }
+    // Bound while this is the only thread: the socket is made under a umask.
+    let control = crate::control::bind(&opts.out, gid)?;
     let tracefs = crate::tracefs::ensure_mounted()?;
     let tps = crate::tracefs::load(&tracefs)?;
     let kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
@@ -211,7 +228,7 @@ pub async fn run(opts: Options) -> Result<()> {
         crate::writer::Config {
             out: opts.out.clone(),
             retention: crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age },
-            snapshots: crate::snapshot::Limits { max_count: opts.max_snapshots, max_bytes: opts.max_snapshot_disk },
+            snapshots: snapshot_limits(&opts),
             metrics: metrics.as_ref().map(|(m, _)| m.clone()),
             ship: ship_stats.clone(),
         },
@@ -224,7 +241,6 @@ pub async fn run(opts: Options) -> Result<()> {
         crate::metrics::http::spawn(listener, std::sync::Arc::new(exporter))?;
         tracing::info!("metrics at http://{addr}/metrics");
     }
-    let control = crate::control::bind(&opts.out, gid)?;
 
     // Host counters: a thread of their own (it switches network namespaces). Its first
     // reading is the baseline, taken before we report ready.
@@ -238,6 +254,10 @@ pub async fn run(opts: Options) -> Result<()> {
         format!("recorder started: tcpfr-recorder {} on kernel {}", env!("CARGO_PKG_VERSION"), kernel_release().unwrap_or_default()),
     )];
     for w in warnings {
+        pending_stats.push(recorder_stats::note(&enr.host, start_ns, w));
+    }
+    if let Some(w) = opts.max_disk.and_then(|m| crate::outdir::capacity_warning(&opts.out, m)) {
+        tracing::warn!("{w}");
         pending_stats.push(recorder_stats::note(&enr.host, start_ns, w));
     }
     for (last, text) in gaps {
@@ -259,6 +279,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut reported_netns = ahash::AHashSet::new();
     let mut ship_last_ns = start_ns;
+    let control_slots = std::sync::Arc::new(tokio::sync::Semaphore::new(crate::control::MAX_CONNECTIONS));
 
     loop {
         tokio::select! {
@@ -327,24 +348,22 @@ pub async fn run(opts: Options) -> Result<()> {
             }
             conn = control.accept() => {
                 if let Ok((stream, _)) = conn {
+                    let Ok(permit) = control_slots.clone().try_acquire_owned() else {
+                        crate::control::refuse_busy(stream);
+                        continue;
+                    };
                     let tx = writer.tx.clone();
-                    let (before, after) = (opts.snapshot_before, opts.snapshot_after);
-                    tokio::spawn(crate::control::serve(stream, move |r| async move {
-                        let parse = |s: Option<String>, d| match s {
-                            Some(s) => humantime::parse_duration(&s).map_err(|e| format!("bad duration {s:?}: {e}")),
-                            None => Ok(d),
-                        };
-                        let req = crate::snapshot::Request {
-                            at_ns: crate::clock::realtime_ns(),
-                            before: parse(r.before, before)?,
-                            after: parse(r.after, after)?,
-                            reason: r.reason.unwrap_or_else(|| "requested".into()),
-                            source: "control socket".into(),
-                        };
-                        let (rtx, rrx) = tokio::sync::oneshot::channel();
-                        tx.send(Msg::Snapshot { req, reply: Some(rtx) }).map_err(|_| "the recorder is stopping".to_string())?;
-                        rrx.await.map_err(|_| "the recorder is stopping".to_string())?
-                    }));
+                    let defaults = (opts.snapshot_before, opts.snapshot_after);
+                    tokio::spawn(async move {
+                        crate::control::serve(stream, move |r| async move {
+                            let req = r.to_request(defaults)?;
+                            let (rtx, rrx) = tokio::sync::oneshot::channel();
+                            tx.send(Msg::Snapshot { req, reply: Some(rtx) }).map_err(|_| "the recorder is stopping".to_string())?;
+                            rrx.await.map_err(|_| "the recorder is stopping".to_string())?
+                        })
+                        .await;
+                        drop(permit);
+                    });
                 }
             }
             _ = sigint.recv() => break,

@@ -8,7 +8,8 @@
 //! oldest (by last row) first; the open segment is never touched. Each recording's
 //! manifest is rewritten before its files go, so it never lists a missing file; an
 //! earlier recording left without files is removed altogether. Snapshots live in
-//! `snapshots/` and are not candidates.
+//! `snapshots/` and are not candidates, but the bytes only they still hold count
+//! against `--max-disk` (they have their own `--max-snapshot-disk`, within it).
 //!
 //! With `--ship`, files waiting for upload are ordinary files of their recording and
 //! count like any other; the ring does not wait for them (recording comes first). The
@@ -57,9 +58,8 @@ struct Candidate {
 pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns: i64) -> anyhow::Result<Evicted> {
     let mut cands = segments_of(None, current.manifest());
     let mut others: Vec<(PathBuf, Manifest)> = Vec::new();
-    for e in std::fs::read_dir(out)?.flatten() {
-        let dir = e.path();
-        if dir == current.dir() || !dir.is_dir() {
+    for dir in crate::outdir::subdirectories(out) {
+        if dir == current.dir() {
             continue;
         }
         // Only closed recordings: an unfinished one belongs to crash recovery.
@@ -71,8 +71,13 @@ pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns:
         others.push((dir, m));
     }
     cands.sort_by_key(|c| (c.last_ns, c.segment));
-    let mut in_use: u64 = cands.iter().map(|c| c.bytes).sum::<u64>() + unlisted_bytes(current.dir(), current.manifest());
-    let oldest_allowed = r.max_age.map(|a| now_ns - a.as_nanos() as i64);
+    // Snapshots' files are hard links: they cost nothing until the ring deletes its
+    // link, then they are the snapshots' alone and count here, or --max-disk would
+    // not bound the directory.
+    let mut in_use: u64 = cands.iter().map(|c| c.bytes).sum::<u64>()
+        + unlisted_bytes(current.dir(), current.manifest())
+        + crate::snapshot::snapshot_only_bytes(out);
+    let oldest_allowed = r.max_age.map(|a| now_ns.saturating_sub(crate::clock::duration_ns(a)));
     let mut done = Evicted::default();
     for c in cands {
         let over_size = r.max_bytes.is_some_and(|m| in_use > m);
@@ -96,7 +101,9 @@ pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns:
                 freed
             }
         };
-        in_use = in_use.saturating_sub(c.bytes);
+        // Only what was freed: a segment a snapshot also links stays on disk (and from
+        // now on counts as the snapshot's).
+        in_use = in_use.saturating_sub(freed);
         done.segments += 1;
         done.bytes += freed;
     }

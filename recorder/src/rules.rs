@@ -144,8 +144,8 @@ impl Rules {
                 continue;
             }
             // The condition held through this interval.
-            let since = *r.since.get_or_insert(now_ns - interval.as_nanos() as i64);
-            let need = s.for_.unwrap_or(interval).as_nanos() as i64;
+            let since = *r.since.get_or_insert(now_ns.saturating_sub(crate::clock::duration_ns(interval)));
+            let need = crate::clock::duration_ns(s.for_.unwrap_or(interval));
             let due = r.last_fired.is_none_or(|t| now_ns - t >= need);
             if now_ns - since >= need && due {
                 r.last_fired = Some(now_ns);

@@ -284,11 +284,8 @@ impl Rounds {
 
     /// Recording directories in `--out` (not snapshots), oldest first.
     fn recordings(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.out)
+        let mut dirs: Vec<PathBuf> = crate::outdir::subdirectories(&self.out)
             .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
             .filter(|p| {
                 p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.') && n != tcpfr_schema::layout::SNAPSHOTS)
                     && p.join(tcpfr_schema::layout::MANIFEST).is_file()

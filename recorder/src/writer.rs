@@ -141,6 +141,38 @@ fn count_rows(b: &Batches, host_counters: usize, recorder_stats: usize) -> [u64;
     c
 }
 
+/// Rows still buffered in the writer at stop, per table (in `TABLES` order).
+fn pending_rows(w: &RecordingWriter) -> [u64; crate::enrich::stream::COUNT] {
+    use crate::enrich::stream;
+    let mut c = [0u64; stream::COUNT];
+    c[stream::RETRANSMITS] = w.retransmits.pending() as u64;
+    c[stream::STATE_CHANGES] = w.state_changes.pending() as u64;
+    c[stream::RESETS] = w.resets.pending() as u64;
+    c[stream::RTT_SAMPLES] = w.rtt_samples.pending() as u64;
+    c[stream::FLOWS] = w.flows.pending() as u64;
+    c[stream::SOCKETS] = w.sockets.pending() as u64;
+    c[stream::HOST_COUNTERS] = w.host_counters.pending() as u64;
+    c[stream::RECORDER_STATS] = w.recorder_stats.pending() as u64;
+    c
+}
+
+/// At stop, the last interval's `recorder_stats` rows are made before the writer has
+/// written what it still buffers and what the final message brings; `finish` writes
+/// those rows, so they are counted into the last rows of their streams here (the
+/// table that promises nothing was lost silently counts exactly).
+fn count_final_rows(w: &RecordingWriter, rows: &Batches, recorder_stats: &mut [RecorderStats], stats: &WriterStats) {
+    let incoming = count_rows(rows, 0, 0);
+    let pending = pending_rows(w);
+    for (i, table) in tcpfr_schema::TABLES.iter().enumerate() {
+        let n = pending[i] + incoming[i];
+        let last = recorder_stats.iter_mut().rev().find(|r| r.interval_ns > 0 && r.gap_start.is_none() && &*r.stream == *table);
+        if let Some(r) = last {
+            r.rows_written += n as i64;
+            stats.rows_written[i].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Whether `dir` can take writes again: enough free space, and a file can be made.
 fn writable(dir: &std::path::Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
@@ -242,6 +274,9 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                     if now < d.next_probe {
                         continue;
                     }
+                    // Old segments may be what fills the disk: --max-age and --max-disk
+                    // go on freeing space while nothing can be written.
+                    ring(&mut w, now);
                     if !writable(&dir) {
                         d.next_probe = now + PROBE_INTERVAL_NS;
                         continue;
@@ -318,9 +353,12 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
             Msg::Sync(reply) => {
                 let _ = reply.send(());
             }
-            Msg::Finish { rows, host_counters, recorder_stats, end: e } => {
+            Msg::Finish { rows, host_counters, mut recorder_stats, end: e } => {
                 if let Some(m) = &metrics {
                     m.observe(&rows, &host_counters, &recorder_stats);
+                }
+                if degraded.is_none() {
+                    count_final_rows(&w, &rows, &mut recorder_stats, &stats);
                 }
                 push_all(&mut w, rows, host_counters, recorder_stats);
                 end = Some(e);

@@ -133,6 +133,8 @@ fn old_snapshots_go_beyond_the_limit_and_errors_are_clear() {
         "0s",
         "--max-snapshots",
         "2",
+        "--snapshot-min-gap",
+        "1s",
     ]);
     let out = rec.out.path().to_path_buf();
     std::thread::sleep(Duration::from_secs(2));

@@ -348,7 +348,8 @@ impl RecordingWriter {
 }
 
 /// Deletes segment `segment` of the recording in `dir` whose manifest is `manifest`:
-/// stores the manifest without its files, then deletes them. Returns the bytes freed.
+/// stores the manifest without its files, then deletes them. Returns the bytes freed:
+/// a file another link still holds (a snapshot's) frees nothing.
 pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Result<u64> {
     let (gone, kept): (Vec<FileEntry>, Vec<FileEntry>) =
         std::mem::take(&mut manifest.files).into_iter().partition(|f| f.segment == segment);
@@ -360,8 +361,10 @@ pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Resu
     let mut freed = 0;
     for f in gone {
         let p = Manifest::file_path(dir, &f);
+        let last_link = std::fs::symlink_metadata(&p).map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) <= 1);
         match std::fs::remove_file(&p) {
-            Ok(()) => freed += f.bytes,
+            Ok(()) if last_link => freed += f.bytes,
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(FormatError::io(p, e)),
         }

@@ -473,14 +473,17 @@ async fn ship_file(store: &Store, dir: &FsPath, m: &Manifest, entry: &FileEntry,
 }
 
 async fn upload(store: Arc<dyn ObjectStore>, key: Path, local: PathBuf, size: u64) -> object_store::Result<()> {
+    use tokio::io::AsyncReadExt;
     let io = |e: std::io::Error| object_store::Error::Generic { store: "local file", source: Box::new(e) };
+    // The recorder uploads as root: a link where a recording's file should be is not
+    // followed (it could name any file on the host).
+    let mut file = tokio::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&local).await.map_err(io)?;
     if size <= SINGLE_PUT_MAX {
-        let bytes = tokio::fs::read(&local).await.map_err(io)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes).await.map_err(io)?;
         store.put(&key, PutPayload::from(bytes)).await?;
         return Ok(());
     }
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(&local).await.map_err(io)?;
     let mut writer = WriteMultipart::new_with_chunk_size(store.put_multipart(&key).await?, PART_SIZE);
     let mut buf = vec![0u8; PART_SIZE];
     loop {
