@@ -124,7 +124,8 @@ fn a_planted_manifest_cannot_make_the_ring_delete_outside_the_output() {
     let t = private_dir();
     let out = t.path().join("a").join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let victim = t.path().join("victim");
+    // out/<recording>/../../victim
+    let victim = t.path().join("a").join("victim");
     std::fs::write(&victim, vec![7u8; 3 << 20]).unwrap();
     plant_recording(&out, "../../victim", 3 << 20);
 
