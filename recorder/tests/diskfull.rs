@@ -154,3 +154,66 @@ fn full_disk_and_read_only_output_are_survived() {
     let dropped: i64 = stats.iter().map(|s| s.rows_dropped).sum();
     assert!(dropped > 0, "no dropped rows were counted");
 }
+
+/// A closed recording in `out` of one 6 MiB file whose last row is at `last_ns`.
+fn plant_old_recording(out: &Path, last_ns: i64) -> PathBuf {
+    let dir = out.join("20200101T000000Z-earlier");
+    std::fs::create_dir_all(dir.join("retransmits")).unwrap();
+    let file = dir.join("retransmits/20200101T000000.000Z-000001.parquet");
+    std::fs::write(&file, vec![1u8; 6 << 20]).unwrap();
+    let t = tcpfr_schema::manifest::rfc3339(last_ns);
+    let m = serde_json::json!({
+        "format": "tcpfr-recording", "format_version": "1.1", "recording_id": "0170", "host": "h",
+        "kernel": null, "boot_id": null, "clock": {"mono_to_utc_offset_ns": 0},
+        "recorder": {"version": "x", "config": {}}, "start": t, "end": t,
+        "files": [{"table": "retransmits", "path": "retransmits/20200101T000000.000Z-000001.parquet", "segment": 1,
+                   "rows": 1, "bytes": 6 << 20, "sha256": "", "time_min": t, "time_max": t}]
+    });
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn a_full_disk_heals_when_max_age_frees_space() {
+    let _serial = serial();
+    let fs = Tmpfs::new("16m");
+    let bed = Bed::new("heal", 32, false);
+    let _traffic = bed.lossy_bulk(5633, 0.01);
+    let out = fs.path().join("rec");
+    std::fs::create_dir(&out).unwrap();
+    // Old enough for --max-age 3s two seconds after the start: kept at start, due while
+    // the disk is full.
+    let planted = plant_old_recording(&out, now_ns() + 2_000_000_000);
+    let mut child = Child(
+        Command::new(recorder_bin())
+            .args(["--out", out.to_str().unwrap(), "--max-age", "3s", "--rotate-interval", "1s", "--log", "warn"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let full_from = now_ns();
+    let _filler = fill(fs.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while planted.exists() {
+        assert!(std::time::Instant::now() < deadline, "--max-age did not delete the old recording while the disk was full");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stopped soon after, so that --max-age 3s has not deleted the gap's row yet.
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    assert!(child.0.wait().unwrap().success());
+
+    let sources = discover(&[out.clone()]).unwrap();
+    let Some(Source::Recording(rec)) = sources.into_iter().next() else { panic!("a recording") };
+    let stats = rec.read_table::<RecorderStats>().unwrap();
+    let notes: Vec<&str> = stats.iter().filter_map(|s| s.note.as_deref()).collect();
+    // The disk-full gap ended: writing resumed once the ring had freed space.
+    let resumed = stats
+        .iter()
+        .find(|s| s.note.as_deref().is_some_and(|n| n.starts_with("disk full") && n.contains("writing resumed")))
+        .unwrap_or_else(|| panic!("writing never resumed: {notes:?}"));
+    assert!(resumed.gap_start.unwrap().0 >= full_from - 2_000_000_000);
+    let rtt = rec.read_table::<RttSample>().unwrap();
+    assert!(rtt.iter().any(|r| r.time.0 > resumed.gap_end.unwrap().0), "no rows after the gap");
+}

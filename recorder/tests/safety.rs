@@ -333,3 +333,14 @@ fn rows_written_count_what_the_last_flush_wrote() {
     }
     assert!(rows("state_changes") >= 40 * 3, "{} state changes", rows("state_changes"));
 }
+
+#[test]
+fn a_max_disk_the_file_system_cannot_hold_is_said_at_start() {
+    let _serial = serial();
+    let rec = Recorder::start(&["--max-disk", "100000T", "--duration", "2s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (recording, _out) = rec.stop();
+    let stats = recording.read_table::<tcpfr_schema::recorder_stats::RecorderStats>().unwrap();
+    let notes: Vec<&str> = stats.iter().filter_map(|s| s.note.as_deref()).collect();
+    assert!(notes.iter().any(|n| n.contains("--max-disk") && n.contains("more than the whole file system")), "{notes:?}");
+}
