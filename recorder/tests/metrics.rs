@@ -358,3 +358,32 @@ fn prometheus_sees_what_the_kernel_counted() {
     assert_eq!(sum(&s, "tcpfr_handshake_failures_total", &[("role", "client"), ("cause", "refused")]), refused as f64, "{body}");
     assert_eq!(sum(&s, "tcpfr_handshake_failures_total", &[]), failed as f64);
 }
+
+#[test]
+fn process_names_cannot_grow_the_service_label() {
+    let _serial = serial();
+    let bed = Bed::new("svcs", 33, false);
+    let port = 5634;
+    let _server = bed.serve(port, &[]);
+    let mport = free_port();
+    let rec = Recorder::start(&["--metrics-listen", &mport.to_string(), "--max-services", "2", "--cidr", "10.77.33.0/24"]);
+    // Any local user can name a process: clients under four names of their own.
+    let names = tempfile::tempdir().unwrap();
+    for name in ["svc-alpha", "svc-bravo", "svc-charlie", "svc-delta"] {
+        let exe = names.path().join(name);
+        std::fs::copy(traffic_bin(), &exe).unwrap();
+        let p = bed.client.spawn(&[exe.to_str().unwrap(), "send", "--to", &bed.server_addr(port), "--bytes", "1000"]);
+        assert!(p.finish(Duration::from_secs(20)).contains("ok 1000"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, body) = get(mport, "/metrics");
+    let services: BTreeSet<String> = parse(&body)
+        .into_keys()
+        .filter(|(name, _)| name == "tcpfr_state_changes_total")
+        .filter_map(|(_, labels)| labels.get("service").cloned())
+        .collect();
+    drop(rec);
+    // The server's process and the clients: five names; two keep series of their own.
+    assert!(services.contains("other"), "{services:?}");
+    assert_eq!(services.len(), 3, "{services:?}");
+}
