@@ -14,6 +14,12 @@
 //! | `CAP_SYS_PTRACE` | reading `/proc/PID/fd/*` and `/proc/PID/ns/net` of other users' processes: owners of sockets older than the recorder, namespaces to read counters in | kept by the event loop and the host-counters thread |
 //! | `CAP_DAC_READ_SEARCH` | reading tracefs (root's, mode 0700: tracepoint layouts and ids) and listing other users' `/proc/PID/fd` | kept by the event loop |
 //!
+//! The kernel accepts `CAP_SYS_ADMIN` in place of each of the first three, so the
+//! recorder keeps `CAP_SYS_ADMIN` out of its effective set except where it is the one
+//! meant ([`with_sys_admin`] around the tracefs mount, the host-counters thread's
+//! `setns`): loading then takes `CAP_BPF`, `CAP_PERFMON` and `CAP_NET_ADMIN` as on a host
+//! that does not grant `CAP_SYS_ADMIN` at all, and each capability in the list is needed.
+//!
 //! `--netns host` needs no `CAP_SYS_ADMIN` (when tracefs is mounted), and `--streams`
 //! without `flows` no `CAP_NET_ADMIN`. Nothing else is needed: files are written only
 //! into the output directory, which the recorder's user owns, and `--group` must be a
@@ -112,8 +118,9 @@ pub fn names(needs: &[&Need]) -> String {
 
 /// At start, on the main thread before any other thread exists: refuses to run without
 /// every capability `opts` needs (naming each missing one and what it is for), raises
-/// them into the effective set, and empties the ambient and inheritable sets (nothing
-/// is passed on to a program run later).
+/// them into the effective set (all but `CAP_SYS_ADMIN`, see the module doc), and
+/// empties the ambient and inheritable sets (nothing is passed on to a program run
+/// later).
 pub fn check(opts: &Options) -> Result<()> {
     let needs = required(opts);
     let permitted = caps::read(None, CapSet::Permitted).context("reading our capabilities")?;
@@ -129,10 +136,22 @@ pub fn check(opts: &Options) -> Result<()> {
     }
     let mut effective = caps::read(None, CapSet::Effective).context("reading our capabilities")?;
     effective.extend(needs.iter().map(|n| n.cap));
+    effective.remove(&Capability::CAP_SYS_ADMIN);
     caps::set(None, CapSet::Effective, &effective).context("raising our capabilities")?;
     caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
     caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
     Ok(())
+}
+
+/// Runs `f` with `CAP_SYS_ADMIN` effective (if permitted) on the calling thread.
+pub fn with_sys_admin<T>(f: impl FnOnce() -> T) -> T {
+    let had = caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(true);
+    let raised = !had && caps::raise(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_ok();
+    let out = f();
+    if raised {
+        let _ = caps::drop(None, CapSet::Effective, Capability::CAP_SYS_ADMIN);
+    }
+    out
 }
 
 /// What `role` keeps after start-up.

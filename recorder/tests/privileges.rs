@@ -84,6 +84,7 @@ fn records_a_lossy_transfer_as_an_unprivileged_user_with_exactly_its_capabilitie
     let ns = bed.client.inode();
     let rows: Vec<Retransmit> = recording.read_table::<Retransmit>().unwrap().into_iter().filter(|r| r.netns == Some(ns)).collect();
     let segments: i64 = rows.iter().filter(|r| r.counted).map(|r| r.segments as i64).sum();
+    eprintln!("RetransSegs +{retrans_segs}; recorded {} retransmit events = {segments} segments", rows.len());
     assert_eq!(segments, retrans_segs, "recorded segments vs the kernel's RetransSegs");
     assert!(rows.iter().all(|r| r.pid == Some(client_pid as i32)), "pid of every row is the client's {client_pid}");
 
