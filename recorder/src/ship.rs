@@ -168,6 +168,7 @@ impl Uploader {
         let st = stats.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = std::thread::Builder::new().name("tcpfr-ship".into()).spawn(move || {
+            crate::privileges::confine_thread(crate::privileges::Role::Worker);
             let mut u = Rounds { store, out, current, stats: st, recs: HashMap::new() };
             rt.block_on(u.run(backoff_max));
         })?;

@@ -32,7 +32,8 @@ pub fn ensure_mounted() -> Result<PathBuf> {
         }
     }
     let target = Path::new("/sys/kernel/tracing");
-    let rc = unsafe {
+    // SAFETY: constant C strings; mount(2) reads nothing else.
+    let rc = crate::privileges::with_sys_admin(|| unsafe {
         libc::mount(
             c"nodev".as_ptr(),
             c"/sys/kernel/tracing".as_ptr(),
@@ -40,7 +41,7 @@ pub fn ensure_mounted() -> Result<PathBuf> {
             0,
             std::ptr::null(),
         )
-    };
+    });
     if rc != 0 || !target.join("events").is_dir() {
         bail!(
             "tracefs is not mounted and mounting it at {} failed ({}); mount it with \

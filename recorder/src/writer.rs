@@ -85,7 +85,10 @@ impl WriterHandle {
         let st = stats.clone();
         let thread = std::thread::Builder::new()
             .name("tcpfr-writer".into())
-            .spawn(move || run(writer, rx, st, cfg))
+            .spawn(move || {
+                crate::privileges::confine_thread(crate::privileges::Role::Worker);
+                run(writer, rx, st, cfg)
+            })
             .expect("spawning the writer thread");
         WriterHandle { tx, stats, thread }
     }

@@ -52,6 +52,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
 pub fn spawn(listener: std::net::TcpListener, exporter: Arc<Exporter>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
     std::thread::Builder::new().name("tcpfr-metrics".into()).spawn(move || {
+        crate::privileges::confine_thread(crate::privileges::Role::Worker);
         rt.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,

@@ -270,10 +270,14 @@ pub fn recorder_bin() -> &'static str {
 /// Starts the recorder writing to `out` and waits (bounded) until it records: it logs
 /// where it records once its programs are attached. Its log goes to ours.
 pub fn spawn_recorder(out: &Path, extra: &[&str]) -> Child {
-    let mut child = Command::new(recorder_bin())
-        .arg("--out")
-        .arg(out)
-        .args(extra)
+    let mut cmd = Command::new(recorder_bin());
+    cmd.arg("--out").arg(out).args(extra);
+    start_recorder(cmd)
+}
+
+/// Starts a command that runs the recorder and waits (bounded) until it records.
+pub fn start_recorder(mut cmd: Command) -> Child {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -428,4 +432,132 @@ impl Drop for Capture {
             let _ = c.wait();
         }
     }
+}
+
+/// A system user (and its group) made for one test, deleted on drop; users left by
+/// killed test runs are deleted when the next one is made.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// `tag`: a few letters unique to the test (names are at most 32 characters).
+    pub fn new(tag: &str) -> TestUser {
+        remove_stale_users();
+        let name = format!("tfru-{tag}-{}", std::process::id());
+        let _ = Command::new("userdel").arg(&name).output();
+        run(&["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", &name]);
+        let id = |flag: &str| -> u32 { String::from_utf8(run(&["id", flag, &name]).stdout).unwrap().trim().parse().unwrap() };
+        TestUser { uid: id("-u"), gid: id("-g"), name }
+    }
+
+    /// `program args…` as this user with exactly `caps` (see [`capsh`]).
+    pub fn command_with_caps(&self, caps: &[String], program: &Path, args: &[&str]) -> Command {
+        capsh(&self.name, caps, program, args)
+    }
+}
+
+/// `program args…` as `user`, with exactly `caps` (e.g. `cap_bpf`), permitted, effective
+/// and ambient (so they survive the exec), as the README does it.
+pub fn capsh(user: &str, caps: &[String], program: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("capsh");
+    cmd.arg(format!("--user={user}"));
+    if !caps.is_empty() {
+        cmd.arg(format!("--caps={}+eip", caps.join(","))).arg(format!("--addamb={}", caps.join(",")));
+    }
+    cmd.args(["--", "-c", "exec \"$0\" \"$@\""]).arg(program).args(args);
+    cmd
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+        let _ = Command::new("groupdel").arg(&self.name).output();
+    }
+}
+
+fn remove_stale_users() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for name in passwd.lines().filter_map(|l| l.split(':').next()) {
+        let Some(pid) = name.strip_prefix("tfru-").and_then(|r| r.rsplit('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("userdel").arg(name).status();
+            let _ = Command::new("groupdel").arg(name).output();
+        }
+    }
+}
+
+/// A temporary directory any user can enter (tempdir's are 0700): a copy of a binary
+/// there runs as another user wherever the build is (CI's may be under /root).
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Copies `bin` into `dir` (mode 0755) and returns the copy's path.
+pub fn copy_exe(bin: &str, dir: &Path) -> PathBuf {
+    let to = dir.join(Path::new(bin).file_name().unwrap());
+    std::fs::copy(bin, &to).unwrap();
+    std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    to
+}
+
+/// A directory owned by `uid:gid`, mode 0750 (what the recorder accepts as --out).
+pub fn owned_dir(path: &Path, uid: u32, gid: u32) {
+    std::fs::create_dir(path).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+}
+
+/// Capability sets of every thread of `pid`, by thread name: (effective, permitted,
+/// inheritable, ambient) as bit masks, from /proc/<pid>/task/*/status.
+pub fn thread_caps(pid: u32) -> Vec<(String, [u64; 4])> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_string();
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap_or_else(|| panic!("{name} in /proc/{pid}/task/…/status"))
+        };
+        out.push((comm, [field("CapEff:"), field("CapPrm:"), field("CapInh:"), field("CapAmb:")]));
+    }
+    out.sort();
+    out
+}
+
+/// SIGINT, then waits (bounded) for the exit; kills it if it does not stop in time.
+pub fn interrupt_and_wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not stop within {timeout:?} of SIGINT", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The one recording under `out`, checked in full.
+pub fn only_recording(out: &Path) -> Recording {
+    let sources = discover(&[out.to_path_buf()]).unwrap();
+    assert_eq!(sources.len(), 1, "one recording in {}", out.display());
+    let Source::Recording(rec) = sources.into_iter().next().unwrap() else { panic!("a recording") };
+    let problems = rec.verify(tcpfr_schema::read::Verify::Full);
+    assert!(problems.is_empty(), "recording verifies: {problems:?}");
+    rec
 }
