@@ -1,7 +1,7 @@
 -- about: Failed and slow connection attempts by destination and cause, and SYN-ACK retransmits on our listeners
 
 -- title: Failed connection attempts (we connected) by destination and cause
-SELECT service,
+SELECT {host}service,
        raddr || ':' || CAST(rport AS VARCHAR) AS destination,
        handshake AS cause,
        count(*) AS attempts,
@@ -12,11 +12,11 @@ SELECT service,
        array_to_string(array_sort(array_agg(DISTINCT comm)), ', ') AS processes
 FROM flows
 WHERE role = 'client' AND handshake IS NOT NULL AND handshake <> 'completed'
-GROUP BY 1, 2, 3
-ORDER BY attempts DESC, 1, 2, 3;
+GROUP BY ALL
+ORDER BY attempts DESC, {host}service, destination, cause;
 
 -- title: Slow handshakes: completed only after SYN retransmits
-SELECT service,
+SELECT {host}service,
        raddr || ':' || CAST(rport AS VARCHAR) AS destination,
        count(*) AS connections,
        sum(syn_retransmits) AS syn_retransmits,
@@ -24,27 +24,27 @@ SELECT service,
        round(max(handshake_ns) / 1e6, 3) AS max_wait_ms
 FROM flows
 WHERE role = 'client' AND handshake = 'completed' AND syn_retransmits > 0
-GROUP BY 1, 2
-ORDER BY connections DESC, 1, 2;
+GROUP BY ALL
+ORDER BY connections DESC, {host}service, destination;
 
 -- title: Connections to our listeners that failed in the handshake (reset or timed out in SYN_RECV)
-SELECT service,
+SELECT {host}service,
        laddr || ':' || CAST(lport AS VARCHAR) AS listener,
        raddr AS client,
        handshake AS cause,
        count(*) AS connections
 FROM flows
 WHERE role = 'server' AND handshake IS NOT NULL AND handshake <> 'completed'
-GROUP BY 1, 2, 3, 4
-ORDER BY connections DESC, 1, 2, 3;
+GROUP BY ALL
+ORDER BY connections DESC, {host}service, listener, client, cause;
 
 -- title: SYN-ACK retransmits on our listeners (clients that did not get our answer)
-SELECT service,
+SELECT {host}service,
        laddr || ':' || CAST(lport AS VARCHAR) AS listener,
        count(*) AS synack_retransmits,
        count(DISTINCT raddr) AS clients,
        array_to_string(array_sort(array_agg(DISTINCT comm)), ', ') AS listener_processes
 FROM retransmits
 WHERE kind = 'synack'
-GROUP BY 1, 2
-ORDER BY synack_retransmits DESC, 1, 2;
+GROUP BY ALL
+ORDER BY synack_retransmits DESC, {host}service, listener;

@@ -44,29 +44,29 @@ LIMIT {limit};
 
 -- title: Hotspots by service and peer (ephemeral ports shown as *)
 WITH ev AS (
-    SELECT service, raddr, rport, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
+    SELECT {host}service, raddr, rport, segments AS retrans_segs, 0 AS resets, 0 AS failed_handshakes, comm, pid
     FROM retransmits WHERE counted
     UNION ALL
-    SELECT service, raddr, rport, 0, 1, 0, comm, pid FROM resets
+    SELECT {host}service, raddr, rport, 0, 1, 0, comm, pid FROM resets
     UNION ALL
-    SELECT service, raddr, rport, 0, 0, 1, comm, pid FROM flows
+    SELECT {host}service, raddr, rport, 0, 0, 1, comm, pid FROM flows
     WHERE handshake IS NOT NULL AND handshake <> 'completed'
 ), p AS (
     -- Numbers first, strings only for the few groups left.
-    SELECT service, raddr, CASE WHEN rport >= 32768 THEN NULL ELSE rport END AS port, comm, pid,
+    SELECT {host}service, raddr, CASE WHEN rport >= 32768 THEN NULL ELSE rport END AS port, comm, pid,
            sum(retrans_segs) AS retrans_segs, sum(resets) AS resets, sum(failed_handshakes) AS failed_handshakes
-    FROM ev GROUP BY 1, 2, 3, 4, 5
+    FROM ev GROUP BY ALL
 ), g AS (
-    SELECT service,
+    SELECT {host}service,
            raddr || ':' || coalesce(CAST(port AS VARCHAR), '*') AS peer,
            sum(retrans_segs) AS retrans_segs,
            sum(resets) AS resets,
            sum(failed_handshakes) AS failed_handshakes,
            -- A peer is one (raddr, port) (the text splits at its last ':'): one row of p per process.
            array_to_string(array_sort(array_agg(comm || '[' || CAST(pid AS VARCHAR) || ']')), ', ') AS processes
-    FROM p GROUP BY 1, 2
+    FROM p GROUP BY ALL
 )
-SELECT service, peer,
+SELECT {host}service, peer,
        retrans_segs,
        round(100.0 * retrans_segs / nullif(sum(retrans_segs) OVER (), 0), 1) AS retrans_share_pct,
        resets,
@@ -74,5 +74,5 @@ SELECT service, peer,
        processes
 FROM g
 WHERE retrans_segs + resets + failed_handshakes > 0
-ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, service, peer
+ORDER BY retrans_segs DESC, resets DESC, failed_handshakes DESC, {host}service, peer
 LIMIT {limit};

@@ -5,7 +5,7 @@
 WITH p AS (
     -- One pass over the events, numbers first: per endpoint pair, state and process,
     -- ephemeral ports as NULL (shown as *), and text only for these groups, not every row.
-    SELECT direction,
+    SELECT {host}direction,
            service,
            laddr, CASE WHEN lport >= 32768 THEN NULL ELSE lport END AS lp,
            raddr, CASE WHEN rport >= 32768 THEN NULL ELSE rport END AS rp,
@@ -14,11 +14,11 @@ WITH p AS (
            comm,
            count(*) AS resets, min(time) AS first, max(time) AS last
     FROM resets
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    GROUP BY ALL
 ), g AS (
     -- An endpoint is one (address, port) (the text splits at its last ':'), so each
     -- process is one row of p here and needs no DISTINCT. Sorted: answers must not vary.
-    SELECT direction,
+    SELECT {host}direction,
            service,
            laddr || ':' || coalesce(CAST(lp AS VARCHAR), '*') AS local,
            raddr || ':' || coalesce(CAST(rp AS VARCHAR), '*') AS remote,
@@ -29,9 +29,9 @@ WITH p AS (
            min(first) AS first,
            max(last) AS last
     FROM p
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY ALL
 )
-SELECT direction, service, local, remote, state, reason, resets, processes, first, last
+SELECT {host}direction, service, local, remote, state, reason, resets, processes, first, last
 FROM g
-ORDER BY resets DESC, 1, 2, 3, 4, 5, 6
+ORDER BY resets DESC, {host}direction, service, local, remote, state, reason
 LIMIT {limit};

@@ -12,7 +12,7 @@ WITH top AS (
     ORDER BY shown_segs DESC, host, socket_id
     LIMIT {limit}
 )
-SELECT socket_id,
+SELECT {host}socket_id,
        {service} AS service,
        laddr || ':' || CAST(lport AS VARCHAR) || ' > ' || raddr || ':' || CAST(rport AS VARCHAR) AS connection,
        role,
@@ -40,7 +40,7 @@ WITH top AS (
     ORDER BY retrans_pct DESC, host, socket_id
     LIMIT {limit}
 )
-SELECT socket_id,
+SELECT {host}socket_id,
        {service} AS service,
        laddr || ':' || CAST(lport AS VARCHAR) || ' > ' || raddr || ':' || CAST(rport AS VARCHAR) AS connection,
        role,

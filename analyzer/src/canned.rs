@@ -9,6 +9,7 @@
 //! | `{window}` / `{window_s}` / `{window_name}` | `INTERVAL '10 seconds'` / `10.0` / `10s` (`--window`) |
 //! | `{range_s}` | length of the question's time range in seconds |
 //! | `{limit}` | `--limit` |
+//! | `{host}` | `host, ` when the data holds several hosts (or may: lone files), else nothing: a list prefix for rows that are connections, peers or listeners, so that fleet answers name the host |
 //! | `{service}` | the services map as an SQL expression over a connection's columns (`lport`, `rport`, `raddr`, `family`, `comm`, `cgroup`): the views' `service` column, for evaluating it late (after a `LIMIT`, on the rows shown) |
 
 use std::time::Duration;
@@ -106,6 +107,8 @@ pub struct Params {
     pub range_s: f64,
     /// The services map's SQL ([`crate::session::service_sql`]).
     pub service: String,
+    /// The data holds several hosts: rows naming connections or peers name the host.
+    pub several_hosts: bool,
 }
 
 impl Query {
@@ -141,6 +144,7 @@ impl Query {
             ("{range_s}", format!("{:.9}", p.range_s.max(1e-9))),
             ("{limit}", limit.to_string()),
             ("{service}", format!("({})", p.service)),
+            ("{host}", if p.several_hosts { "host, ".to_string() } else { String::new() }),
         ];
         Ok(self
             .statements
@@ -167,14 +171,14 @@ mod tests {
         for q in all() {
             assert!(!q.about.is_empty(), "{} has no -- about:", q.name);
             assert!(!q.statements.is_empty(), "{} has no statement", q.name);
-            let r = q.render(&Params { by: None, window: None, limit: None, range_s: 60.0, service: "'s'".into() }).unwrap();
+            let r = q.render(&Params { by: None, window: None, limit: None, range_s: 60.0, service: "'s'".into(), several_hosts: false }).unwrap();
             for (title, sql) in r {
-                assert!(!title.contains('{') && !sql.contains("{by") && !sql.contains("{window") && !sql.contains("{limit"), "{}: {sql}", q.name);
+                assert!(!title.contains('{') && !sql.contains("{by") && !sql.contains("{window") && !sql.contains("{limit") && !sql.contains("{host"), "{}: {sql}", q.name);
             }
         }
         let q = get("retransmit-rate").unwrap();
-        let r = q.render(&Params { by: Some("peer".into()), window: Some(Duration::from_millis(1500)), limit: None, range_s: 1.0, service: "'s'".into() }).unwrap();
+        let r = q.render(&Params { by: Some("peer".into()), window: Some(Duration::from_millis(1500)), limit: None, range_s: 1.0, service: "'s'".into(), several_hosts: false }).unwrap();
         assert!(r[1].1.contains("INTERVAL '1500 milliseconds'") && r[1].1.contains("AS peer"), "{}", r[1].1);
-        assert!(q.render(&Params { by: Some("nope".into()), window: None, limit: None, range_s: 1.0, service: "'s'".into() }).is_err());
+        assert!(q.render(&Params { by: Some("nope".into()), window: None, limit: None, range_s: 1.0, service: "'s'".into(), several_hosts: false }).is_err());
     }
 }

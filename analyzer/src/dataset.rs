@@ -51,10 +51,7 @@ impl Dataset {
         if paths.is_empty() {
             bail!("no recording given: name a recording directory, a directory of recordings, or a Parquet file");
         }
-        let mut ds = Dataset::default();
-        for t in TABLES {
-            ds.files.insert(t, Vec::new());
-        }
+        let mut ds = Dataset::empty();
         // Stores named by URL: their manifests are all we read now.
         let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| crate::store::is_remote(&p.to_string_lossy()));
         for url in urls {
@@ -68,9 +65,10 @@ impl Dataset {
         if paths.is_empty() {
             return Ok(ds);
         }
-        let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+        let paths = store_paths(&paths.into_iter().cloned().collect::<Vec<_>>())?;
+        require_exist(&paths)?;
         // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
-        let paths = crate::bundle::resolve(&store_paths(&paths)?)?;
+        let paths = crate::bundle::resolve(&paths)?;
         for source in discover(&paths)? {
             match source {
                 Source::Recording(rec) => {
@@ -109,6 +107,15 @@ impl Dataset {
         Ok(ds)
     }
 
+    /// No recordings: every table empty (SQL over captures alone, `--pcap`).
+    pub fn empty() -> Self {
+        let mut ds = Dataset::default();
+        for t in TABLES {
+            ds.files.insert(t, Vec::new());
+        }
+        ds
+    }
+
     fn extend_range(&mut self, r: Option<(i64, i64)>) {
         if let Some((a, b)) = r {
             self.time_range = Some(match self.time_range {
@@ -136,6 +143,18 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// Local recordings named on the command line exist; else what to give instead.
+pub fn require_exist(paths: &[PathBuf]) -> Result<()> {
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        bail!(
+            "{} does not exist: give a recording directory (tcpfr-recorder --out makes one per run), a directory \
+             of recordings, a Parquet file of one, a bundle (FILE.tcpfr) or a store (s3://BUCKET/PREFIX)",
+            missing.display()
+        );
+    }
+    Ok(())
 }
 
 /// `file://` URLs as local paths (other URLs are read by `store`).

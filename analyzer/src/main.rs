@@ -311,6 +311,9 @@ enum ExportFormat {
 /// Options of every canned question.
 #[derive(Debug, Args)]
 struct CannedArgs {
+    /// Recordings: a recording directory (tcpfr-recorder --out makes one per run), a
+    /// directory of recordings of any number of hosts, a Parquet file of one, a bundle
+    /// (FILE.tcpfr) or a shipped store (s3://BUCKET/PREFIX, file:///DIR).
     #[arg(required = true, value_name = "REC")]
     recs: Vec<PathBuf>,
     /// Group by: service, peer, raddr, lport, process, host, flow.
@@ -337,7 +340,9 @@ struct CannedArgs {
 fn command() -> clap::Command {
     let mut cmd = Cli::command();
     for q in canned::all() {
-        cmd = cmd.subcommand(CannedArgs::augment_args(clap::Command::new(q.name).about(q.about.clone())));
+        // The question's own `-- about:` line; set after the arguments, whose struct's
+        // doc comment would otherwise be taken for every question's.
+        cmd = cmd.subcommand(CannedArgs::augment_args(clap::Command::new(q.name)).about(q.about.clone()));
     }
     cmd
 }
@@ -368,7 +373,7 @@ fn main() -> ExitCode {
             if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("tcpfr: {e:#}");
+            eprintln!("tcpfr: {}", tcpfr_schema::error::chain_text(e.chain()));
             ExitCode::FAILURE
         }
     }
@@ -513,6 +518,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
         limit: args.limit,
         range_s: range_seconds(&ds, &window),
         service: services.sql()?,
+        several_hosts: ds.hosts().len() != 1,
     })?;
     let selected: Vec<(String, String)> = match args.part {
         Some(n) if n >= 1 && n <= statements.len() => vec![statements[n - 1].clone()],
@@ -543,17 +549,24 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
 async fn run_query(args: Vec<String>, command: Option<String>, file: Option<PathBuf>, data: DataArgs, out: OutputArgs) -> Result<()> {
     let out = Output { format: out.format, file: out.output };
     out.check()?;
-    // The last argument is SQL when it is not an existing path.
+    // The last argument is SQL when it is not an existing path (or a store URL); with
+    // --pcap, it may be the only one: a capture is queried alone.
     let mut recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
     let mut sql = command;
-    if sql.is_none() && file.is_none() && recs.len() > 1 && !recs.last().is_some_and(|p| p.exists()) {
+    let last_is_sql = recs.last().is_some_and(|p| !p.exists() && !store::is_remote(&p.to_string_lossy()) && !p.to_string_lossy().starts_with("file:"));
+    if sql.is_none() && file.is_none() && (recs.len() > 1 || !data.pcaps.is_empty()) && last_is_sql {
         sql = args.last().cloned();
         recs.pop();
     }
     if let Some(f) = &file {
         sql = Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?);
     }
-    let (ds, window, services) = open(&recs, &data)?;
+    let (ds, window, services) = if recs.is_empty() && !data.pcaps.is_empty() {
+        let w = &data.window;
+        (Dataset::empty(), Window::parse(w.from.as_deref(), w.to.as_deref(), w.last, None)?, ServiceMap::load(w.services.as_deref())?)
+    } else {
+        open(&recs, &data)?
+    };
     let ctx = session::context(&ds, &window, &services).await?;
     pcap::register(&ctx, &data.pcaps)?;
     let Some(sql) = sql else {
@@ -599,6 +612,7 @@ async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
 }
 
 fn verify(recs: &[PathBuf]) -> Result<()> {
+    dataset::require_exist(recs)?;
     let mut bad = 0;
     for source in tcpfr_schema::read::discover(&bundle::resolve(recs)?)? {
         match source {

@@ -123,7 +123,7 @@ fn us(v: f64) -> String {
 /// The findings, as text (also used by the HTML report).
 pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Result<Vec<String>> {
     let range_s = crate::range_seconds(ds, window);
-    let params = canned::Params { by: Some("service".into()), window: None, limit: Some(5), range_s, service: crate::session::service_sql(ctx) };
+    let params = canned::Params { by: Some("service".into()), window: None, limit: Some(5), range_s, service: crate::session::service_sql(ctx), several_hosts: false };
     let mut out = Vec::new();
 
     // Retransmits: volume, the kernel's own rate, and where they are.
@@ -203,18 +203,17 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
     for i in 0..failed.len().min(4) {
         let n = failed.i64(i, "attempts").unwrap_or(0);
         let cause = failed.str(i, "cause").unwrap_or_default();
+        let were = if n == 1 { "was" } else { "were" };
         let what = match cause.as_str() {
-            "timeout" => "timed out (no answer to the SYNs)",
-            "refused" => "were refused (reset in reply to the SYN)",
-            "abandoned" => "were given up by the application while connecting",
-            "unreachable" => "failed: host or network unreachable",
-            _ => "failed",
+            "timeout" => "timed out (no answer to the SYNs)".to_string(),
+            "refused" => format!("{were} refused (reset in reply to the SYN)"),
+            "abandoned" => format!("{were} given up by the application while connecting"),
+            "unreachable" => "failed: host or network unreachable".to_string(),
+            _ => "failed".to_string(),
         };
         out.push(format!(
-            "Handshake failures: {} to {} ({}) {what}; clients waited {} on average (up to {}), {} SYN retransmits in all.",
-            plural(n, "connection attempt", "connection attempts"),
-            failed.str(i, "destination").unwrap_or_default(),
-            failed.str(i, "service").unwrap_or_default(),
+            "Handshake failures: {} {what}; clients waited {} on average (up to {}), {} SYN retransmits in all.",
+            attempts_to(n, &failed.str(i, "destination").unwrap_or_default(), &failed.str(i, "service").unwrap_or_default(), &failed.str(i, "processes").unwrap_or_default()),
             ms(failed.f64(i, "avg_wait_ms").unwrap_or(0.0) * 1e6),
             ms(failed.f64(i, "max_wait_ms").unwrap_or(0.0) * 1e6),
             failed.i64(i, "syn_retransmits").unwrap_or(0)
@@ -252,34 +251,77 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
         let service = resets.str(i, "service").unwrap_or_default();
         out.push(if dir == "received" {
             let meaning = if state == "SYN_SENT" { " while connecting: connection refused" } else { "" };
-            format!("{remote} ({service}) reset {} of ours ({local}) in {state}{meaning}{reason}.", plural(n, "connection", "connections"))
+            // The service is ours (it may be our process's name when no rule or port names
+            // one), so it goes with our side, and the peer is named by its address and port.
+            format!(
+                "{remote} reset {} ({service}, from {local}) in {state}{meaning}{reason}.",
+                plural(n, "connection of ours", "connections of ours")
+            )
         } else {
             let on = if state == "(no socket)" { "without a socket (nothing listening there)".to_string() } else { format!("in {state}") };
             format!("We sent {} from {local} ({service}) to {remote} {on}{reason}.", plural(n, "reset", "resets"))
         });
     }
 
-    // RTT: the service with the worst tail.
+    out.extend(rtt_tail(ctx).await?);
+    Ok(out)
+}
+
+/// "4 connection attempts to 10.66.0.34:5432 (postgres)", or, when the service is only
+/// our own process's name (no rule and no well-known port named it), "… from webapp to
+/// 10.66.0.34:6380": a service in parentheses after a destination reads as the
+/// destination's.
+fn attempts_to(n: i64, destination: &str, service: &str, processes: &str) -> String {
+    let attempts = plural(n, "connection attempt", "connection attempts");
+    if processes.split(", ").any(|p| p == service) {
+        format!("{attempts} from {service} to {destination}")
+    } else {
+        format!("{attempts} to {destination} ({service})")
+    }
+}
+
+/// Samples a service needs before its p99 is called a tail: with fewer, the p99 is
+/// one of a handful of values.
+const RTT_TAIL_MIN_SAMPLES: i64 = 20;
+
+/// The service with the worst RTT tail, among those with enough samples to have one.
+async fn rtt_tail(ctx: &SessionContext) -> Result<Option<String>> {
     let rtt = query(
         ctx,
-        "SELECT service, count(*) AS n, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY srtt_us) AS p50, \
-         approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY srtt_us) AS p99 FROM rtt_samples GROUP BY 1 ORDER BY p99 DESC, service LIMIT 1",
+        &format!(
+            "SELECT service, count(*) AS n, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY srtt_us) AS p50, \
+             approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY srtt_us) AS p99 FROM rtt_samples GROUP BY 1 \
+             HAVING count(*) >= {RTT_TAIL_MIN_SAMPLES} ORDER BY p99 DESC, service LIMIT 1"
+        ),
     )
     .await?;
     if rtt.len() > 0 {
-        out.push(format!(
+        return Ok(Some(format!(
             "Highest RTT tail: {} at p99 {} (p50 {}, {} samples).",
             rtt.str(0, "service").unwrap_or_default(),
             us(rtt.f64(0, "p99").unwrap_or(0.0)),
             us(rtt.f64(0, "p50").unwrap_or(0.0)),
             group_digits(rtt.i64(0, "n").unwrap_or(0))
-        ));
+        )));
     }
-    Ok(out)
+    let all = query(
+        ctx,
+        "SELECT count(*) AS n, approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY srtt_us) AS p50, max(srtt_us) AS hi FROM rtt_samples",
+    )
+    .await?;
+    let n = all.i64(0, "n").unwrap_or(0);
+    Ok((n > 0).then(|| {
+        format!(
+            "RTT: {} in all (p50 {}, highest {}), too few per service for a tail.",
+            plural(n, "sample", "samples"),
+            us(all.f64(0, "p50").unwrap_or(0.0)),
+            us(all.f64(0, "hi").unwrap_or(0.0))
+        )
+    }))
 }
 
 fn params_clone(p: &canned::Params) -> canned::Params {
-    canned::Params { by: p.by.clone(), window: p.window, limit: p.limit, range_s: p.range_s, service: p.service.clone() }
+    canned::Params { by: p.by.clone(), window: p.window, limit: p.limit, range_s: p.range_s, service: p.service.clone(), several_hosts: p.several_hosts }
 }
 
 /// What the recording itself says about its completeness.

@@ -28,7 +28,59 @@ fn fails_with(args: &[&str], needles: &[&str]) -> String {
     for n in needles {
         assert!(r.stderr.contains(n), "tcpfr {args:?}: stderr lacks {n:?}:\n{}", r.stderr);
     }
+    said_once(&r.stderr);
     r.stderr
+}
+
+/// No part of an error message is said twice (an error and its cause both printing
+/// the cause).
+fn said_once(stderr: &str) {
+    for line in stderr.lines() {
+        let parts: Vec<&str> = line.split(": ").filter(|p| p.len() >= 8).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{p:?} is said twice in {line:?}");
+        }
+    }
+}
+
+#[test]
+fn errors_say_it_once_and_what_to_give_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nonexistent");
+    let m = missing.to_str().unwrap();
+    for args in [vec!["report", m], vec!["hotspots", m], vec!["query", m, "SELECT 1"], vec!["verify", m], vec!["replay", m]] {
+        fails_with(&args, &[m, "does not exist", "recording directory"]);
+    }
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "hello").unwrap();
+    fails_with(&["report", notes.to_str().unwrap()], &["notes.txt"]);
+    fails_with(&["pcap", m], &[m]);
+    fails_with(&["query", "--pcap", m, "SELECT 1"], &[m]);
+}
+
+#[test]
+fn a_capture_alone_is_queried_with_sql() {
+    let cap = sample("services/capture.pcap");
+    let n = scalar(&ok(&["query", "--pcap", cap.to_str().unwrap(), "--format", "csv", "SELECT count(*) FROM packets"]));
+    let tshark_n = tshark(&cap, "frame", &["frame.number"]).len() as i64;
+    assert_eq!(n, tshark_n);
+    // The recording tables are there, empty.
+    assert_eq!(scalar(&ok(&["query", "--pcap", cap.to_str().unwrap(), "--format", "csv", "SELECT count(*) FROM retransmits"])), 0);
+}
+
+#[test]
+fn each_question_has_its_own_help() {
+    let top = ok(&["--help"]);
+    assert!(!top.contains("Options of every canned question"), "{top}");
+    for q in ["hotspots", "rtt", "top-flows"] {
+        let about = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../queries/{q}.sql"))).unwrap();
+        let about = about.lines().find_map(|l| l.strip_prefix("-- about:")).unwrap().trim().to_string();
+        let help = ok(&[q, "--help"]);
+        let first = about.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+        assert!(help.contains(&first), "{q} --help lacks {first:?}:\n{help}");
+        assert!(!help.contains("Options of every canned question"), "{help}");
+        assert!(help.contains("<REC>...") && help.contains("bundle"), "REC is explained:\n{help}");
+    }
 }
 
 #[test]
@@ -294,4 +346,23 @@ fn datafusion_settings_from_the_environment() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("DATAFUSION_") && !stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn fleet_answers_name_the_host() {
+    let (a, b) = (sample("refused/recording"), sample("syn-blackhole/recording"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    for (q, part) in [("top-flows", "1"), ("handshakes", "1"), ("resets", "1"), ("hotspots", "2")] {
+        let one = ok(&[q, a, "--part", part, "--format", "csv"]);
+        assert!(!one.lines().next().unwrap_or("").split(',').any(|c| c == "host"), "{q} on one host: {one}");
+        let two = ok(&[q, a, b, "--part", part, "--format", "csv"]);
+        let header = two.lines().find(|l| !l.starts_with('#')).unwrap_or("");
+        assert!(header.starts_with("host,"), "{q} on two hosts: {two}");
+        let rows = csv_rows(&two);
+        assert!(!rows.is_empty(), "{q}: no rows on two hosts");
+        // Every row is one host's.
+        for r in &rows {
+            assert!(r[0] == "sample-refused" || r[0] == "sample-syn-blackhole", "{q}: {r:?}");
+        }
+    }
 }

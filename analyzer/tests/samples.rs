@@ -162,3 +162,18 @@ fn replay_lists_every_event_in_time_order() {
     assert_eq!(events.len(), 7);
     assert!(events.iter().all(|e| e["state"] == "SYN_SENT" && e["comm"] == "webapp"));
 }
+
+#[test]
+fn report_sentences_name_each_side_and_claim_nothing_from_a_few_samples() {
+    let report = ok(&["report", sample("refused/recording").to_str().unwrap()]);
+    // webapp is the client's own process name (port 6380 names no service): it goes
+    // with our side, not in parentheses after the destination.
+    assert!(report.contains("4 connection attempts from webapp to 10.66.0.34:6380 were refused"), "{report}");
+    assert!(report.contains("10.66.0.34:6380 reset 4 connections of ours (webapp, from 10.66.0.10:*)"), "{report}");
+    assert!(!report.contains("10.66.0.34:6380 (webapp)"), "{report}");
+    // Four RTT samples: no tail is claimed from them.
+    assert!(!report.contains("Highest RTT tail") && report.contains("RTT: 4 samples in all"), "{report}");
+    // One attempt reads as one.
+    let one = ok(&["report", sample("refused/recording").to_str().unwrap(), "--to", "2026-11-23T12:43:18.1009Z"]);
+    assert!(one.contains("1 connection attempt from webapp to 10.66.0.34:6380 was refused"), "{one}");
+}

@@ -46,7 +46,7 @@ fn snapshot(cmd: SnapshotCmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tcpfr-recorder snapshot: {e:#}");
+            eprintln!("tcpfr-recorder snapshot: {}", tcpfr_schema::error::chain_text(e.chain()));
             ExitCode::FAILURE
         }
     }
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     match rt.block_on(pipeline::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tcpfr-recorder: {e:#}");
+            eprintln!("tcpfr-recorder: {}", tcpfr_schema::error::chain_text(e.chain()));
             ExitCode::FAILURE
         }
     }

@@ -65,3 +65,35 @@ impl FormatError {
 }
 
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `outer: inner: …`, each cause said once: many
+/// errors already name their cause in their own text (`{path}: {source}`), and printing
+/// the chain as well said it twice ("No such file or directory (os error 2): No such
+/// file or directory (os error 2)").
+pub fn chain_text<'a>(chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut text = String::new();
+    for cause in chain {
+        let t = cause.to_string();
+        if text.contains(&t) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&t);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_text_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = FormatError::io("/nonexistent", io);
+        let s = chain_text(std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| e.source()));
+        assert_eq!(s, format!("/nonexistent: {}", std::io::Error::from(std::io::ErrorKind::NotFound)));
+    }
+}

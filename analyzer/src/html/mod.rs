@@ -210,7 +210,7 @@ pub async fn render(ds: &Dataset, window: &Window, services: &ServiceMap, pcaps:
 
     let mut page = Page { body: String::new(), colors: Colors::default(), marks, range, local_offset_s };
     let range_s = crate::range_seconds(ds, window);
-    let params = canned::Params { by: None, window: None, limit: None, range_s, service: crate::session::service_sql(&ctx) };
+    let params = canned::Params { by: None, window: None, limit: None, range_s, service: crate::session::service_sql(&ctx), several_hosts: false };
 
     // Hotspots first: they fix the services' colours by importance.
     let hot = report::canned_part(&ctx, "hotspots", 1, &params).await?;
