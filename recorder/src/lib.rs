@@ -29,6 +29,7 @@ pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;
 pub mod ring;
+pub mod ring_fill;
 pub mod rules;
 pub mod ship;
 pub mod rtt_samples;

@@ -235,7 +235,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
         },
     );
     if let Some((m, listener)) = metrics {
-        let fill = crate::metrics::RingFill::new(std::os::fd::AsFd::as_fd(&ring), opts.ring_size);
+        let fill = crate::ring_fill::RingFill::new(std::os::fd::AsFd::as_fd(&ring), opts.ring_size);
         let mut exporter = crate::metrics::Exporter::new(m, writer.stats.clone(), fill, opts.out.clone());
         exporter.ship = ship_stats.clone();
         let addr = listener.local_addr()?;

@@ -35,6 +35,8 @@ pub mod layout;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "std")]
+pub mod metrics;
+#[cfg(feature = "std")]
 pub mod read;
 #[cfg(feature = "std")]
 pub mod table;

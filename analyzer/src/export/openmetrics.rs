@@ -14,129 +14,74 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::context::SessionContext;
 use futures::StreamExt;
+use tcpfr_schema::metrics::{self as contract, Kind, RTT_BUCKETS};
 
 use super::Grid;
 
-/// `tcpfr_rtt_seconds` bucket bounds: microseconds (compared with `srtt_us`, exact) and
-/// their `le` labels in OpenMetrics' canonical number form (`1.0`, not `1`).
-const RTT_BUCKETS: [(u32, &str); 14] = [
-    (100, "0.0001"),
-    (250, "0.00025"),
-    (500, "0.0005"),
-    (1_000, "0.001"),
-    (2_500, "0.0025"),
-    (5_000, "0.005"),
-    (10_000, "0.01"),
-    (25_000, "0.025"),
-    (50_000, "0.05"),
-    (100_000, "0.1"),
-    (250_000, "0.25"),
-    (500_000, "0.5"),
-    (1_000_000, "1.0"),
-    (2_500_000, "2.5"),
-];
-
 const FROM_ZERO: &str = "counted from 0 at the start of the exported window";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Histogram,
-}
-
+/// A family of the contract ([`tcpfr_schema::metrics`]: name, type, unit, help, labels,
+/// shared with the recorder's live endpoint) and how the export computes it.
 struct Family {
-    /// OpenMetrics family name (counters: without `_total`).
-    name: &'static str,
-    kind: Kind,
-    unit: Option<&'static str>,
-    help: &'static str,
-    /// Label columns after `host`, in the query's order.
-    labels: &'static [&'static str],
+    contract: &'static contract::Family,
     /// Series start at the window's start rather than one step before their first event.
     from_start: bool,
     /// `SELECT host, <labels>, k, <values>` with `{k}` and `{peer}` to fill in.
     sql: &'static str,
 }
 
+impl std::ops::Deref for Family {
+    type Target = contract::Family;
+    fn deref(&self) -> &contract::Family {
+        self.contract
+    }
+}
+
 const FAMILIES: &[Family] = &[
     Family {
-        name: "tcpfr_retransmitted_segments",
-        kind: Kind::Counter,
-        unit: Some("segments"),
-        help: "Segments the kernel retransmitted and counted (as RetransSegs), by service, peer and kind (data, syn, synack)",
-        labels: &["service", "peer", "kind"],
+        contract: &contract::RETRANSMITTED_SEGMENTS,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, kind, {k} AS k, sum(segments) AS v \
               FROM retransmits WHERE counted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
     },
     Family {
-        name: "tcpfr_retransmit_failures",
-        kind: Kind::Counter,
-        unit: None,
-        help: "Retransmission attempts the kernel could not send and did not count (err != 0: EBUSY, EAGAIN, ...)",
-        labels: &["service", "peer"],
+        contract: &contract::RETRANSMIT_FAILURES,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS v \
               FROM retransmits WHERE NOT counted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     },
     Family {
-        name: "tcpfr_handshake_failures",
-        kind: Kind::Counter,
-        unit: None,
-        help: "Connections whose handshake failed, by role (client, server) and cause (timeout, refused, unreachable, abandoned, reset, failed)",
-        labels: &["service", "peer", "role", "cause"],
+        contract: &contract::HANDSHAKE_FAILURES,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, coalesce(role, 'unknown') AS role, handshake AS cause, {k} AS k, count(*) AS v \
               FROM flows WHERE handshake IS NOT NULL AND handshake <> 'completed' \
               GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
     },
     Family {
-        name: "tcpfr_resets",
-        kind: Kind::Counter,
-        unit: None,
-        help: "TCP resets sent or received, by direction (sent, received)",
-        labels: &["service", "peer", "direction"],
+        contract: &contract::RESETS,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, direction, {k} AS k, count(*) AS v \
               FROM resets GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
     },
     Family {
-        name: "tcpfr_state_changes",
-        kind: Kind::Counter,
-        unit: None,
-        help: "TCP state transitions, by the new state (ESTABLISHED, CLOSE_WAIT, ...)",
-        labels: &["service", "state"],
+        contract: &contract::STATE_CHANGES,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, new_state AS state, {k} AS k, count(*) AS v \
               FROM state_changes GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     },
     Family {
-        name: "tcpfr_rtt_seconds",
-        kind: Kind::Histogram,
-        unit: Some("seconds"),
-        help: "Smoothed RTT (the kernel's srtt) of the recorded RTT samples",
-        labels: &["service", "peer"],
+        contract: &contract::RTT,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS c, sum(CAST(srtt_us AS BIGINT)) AS s, {buckets} \
               FROM rtt_samples GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
     },
     Family {
-        name: "tcpfr_host_tcp_out_segments",
-        kind: Kind::Counter,
-        unit: Some("segments"),
-        help: "Segments TCP sent, retransmissions excluded (the kernel's Tcp OutSegs), summed over the network namespaces recorded; \
-               the recording's per-interval deltas cumulated",
-        labels: &[],
+        contract: &contract::HOST_OUT_SEGMENTS,
         from_start: true,
         sql: "SELECT host, {k} AS k, sum(out_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
     },
     Family {
-        name: "tcpfr_host_tcp_retrans_segments",
-        kind: Kind::Counter,
-        unit: Some("segments"),
-        help: "Segments TCP retransmitted (the kernel's Tcp RetransSegs), summed over the network namespaces recorded; \
-               the recording's per-interval deltas cumulated",
-        labels: &[],
+        contract: &contract::HOST_RETRANS_SEGMENTS,
         from_start: true,
         sql: "SELECT host, {k} AS k, sum(retrans_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
     },
@@ -388,5 +333,17 @@ mod tests {
         let key = vec!["h".to_string(), "db".to_string(), "10.0.0.1".to_string(), "data".to_string()];
         assert_eq!(label_text(f, &key, false), "service=\"db\",peer=\"10.0.0.1\",kind=\"data\"");
         assert!(label_text(f, &key, true).starts_with("host=\"h\","));
+    }
+}
+
+#[cfg(test)]
+mod contract_tests {
+    use super::*;
+
+    #[test]
+    fn the_export_computes_every_family_of_the_contract_in_its_order() {
+        let ours: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        let theirs: Vec<&str> = contract::FAMILIES.iter().map(|f| f.name).collect();
+        assert_eq!(ours, theirs);
     }
 }
