@@ -17,47 +17,38 @@ use crate::print::{Format, Output};
 
 const HELP: &str = "\\d          list tables\n\\d TABLE    describe a table's columns\n\\q          quit (or Ctrl-D)\nEnd SQL statements with ';'. Only queries run: recordings are never modified.";
 
-/// Splits SQL text into statements on `;` outside quotes and comments.
+/// Splits SQL text into statements at `;`, with DataFusion's own SQL tokenizer (so a
+/// `;` in a string, a quoted name or a `--`/`/* */` comment does not split). Text that
+/// does not tokenize (an unterminated string) is one statement: running it gives the
+/// parser's message.
 pub fn split_statements(sql: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return if sql.trim().is_empty() { Vec::new() } else { vec![sql.trim().to_string()] };
+    };
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = sql.chars().peekable();
-    let (mut single, mut double, mut line_comment) = (false, false, false);
-    while let Some(c) = chars.next() {
-        if line_comment {
-            if c == '\n' {
-                line_comment = false;
-            }
-            cur.push(c);
-            continue;
-        }
-        match c {
-            '\'' if !double => single = !single,
-            '"' if !single => double = !double,
-            '-' if !single && !double && chars.peek() == Some(&'-') => line_comment = true,
-            ';' if !single && !double => {
-                if !is_blank(&cur) {
+    let (mut cur, mut blank) = (String::new(), true);
+    for t in tokens.iter().chain(std::iter::once(&Token::SemiColon)) {
+        match t {
+            Token::SemiColon => {
+                if !blank {
                     out.push(cur.trim().to_string());
                 }
-                cur.clear();
-                continue;
+                (cur, blank) = (String::new(), true);
             }
-            _ => {}
+            Token::Whitespace(w) => {
+                cur.push_str(&w.to_string());
+                // A statement of comments only is not a statement.
+                blank &= matches!(w, Whitespace::Space | Whitespace::Newline | Whitespace::Tab | Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_));
+            }
+            t => {
+                cur.push_str(&t.to_string());
+                blank = false;
+            }
         }
-        cur.push(c);
-    }
-    if !is_blank(&cur) {
-        out.push(cur.trim().to_string());
     }
     out
-}
-
-/// Whitespace and comments only.
-fn is_blank(s: &str) -> bool {
-    s.lines().all(|l| {
-        let l = l.trim();
-        l.is_empty() || l.starts_with("--")
-    })
 }
 
 /// `\d` output: tables and their row counts.
@@ -162,5 +153,10 @@ mod tests {
         let s = split_statements("SELECT 'a;b'; -- c;d\nSELECT \"x;y\" FROM t;\n\n-- only a comment;\n");
         assert_eq!(s, vec!["SELECT 'a;b'", "-- c;d\nSELECT \"x;y\" FROM t"]);
         assert!(split_statements("  ;; ").is_empty());
+        // Block comments, and quotes inside them, do not split either.
+        let s = split_statements("SELECT 1 /* a; 'b */ AS x; /* only; a comment */ SELECT 2");
+        assert_eq!(s, vec!["SELECT 1 /* a; 'b */ AS x", "/* only; a comment */ SELECT 2"]);
+        // Unterminated: one statement, for the parser to explain.
+        assert_eq!(split_statements("SELECT 'a; b"), vec!["SELECT 'a; b"]);
     }
 }
