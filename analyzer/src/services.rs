@@ -1,155 +1,14 @@
-//! The services map: which service a connection belongs to, decided at query time so
-//! it can be changed after the incident without re-recording.
-//!
-//! Rules come from a TOML file (`--services FILE`, else `$TCPFR_SERVICES`, else
-//! `~/.config/tcpfr/services.toml` if it exists), then built-in rules for well-known
-//! ports; first match wins; otherwise the connection is named after its local process.
-//!
-//! ```toml
-//! [[service]]
-//! name = "db"
-//! rport = "5432"             # remote port or range ("8000-8100")
-//! [[service]]
-//! name = "api"
-//! lport = "8080"             # local port or range
-//! cidr = "10.0.0.0/8"        # remote address in this network
-//! [[service]]
-//! name = "ingress"
-//! process = "nginx*"         # local process name (glob)
-//! cgroup = "/kubepods/*"     # cgroup path (glob)
-//! ```
-//! All conditions of a rule must hold. The map compiles to a plain SQL
-//! expression (`CASE`s chained with `coalesce`) over the columns every event table has (`lport`, `rport`, `raddr`,
-//! `family`, `comm`, `cgroup`), so any SQL engine can apply it: the `service` column of
-//! the analyzer's views, DuckDB in the benchmark, stock Ballista executors. Parsing and
-//! the same decision in Rust live in `tcpfr-services` (the recorder's live metrics use
-//! it); the SQL is tested against it here.
+//! The services map (`tcpfr-services`: its TOML rules, the decision in Rust, and its
+//! SQL form, documented there), as the analyzer applies it: `--services FILE`, else
+//! `$TCPFR_SERVICES`, else `~/.config/tcpfr/services.toml`, compiled to the `service`
+//! column of the views. The tests here check the SQL against the Rust decision in a
+//! real session.
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
-
-// Rule and PortSpec stay part of this module's API (the map's fields are of these types).
-#[allow(unused_imports)]
-pub use tcpfr_services::{PortSpec, Rule, WELL_KNOWN};
-
-/// The map (rules and their source, from `tcpfr-services`, which parses it and also
-/// decides in Rust) plus its SQL form.
-#[derive(Debug, Clone, Default)]
-pub struct ServiceMap(pub tcpfr_services::ServiceMap);
-
-impl std::ops::Deref for ServiceMap {
-    type Target = tcpfr_services::ServiceMap;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl ServiceMap {
-    /// `--services FILE`, else `$TCPFR_SERVICES`, else `~/.config/tcpfr/services.toml`.
-    pub fn load(explicit: Option<&Path>) -> Result<Self> {
-        tcpfr_services::ServiceMap::load(explicit).map(ServiceMap)
-    }
-
-    // Kept as API; the binary itself only loads files (`load`).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn parse(text: &str) -> Result<Self> {
-        tcpfr_services::ServiceMap::parse(text).map(ServiceMap)
-    }
-
-    /// The SQL expression naming the service of a row of an event table.
-    pub fn sql(&self) -> Result<String> {
-        let mut arms = Vec::new();
-        for r in &self.rules {
-            let mut conds = Vec::new();
-            if let Some(p) = &r.lport {
-                let (a, b) = p.range()?;
-                conds.push(format!("lport BETWEEN {a} AND {b}"));
-            }
-            if let Some(p) = &r.rport {
-                let (a, b) = p.range()?;
-                conds.push(format!("rport BETWEEN {a} AND {b}"));
-            }
-            if let Some(c) = &r.cidr {
-                conds.push(cidr_sql(c)?);
-            }
-            if let Some(p) = &r.process {
-                conds.push(format!("comm LIKE {}", glob_to_like(p)));
-            }
-            if let Some(c) = &r.cgroup {
-                conds.push(format!("cgroup LIKE {}", glob_to_like(c)));
-            }
-            arms.push(format!("WHEN {} THEN {}", conds.join(" AND "), quote(&r.name)));
-        }
-        // First match wins: the user's rules, then well-known remote ports, then local
-        // ones, then the process. Each stage yields NULL when nothing matches (names are
-        // never NULL), so the stages chain with coalesce; the port stages are simple
-        // CASEs (`CASE rport WHEN 22 …`), which DataFusion evaluates as one lookup per
-        // row instead of one comparison per arm (≈ 40% less time on the event tables).
-        let mut stages = Vec::new();
-        if !arms.is_empty() {
-            stages.push(format!("CASE {} END", arms.join(" ")));
-        }
-        for col in ["rport", "lport"] {
-            let whens: Vec<String> = WELL_KNOWN.iter().map(|(port, name)| format!("WHEN {port} THEN '{name}'")).collect();
-            stages.push(format!("CASE {col} {} END", whens.join(" ")));
-        }
-        stages.push("coalesce(comm, 'unknown')".into());
-        Ok(format!("coalesce({})", stages.join(", ")))
-    }
-
-    /// The same decision in Rust (`tcpfr_services::Matcher`): the reference the SQL is
-    /// tested against.
-    #[cfg(test)]
-    pub fn name_of(&self, lport: u16, rport: u16, raddr: &str, comm: Option<&str>, cgroup: Option<&str>) -> String {
-        self.0.name(lport, rport, raddr, comm, cgroup)
-    }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// `nginx*` → `'nginx%'` (with `%`, `_` escaped).
-fn glob_to_like(g: &str) -> String {
-    let mut out = String::new();
-    for c in g.chars() {
-        match c {
-            '*' => out.push('%'),
-            '?' => out.push('_'),
-            '%' | '_' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\'' => out.push_str("''"),
-            c => out.push(c),
-        }
-    }
-    format!("'{out}' ESCAPE '\\'")
-}
-
-/// A CIDR test on `raddr` in plain SQL. IPv4: the address as a number, compared with
-/// the network's range (any prefix length). IPv6: the `cidr_contains` function (an
-/// analyzer UDF; other engines need it registered too).
-fn cidr_sql(c: &str) -> Result<String> {
-    let net: ipnet::IpNet = c.parse().with_context(|| format!("bad cidr {c:?}"))?;
-    Ok(match net {
-        ipnet::IpNet::V4(n) => {
-            let lo = u32::from(n.network());
-            let hi = u32::from(n.broadcast());
-            format!(
-                "(family = 'ipv4' AND (TRY_CAST(split_part(raddr, '.', 1) AS BIGINT) * 16777216 + TRY_CAST(split_part(raddr, '.', 2) AS BIGINT) * 65536 \
-                 + TRY_CAST(split_part(raddr, '.', 3) AS BIGINT) * 256 + TRY_CAST(split_part(raddr, '.', 4) AS BIGINT)) BETWEEN {lo} AND {hi})"
-            )
-        }
-        ipnet::IpNet::V6(_) => format!("(family = 'ipv6' AND cidr_contains({}, raddr))", quote(c)),
-    })
-}
+pub use tcpfr_services::ServiceMap;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tcpfr_services::glob_match;
 
     const MAP: &str = r#"
         [[service]]
@@ -176,14 +35,14 @@ mod tests {
     #[test]
     fn first_match_wins_then_well_known_then_process() {
         let m = ServiceMap::parse(MAP).unwrap();
-        assert_eq!(m.name_of(40000, 5432, "192.168.1.1", Some("api"), None), "db");
-        assert_eq!(m.name_of(8050, 40000, "192.168.1.1", Some("x"), None), "api");
-        assert_eq!(m.name_of(1, 2, "10.66.0.34", None, None), "internal");
-        assert_eq!(m.name_of(1, 2, "10.128.0.1", Some("nginx-worker"), None), "ingress");
-        assert_eq!(m.name_of(40000, 6379, "1.2.3.4", Some("app"), None), "redis");
-        assert_eq!(m.name_of(6379, 40000, "1.2.3.4", Some("redis-server"), None), "redis");
-        assert_eq!(m.name_of(40000, 40001, "1.2.3.4", Some("app"), None), "app");
-        assert_eq!(m.name_of(40000, 40001, "1.2.3.4", None, None), "unknown");
+        assert_eq!(m.name(40000, 5432, "192.168.1.1", Some("api"), None), "db");
+        assert_eq!(m.name(8050, 40000, "192.168.1.1", Some("x"), None), "api");
+        assert_eq!(m.name(1, 2, "10.66.0.34", None, None), "internal");
+        assert_eq!(m.name(1, 2, "10.128.0.1", Some("nginx-worker"), None), "ingress");
+        assert_eq!(m.name(40000, 6379, "1.2.3.4", Some("app"), None), "redis");
+        assert_eq!(m.name(6379, 40000, "1.2.3.4", Some("redis-server"), None), "redis");
+        assert_eq!(m.name(40000, 40001, "1.2.3.4", Some("app"), None), "app");
+        assert_eq!(m.name(40000, 40001, "1.2.3.4", None, None), "unknown");
     }
 
     #[test]
@@ -219,7 +78,7 @@ mod tests {
                             f.push(if addr.contains(':') { "ipv6" } else { "ipv4" });
                             c.push(comm);
                             g.push(cg);
-                            expect.push(map.name_of(lp, rp, addr, comm, cg));
+                            expect.push(map.name(lp, rp, addr, comm, cg));
                         }
                     }
                 }
@@ -252,12 +111,5 @@ mod tests {
         for name in ["db", "api", "internal", "ingress", "pods", "literal", "v6net", "redis", "postgres", "axbyc", "unknown"] {
             assert!(expect.iter().any(|e| e == name), "the table exercises {name}");
         }
-    }
-
-    #[test]
-    fn globs_become_escaped_like_patterns() {
-        assert_eq!(glob_to_like("ngin_x*"), r"'ngin\_x%' ESCAPE '\'");
-        assert!(glob_match("/kubepods/*", "/kubepods/pod1/x"));
-        assert!(!glob_match("nginx", "nginx2"));
     }
 }

@@ -18,11 +18,16 @@
 //! process = "nginx*"         # local process name (glob: * and ?)
 //! cgroup = "/kubepods/*"     # cgroup path (glob)
 //! ```
-//! All conditions of a rule must hold. [`Matcher`] is the decision in Rust; the
-//! analyzer's SQL (`tcpfr::services`) is tested against it row by row.
+//! All conditions of a rule must hold. [`Matcher`] is the decision in Rust;
+//! [`ServiceMap::sql`] (`compile`) the same as one SQL expression, which the analyzer
+//! tests against it row by row; `sql` (feature `sql`) has the SQL functions that
+//! expression calls.
 
+mod compile;
 #[cfg(feature = "sql")]
 pub mod sql;
+
+pub use compile::glob_to_like;
 
 use std::path::{Path, PathBuf};
 
