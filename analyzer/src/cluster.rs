@@ -42,11 +42,10 @@ pub async fn connect(ctx: SessionContext, url: &str) -> Result<SessionContext> {
 }
 
 /// Session settings for the cluster's planner. Ballista 55's adaptive planner loses
-/// the order of a result sorted before a final merge (a `… ORDER BY` after a join came
-/// back as two sorted runs, one per partition); the static planner keeps it.
-/// Ballista's own choice of sort-merge joins (they spill; hash joins cannot) is kept:
-/// hash joins made `rtt` 5× faster at 30 M events, but at 1 B events with two
-/// executors one built its table from the RTT samples and was killed at 20 GB.
+/// the order of a result sorted before a final merge (a `… ORDER BY` after a join comes
+/// back as sorted runs, one per partition); the static planner keeps it. Ballista's own
+/// choice of sort-merge joins is kept: they spill, and a hash join may pick the large
+/// side (`rtt_samples`) to build its table from and run out of memory.
 #[cfg(feature = "cluster")]
 const SETTINGS: [(&str, &str); 1] = [("ballista.planner.adaptive.enabled", "false")];
 

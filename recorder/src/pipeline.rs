@@ -222,7 +222,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
     let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
     // Owners of sockets that already exist, before events about them are read. Scanned
     // after the programs are attached: a socket born between a scan and the attachment
-    // would be in neither (seen in a test on a loaded machine).
+    // would be in neither.
     enr.sockets.scan_proc();
     let writer = WriterHandle::spawn(
         writer,
