@@ -5,11 +5,14 @@ store, timed in one process (`tcpfr URL`) and on a Ballista cluster on this mach
 with what each question fetched against what the store holds (`tcpfr -v`).
 
     target/release/with-seaweed bench -- scripts/bench_fleet.py --hosts 1000 --events 1000000000
+    target/release/with-seaweed --keep /data/fleet bench -- scripts/bench_fleet.py --hosts 1000 --events 1000000000
+    target/release/with-seaweed --reuse /data/fleet bench -- scripts/bench_fleet.py --reuse ...   # the same store again
     scripts/bench_fleet.py --url s3://bucket/prefix ...       # a store of yours (AWS_* set)
 
 The hosts' recordings are written by the recorder's writer (examples/gen-recording) and
 shipped into the store by its shipper as each one closes; --reuse skips that when the
-store already holds them. Every run is a fresh process; medians of --rounds. Build first (release):
+store already holds them (with-seaweed --keep DIR keeps a store, --reuse DIR starts it
+again: generating 1 B events takes most of an hour). Every run is a fresh process; medians of --rounds. Build first (release):
     cargo build --release --locked -p tcpfr-cluster -p tcpfr-recorder -p tcpfr --features tcpfr/cluster \\
         -p tcpfr-testsupport --bins --example gen-recording
 Executors get all cores each (--vcores); on one machine two executors share them, so the

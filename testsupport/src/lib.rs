@@ -12,7 +12,7 @@ pub mod fleet;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,37 @@ pub const ACCESS_KEY: &str = "tcpfrtest";
 pub const SECRET_KEY: &str = "tcpfrtestsecret";
 
 /// A running SeaweedFS (master, volume, filer and S3 gateway in one process) with one
-/// bucket. Killed, with its data, on drop.
+/// bucket. Killed on drop, with its data unless it was started to keep it
+/// ([`Seaweed::start_kept`], [`Seaweed::reuse`]).
 pub struct Seaweed {
     child: Child,
     /// `http://127.0.0.1:PORT`: the S3 endpoint.
     pub endpoint: String,
     pub bucket: String,
     master: String,
-    dir: tempfile::TempDir,
+    home: Home,
 }
+
+/// Where a server's data, configuration and log live.
+enum Home {
+    /// Deleted with the server.
+    Temp(tempfile::TempDir),
+    /// Kept for a later [`Seaweed::reuse`].
+    Kept(PathBuf),
+}
+
+impl Home {
+    fn path(&self) -> &Path {
+        match self {
+            Home::Temp(t) => t.path(),
+            Home::Kept(p) => p,
+        }
+    }
+}
+
+/// The file in a kept home that records its ports: the master's metadata names the
+/// master and volume servers by address, so a reused store runs on the same ports.
+const PORTS_FILE: &str = "ports";
 
 /// The `weed` binary: `$TCPFR_TOOLS/bin/weed`, else `~/.cache/tcpfr-tools/bin/weed`, else PATH.
 pub fn weed_binary() -> PathBuf {
@@ -62,8 +84,42 @@ impl Seaweed {
     /// Starts the server and creates `bucket`; waits (≤ 60 s) until S3 answers.
     /// Panics with the server's log when it does not come up (this is test support).
     pub fn start(bucket: &str) -> Seaweed {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("s3.json");
+        let home = Home::Temp(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(home, bucket, [free_pair(), free_pair(), free_pair(), free_pair()])
+    }
+
+    /// [`Seaweed::start`] with its data in `dir` (which must not exist, or be empty),
+    /// kept after the server stops, for [`Seaweed::reuse`]: a benchmark's store is made
+    /// once and asked many times.
+    pub fn start_kept(dir: &Path, bucket: &str) -> Result<Seaweed, String> {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(format!("{} is not empty: give a new directory to keep a store in (or --reuse it)", dir.display()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let ports = [free_pair(), free_pair(), free_pair(), free_pair()];
+        let text = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
+        std::fs::write(dir.join(PORTS_FILE), text).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        Ok(Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports))
+    }
+
+    /// Starts again on the data a [`Seaweed::start_kept`] server left in `dir`, on the
+    /// ports it had; `bucket` is created if it is not there.
+    pub fn reuse(dir: &Path, bucket: &str) -> Result<Seaweed, String> {
+        let text = std::fs::read_to_string(dir.join(PORTS_FILE))
+            .map_err(|e| format!("{} holds no store kept by with-seaweed --keep ({PORTS_FILE}: {e})", dir.display()))?;
+        let ports: Vec<u16> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        let Ok(ports) = <[u16; 4]>::try_from(ports) else {
+            return Err(format!("{}/{PORTS_FILE} is damaged: {text:?}", dir.display()));
+        };
+        if let Some(p) = ports.iter().find(|p| TcpListener::bind(("127.0.0.1", **p)).is_err()) {
+            return Err(format!("port {p} of the kept store is in use: is another server running on {}?", dir.display()));
+        }
+        Ok(Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports))
+    }
+
+    fn start_in(home: Home, bucket: &str, [master, volume, filer, s3]: [u16; 4]) -> Seaweed {
+        let dir = home.path();
+        let config = dir.join("s3.json");
         std::fs::write(
             &config,
             format!(
@@ -71,12 +127,11 @@ impl Seaweed {
             ),
         )
         .expect("write s3.json");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("data dir");
-        let log = std::fs::File::create(dir.path().join("weed.log")).expect("log file");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let log = std::fs::File::create(dir.join("weed.log")).expect("log file");
         // weed finds its gRPC ports at port + 10000 in places (raft among them), so each
         // port is chosen with that one free too.
-        let [master, volume, filer, s3] = [free_pair(), free_pair(), free_pair(), free_pair()];
         let grpc = |p: u16| p + 10000;
         let mut cmd = Command::new(weed_binary());
         cmd.arg("server")
@@ -85,14 +140,13 @@ impl Seaweed {
             .arg(format!("-master.port={master}"))
             .arg(format!("-master.port.grpc={}", grpc(master)))
             .arg(format!("-master.dir={}", data.display()))
-            // Small volumes, as many as the disk takes (a fixed 50 filled up at 3.2 GB
-            // in the fleet benchmark).
+            // Small volumes, as many as the disk takes (a fixed number fills up).
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=0"])
             .arg(format!("-volume.port={volume}"))
             .arg(format!("-volume.port.grpc={}", grpc(volume)))
             .arg(format!("-filer.port={filer}"))
             .arg(format!("-filer.port.grpc={}", grpc(filer)))
-            .arg(format!("-filer.localSocket={}", dir.path().join("filer.sock").display()))
+            .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
             .arg("-s3")
             .arg(format!("-s3.port={s3}"))
             .arg(format!("-s3.port.grpc={}", grpc(s3)))
@@ -110,7 +164,7 @@ impl Seaweed {
             endpoint: format!("http://127.0.0.1:{s3}"),
             bucket: bucket.to_string(),
             master: format!("127.0.0.1:{master}"),
-            dir,
+            home,
         };
         sw.wait_up(s3);
         sw.create_bucket(bucket);
@@ -118,7 +172,7 @@ impl Seaweed {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+        std::fs::read_to_string(self.home.path().join("weed.log")).unwrap_or_default()
     }
 
     fn wait_up(&mut self, s3: u16) {
@@ -160,7 +214,7 @@ impl Seaweed {
     /// Runs one `weed shell` command; its output. Bounded to 20 s (a shell that cannot
     /// reach the master waits forever).
     fn shell(&self, command: &str) -> String {
-        let out = self.dir.path().join("shell.out");
+        let out = self.home.path().join("shell.out");
         let file = std::fs::File::create(&out).expect("shell output");
         let mut child = Command::new(weed_binary())
             .arg("shell")
@@ -217,6 +271,23 @@ mod tests {
     use super::*;
 
     /// The server comes up, refuses a wrong key, and takes a bucket.
+    #[test]
+    fn a_kept_store_is_reused_with_its_objects() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("store");
+        {
+            let sw = Seaweed::start_kept(&dir, "keep").unwrap();
+            sw.shell("fs.mkdir /buckets/keep/kept-dir");
+            assert!(sw.shell("fs.ls /buckets/keep").contains("kept-dir"));
+            assert!(Seaweed::start_kept(&dir, "keep").is_err(), "a second server on a kept store");
+        }
+        let sw = Seaweed::reuse(&dir, "keep").unwrap();
+        let ls = sw.shell("fs.ls /buckets/keep");
+        assert!(ls.contains("kept-dir"), "the kept directory is gone: {ls}");
+        drop(sw);
+        assert!(Seaweed::reuse(t.path(), "keep").err().unwrap().contains("no store kept"));
+    }
+
     #[test]
     fn starts_and_requires_the_key() {
         let sw = Seaweed::start("probe");
