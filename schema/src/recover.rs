@@ -8,7 +8,8 @@
 //! adds it to the manifest, and closes the manifest (`end` = the last row's time,
 //! `recovery` = what was done). What cannot be used is moved to `quarantine/` with the
 //! reason, never deleted. Recovering twice, or after a crash during recovery, gives the
-//! same result.
+//! same result. Recovery writes as durably as the writer (FORMAT.md, "Durability"), so a
+//! power cut during recovery is one more crash.
 //!
 //! Only a recording that no writer has open may be recovered: the recorder holds a lock
 //! on its output directory and recovers the recordings there before it starts a new one.
@@ -22,13 +23,13 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
+use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{FormatError, Result};
 use crate::layout;
 use crate::manifest::{rfc3339, FileEntry, Manifest, RecoveryInfo};
 use crate::read::inspect_parquet;
-use crate::write::{create_dir_all, file_kv, properties, write_err, HashingWriter, WriterOptions};
+use crate::write::{create_dir_all, file_kv, properties, sync_dir, sync_parent, write_err, HashingWriter, WriterOptions};
 
 /// What [`recover`] did to one recording.
 #[derive(Debug, Clone, Default)]
@@ -252,9 +253,7 @@ fn recover_file(
     drop(file);
     std::fs::rename(&tmp, final_path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
     if opts.fsync {
-        if let Some(parent) = final_path.parent() {
-            let _ = File::open(parent).and_then(|d| d.sync_all());
-        }
+        sync_parent(final_path).map_err(|e| e.to_string())?;
     }
     for p in [&inprogress, &footer, &wal] {
         let _ = std::fs::remove_file(p);
@@ -286,11 +285,7 @@ fn seal_row_groups(inprogress: &Path, footer: &Path) -> std::result::Result<Opti
     if n < 8 || &bytes[n - 4..] != b"PAR1" {
         return Err("its saved footer is not a Parquet footer".into());
     }
-    let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
-    let md = (len + 8 <= n)
-        .then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok())
-        .flatten()
-        .ok_or("its saved footer cannot be decoded")?;
+    let md = decode_saved_footer(&bytes).ok_or("its saved footer cannot be decoded")?;
     let data_end = md
         .row_groups()
         .iter()
@@ -319,6 +314,16 @@ fn seal_row_groups(inprogress: &Path, footer: &Path) -> std::result::Result<Opti
     Ok(Some((f, md.file_metadata().num_rows())))
 }
 
+/// The metadata in a saved partial footer (`<metadata><length><PAR1>`).
+fn decode_saved_footer(bytes: &[u8]) -> Option<ParquetMetaData> {
+    let n = bytes.len();
+    if n < 8 || &bytes[n - 4..] != b"PAR1" {
+        return None;
+    }
+    let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
+    (len + 8 <= n).then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok()).flatten()
+}
+
 /// Keeps what can be kept of a file the writer had to give up (disk full, read-only
 /// file system) without needing free space: its complete row groups, sealed in place
 /// and renamed to the final name. The write-ahead log's rows are lost (counted by the
@@ -333,6 +338,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
         Some((f, _)) => {
             drop(f);
             std::fs::rename(&inprogress, final_path).map_err(|e| FormatError::io(final_path, e))?;
+            sync_parent(final_path)?;
             Some(entry_of_complete_file(dir, table, final_path)?)
         }
         None => None,
@@ -441,13 +447,14 @@ fn entry_of_complete_file(dir: &Path, table: &str, path: &Path) -> Result<FileEn
 /// Moves `files` to `<recording>/quarantine/<table>/`, keeping their names.
 fn quarantine(dir: &Path, table: &str, files: &[PathBuf], reason: String, out: &mut Recovered) -> Result<()> {
     let qdir = dir.join(layout::QUARANTINE).join(table);
-    create_dir_all(&qdir, 0o750)?;
+    create_dir_all(&qdir, 0o750, true)?;
     for f in files {
         let to = qdir.join(f.file_name().unwrap_or_default());
         std::fs::rename(f, &to).map_err(|e| FormatError::io(f, e))?;
+        sync_parent(f)?;
         out.quarantined.push((to, reason.clone()));
     }
-    Ok(())
+    sync_dir(&qdir)
 }
 
 fn relative(dir: &Path, path: &Path) -> String {
