@@ -11,6 +11,11 @@
 //! same result. Recovery writes as durably as the writer (FORMAT.md, "Durability"), so a
 //! power cut during recovery is one more crash.
 //!
+//! A recording whose manifest cannot be read (damaged by a disk or a tool, or left
+//! empty by a power cut under a recorder older than the durability protocol) is
+//! recovered too: the manifest is set aside in `quarantine/` and a new one is made from
+//! what the files say about themselves (see [`rebuild_manifest`]).
+//!
 //! Only a recording that no writer has open may be recovered: the recorder holds a lock
 //! on its output directory and recovers the recordings there before it starts a new one.
 
@@ -27,7 +32,7 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{FormatError, Result};
 use crate::layout;
-use crate::manifest::{rfc3339, FileEntry, Manifest, RecoveryInfo};
+use crate::manifest::{rfc3339, ClockInfo, FileEntry, Manifest, RecorderInfo, RecoveryInfo};
 use crate::read::inspect_parquet;
 use crate::write::{create_dir_all, file_kv, properties, sync_dir, sync_parent, write_err, HashingWriter, WriterOptions};
 
@@ -43,13 +48,20 @@ pub struct Recovered {
     pub quarantined: Vec<(PathBuf, String)>,
     /// Time of the recording's last row after recovery (where the gap starts).
     pub last_time_ns: Option<i64>,
+    /// Its manifest could not be read and was made anew from its files.
+    pub manifest_rebuilt: bool,
 }
 
 impl Recovered {
     /// One line for logs and `recorder_stats` notes.
     pub fn summary(&self) -> String {
+        let what = if self.manifest_rebuilt {
+            "had a manifest that could not be read; a new one was made from its files"
+        } else {
+            "did not stop cleanly"
+        };
         let mut s = format!(
-            "{} did not stop cleanly; {} file(s) completed ({} rows from write-ahead logs)",
+            "{} {what}; {} file(s) completed ({} rows from write-ahead logs)",
             self.dir.display(),
             self.files.len(),
             self.wal_rows
@@ -64,20 +76,27 @@ impl Recovered {
     }
 }
 
-/// Whether `dir` holds a recording that was never closed (no `end` in its manifest).
+/// Whether `dir` holds a recording that was never closed (no `end` in its manifest), or
+/// whose `manifest.json` is damaged (not JSON, or not the shape of ours). A manifest of
+/// another format version, or a JSON file that is not a tcpfr manifest, is left alone.
 pub fn needs_recovery(dir: &Path) -> bool {
     match Manifest::load(&dir.join(layout::MANIFEST)) {
         Ok(m) => m.end.is_none(),
+        Err(FormatError::Manifest { .. }) => true,
         Err(_) => false,
     }
 }
 
 /// Completes the recording in `dir`. The caller makes sure no writer has it open.
 pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
-    let mut manifest = Manifest::load(&dir.join(layout::MANIFEST))?;
+    let mut out = Recovered { dir: dir.to_path_buf(), ..Default::default() };
+    let mut manifest = match Manifest::load(&dir.join(layout::MANIFEST)) {
+        Ok(m) => m,
+        Err(damaged @ FormatError::Manifest { .. }) => rebuild_manifest(dir, &damaged, &mut out)?,
+        Err(e) => return Err(e),
+    };
     let listed: std::collections::HashSet<PathBuf> =
         manifest.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
-    let mut out = Recovered { dir: dir.to_path_buf(), ..Default::default() };
     for table in crate::TABLES {
         // Final path → the hidden files that belong to it.
         let mut unfinished: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
@@ -322,6 +341,81 @@ fn decode_saved_footer(bytes: &[u8]) -> Option<ParquetMetaData> {
     }
     let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
     (len + 8 <= n).then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok()).flatten()
+}
+
+/// A new manifest for the recording in `dir`, whose own cannot be read (`damaged`). The
+/// damaged one is copied to `quarantine/` (noted in `out`), then replaced by one that
+/// says what the files say about themselves: recording id and host from the tcpfr
+/// key-value metadata of the earliest complete file or saved footer that has them (a
+/// new id and host `unknown` if none has), the start from the earliest file name's
+/// segment start. The clock offset, kernel, boot id and configuration are in no file:
+/// left empty. It lists no file and has no `end`: recovery goes on as after any crash,
+/// listing the complete files and rebuilding the unfinished ones.
+fn rebuild_manifest(dir: &Path, damaged: &FormatError, out: &mut Recovered) -> Result<Manifest> {
+    let mut start: Option<i64> = None;
+    // (segment, recording id, host) of the earliest file that names them.
+    let mut ids: Option<(u64, String, String)> = None;
+    for table in crate::TABLES {
+        let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
+        for e in rd.flatten() {
+            // Never through a symlink: this runs as root on whatever is in the directory.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let p = e.path();
+            let final_path = layout::final_path_of(&p).unwrap_or_else(|| p.clone());
+            let (Some(segment), Some(t)) = (layout::segment_of(&final_path), layout::segment_start_of(&final_path)) else {
+                continue;
+            };
+            start = Some(start.map_or(t, |s| s.min(t)));
+            if ids.as_ref().is_some_and(|(s, ..)| *s <= segment) {
+                continue;
+            }
+            let md = if p == final_path {
+                crate::read::read_footer(&p).ok()
+            } else if p == layout::footer_path(&final_path) {
+                std::fs::read(&p).ok().and_then(|b| decode_saved_footer(&b))
+            } else {
+                None
+            };
+            let get = |md: &ParquetMetaData, k: &str| {
+                md.file_metadata().key_value_metadata()?.iter().find(|e| e.key == k)?.value.clone()
+            };
+            if let Some((Some(id), Some(host))) = md.map(|md| (get(&md, layout::kv::RECORDING_ID), get(&md, layout::kv::HOST))) {
+                ids = Some((segment, id, host));
+            }
+        }
+    }
+    let Some(start) = start else {
+        return Err(FormatError::NotARecording {
+            path: dir.to_path_buf(),
+            reason: format!("{damaged}; and it holds no file of a recording to rebuild the manifest from (move it out of the output directory)"),
+        });
+    };
+    let (recording_id, host) = match ids {
+        Some((_, id, host)) => (id, host),
+        None => (uuid::Uuid::now_v7().to_string(), "unknown".to_string()),
+    };
+    // Copied, not moved: until the new manifest is stored, the damaged one keeps the
+    // directory a recording (a crash here must leave it to the next recovery).
+    let qdir = dir.join(layout::QUARANTINE);
+    create_dir_all(&qdir, 0o750, true)?;
+    // `manifest.json`, or `manifest.json.N` if an earlier repair kept one there.
+    let kept = (0..)
+        .map(|i| qdir.join(if i == 0 { layout::MANIFEST.to_string() } else { format!("{}.{i}", layout::MANIFEST) }))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .expect("a free name");
+    let src = dir.join(layout::MANIFEST);
+    let bytes = std::fs::read(&src).map_err(|e| FormatError::io(&src, e))?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o640).open(&kept).map_err(|e| FormatError::io(&kept, e))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| FormatError::io(&kept, e))?;
+    sync_dir(&qdir)?;
+    let recorder = RecorderInfo { version: "unknown (manifest rebuilt by crash recovery)".into(), config: serde_json::Value::Null };
+    let manifest = Manifest::new(recording_id, host, start, ClockInfo { mono_to_utc_offset_ns: 0, max_drift_ns: 0 }, recorder);
+    manifest.store(dir)?;
+    out.quarantined.push((kept, format!("{damaged}; a new manifest was made from the files")));
+    out.manifest_rebuilt = true;
+    Ok(manifest)
 }
 
 /// Keeps what can be kept of a file the writer had to give up (disk full, read-only
