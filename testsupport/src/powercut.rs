@@ -25,8 +25,9 @@
 //! The kernel must keep no copy of its own: entries and attributes are given with a zero
 //! TTL and files are opened for direct I/O, so after a cut every process sees the new
 //! state at once, and a write(2) that returned is one this file system saw (no writeback
-//! cache). Not supported: hard links, symlinks, special files, extended attributes and
-//! shared memory maps of files. Inode numbers are never reused.
+//! cache). Unix sockets and FIFOs can be made (a name, nothing to keep). Not supported:
+//! hard links, symlinks, devices, extended attributes and shared memory maps of files.
+//! Inode numbers are never reused.
 //!
 //! Mounting needs root (the mount(2) call; no `fusermount` is used) and `/dev/fuse`.
 
@@ -129,6 +130,8 @@ impl Bytes {
 enum Kind {
     File(Bytes),
     Dir(BTreeMap<OsString, u64>),
+    /// A unix socket or a FIFO: a name and nothing else (the kernel holds the rest).
+    Special(FileType),
 }
 
 #[derive(Clone)]
@@ -144,6 +147,7 @@ impl Node {
         let kind = match self.kind {
             Kind::File(_) => Kind::File(Bytes::default()),
             Kind::Dir(_) => Kind::Dir(BTreeMap::new()),
+            Kind::Special(t) => Kind::Special(t),
         };
         Node { kind, perm: self.perm, mtime: self.mtime }
     }
@@ -207,7 +211,7 @@ impl State {
                 match (&node.kind, &mut kept.kind) {
                     (Kind::Dir(live), Kind::Dir(disk)) => *disk = live.clone(),
                     (Kind::File(live), Kind::File(disk)) => disk.set_len(live.len),
-                    _ => unreachable!("an inode keeps its kind"),
+                    _ => {}
                 }
             }
         }
@@ -228,15 +232,19 @@ impl State {
     fn entries(&self, ino: u64) -> Result<&BTreeMap<OsString, u64>, Errno> {
         match &self.node(ino)?.kind {
             Kind::Dir(e) => Ok(e),
-            Kind::File(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
     }
 
     fn entries_mut(&mut self, ino: u64) -> Result<&mut BTreeMap<OsString, u64>, Errno> {
         match &mut self.live.get_mut(&ino).ok_or(Errno::ENOENT)?.kind {
             Kind::Dir(e) => Ok(e),
-            Kind::File(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
+    }
+
+    fn is_dir(&self, ino: u64) -> Result<bool, Errno> {
+        Ok(matches!(self.node(ino)?.kind, Kind::Dir(_)))
     }
 
     fn bytes_mut(&mut self, ino: u64) -> Result<&mut Bytes, Errno> {
@@ -245,6 +253,7 @@ impl State {
         match &mut node.kind {
             Kind::File(b) => Ok(b),
             Kind::Dir(_) => Err(Errno::EISDIR),
+            Kind::Special(_) => Err(Errno::EINVAL),
         }
     }
 
@@ -257,6 +266,7 @@ impl State {
         let (kind, size, nlink) = match &node.kind {
             Kind::File(b) => (FileType::RegularFile, b.len, 1),
             Kind::Dir(_) => (FileType::Directory, 0, 2),
+            Kind::Special(t) => (*t, 0, 1),
         };
         Ok(FileAttr {
             ino: INodeNo(ino),
@@ -307,10 +317,10 @@ impl State {
 
     fn unlink(&mut self, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
         let ino = self.lookup(parent, name)?;
-        match (&self.node(ino)?.kind, dir) {
-            (Kind::File(_), true) => return Err(Errno::ENOTDIR),
-            (Kind::Dir(_), false) => return Err(Errno::EISDIR),
-            (Kind::Dir(e), true) if !e.is_empty() => return Err(Errno::ENOTEMPTY),
+        match (self.is_dir(ino)?, dir) {
+            (false, true) => return Err(Errno::ENOTDIR),
+            (true, false) => return Err(Errno::EISDIR),
+            (true, true) if !self.entries(ino)?.is_empty() => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
         self.entries_mut(parent)?.remove(name);
@@ -324,7 +334,7 @@ impl State {
         }
         let ino = self.lookup(from.0, from.1)?;
         self.entries(to.0)?;
-        let is_dir = matches!(self.node(ino)?.kind, Kind::Dir(_));
+        let is_dir = self.is_dir(ino)?;
         if let Ok(victim) = self.lookup(to.0, to.1) {
             if victim == ino {
                 return Ok(());
@@ -332,10 +342,10 @@ impl State {
             if flags.contains(RenameFlags::RENAME_NOREPLACE) {
                 return Err(Errno::EEXIST);
             }
-            match (&self.node(victim)?.kind, is_dir) {
-                (Kind::Dir(e), true) if !e.is_empty() => return Err(Errno::ENOTEMPTY),
-                (Kind::Dir(_), false) => return Err(Errno::EISDIR),
-                (Kind::File(_), true) => return Err(Errno::ENOTDIR),
+            match (self.is_dir(victim)?, is_dir) {
+                (true, true) if !self.entries(victim)?.is_empty() => return Err(Errno::ENOTEMPTY),
+                (true, false) => return Err(Errno::EISDIR),
+                (false, true) => return Err(Errno::ENOTDIR),
                 _ => {}
             }
             self.drop_node(victim);
@@ -363,7 +373,7 @@ impl State {
                 disk.perm = node.perm;
                 self.counters.dir_syncs += 1;
             }
-            Kind::File(_) => {
+            Kind::File(_) | Kind::Special(_) => {
                 self.durable.insert(ino, node);
                 self.counters.file_syncs += 1;
             }
@@ -479,6 +489,23 @@ impl Filesystem for PowerCutFs {
         entry_reply(reply, r);
     }
 
+    /// Unix sockets (`bind`) and FIFOs; other special files are refused.
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, _rdev: u32, reply: ReplyEntry) {
+        let mut s = self.state();
+        let r = (|| {
+            s.begin(true)?;
+            let kind = match mode & libc::S_IFMT {
+                libc::S_IFSOCK => Kind::Special(FileType::Socket),
+                libc::S_IFIFO => Kind::Special(FileType::NamedPipe),
+                libc::S_IFREG => Kind::File(Bytes::default()),
+                _ => return Err(Errno::EPERM),
+            };
+            let ino = s.add(parent.0, name, kind, (mode & !umask & 0o7777) as u16)?;
+            s.attr(ino, req.uid(), req.gid())
+        })();
+        entry_reply(reply, r);
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let mut s = self.state();
         let r = s.begin(true).and_then(|()| s.unlink(parent.0, name, false));
@@ -552,6 +579,7 @@ impl Filesystem for PowerCutFs {
         let r = s.begin(false).and_then(|()| match &s.node(ino.0)?.kind {
             Kind::File(b) => Ok(b.read(offset, size as usize)),
             Kind::Dir(_) => Err(Errno::EISDIR),
+            Kind::Special(_) => Err(Errno::EINVAL),
         });
         match r {
             Ok(data) => reply.data(&data),
@@ -629,6 +657,7 @@ impl Filesystem for PowerCutFs {
             for (name, &child) in entries {
                 let kind = match s.live.get(&child).map(|n| &n.kind) {
                     Some(Kind::Dir(_)) => FileType::Directory,
+                    Some(Kind::Special(t)) => *t,
                     _ => FileType::RegularFile,
                 };
                 all.push((child, kind, name.clone()));
@@ -741,12 +770,12 @@ impl Drop for Mount {
         // test that panicked) would be closed at exit, when no thread is left to answer:
         // the process would hang forever. Aborting the connection makes every request
         // fail at once instead.
-        let ours = our_mounts().into_iter().find(|m| m.point == self.dir.path());
-        if let Some(m) = &ours {
+        if let Some(m) = our_mounts().into_iter().find(|m| m.point == self.dir.path()) {
             abort_connection(m.connection);
         }
         drop(self.session.take());
-        if ours.is_some() {
+        // Still there if a file was open: detached, gone with its last user.
+        if our_mounts().iter().any(|m| m.point == self.dir.path()) {
             let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
         }
     }
@@ -913,6 +942,18 @@ mod tests {
         OpenOptions::new().append(true).open(&p).unwrap().write_all(b"def").unwrap();
         cut(&m, Cut::MetadataKept);
         assert_eq!(fs::read(&p).unwrap(), b"abc\0\0\0");
+    }
+
+    #[test]
+    fn unix_sockets_can_be_bound_there() {
+        use std::os::unix::fs::FileTypeExt;
+        let m = mount();
+        let p = m.path().join("ctl.sock");
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        let _c = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        l.accept().unwrap();
+        assert!(fs::metadata(&p).unwrap().file_type().is_socket());
+        fs::remove_file(&p).unwrap();
     }
 
     #[test]
