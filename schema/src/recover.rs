@@ -104,7 +104,7 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
         let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
         for e in rd.flatten() {
             let p = e.path();
-            if !p.is_file() {
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             if let Some(final_path) = layout::final_path_of(&p) {
@@ -123,6 +123,7 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
                 Err(e) => quarantine(dir, table, &[p], e.to_string(), &mut out)?,
             }
         }
+        let changed = !unfinished.is_empty();
         for (final_path, hidden) in unfinished {
             let inprogress = layout::inprogress_path(&final_path);
             if final_path.exists() {
@@ -163,6 +164,11 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
                     quarantine(dir, table, &rest, reason, &mut out)?;
                 }
             }
+        }
+        // The leftovers' deletions, before the manifest closes the recording: once it
+        // has an `end` no recovery runs again, and a leftover a cut brought back would stay.
+        if changed && opts.fsync {
+            sync_dir(&dir.join(table))?;
         }
     }
     out.files.sort_by(|a, b| (a.segment, &a.path).cmp(&(b.segment, &b.path)));
@@ -445,6 +451,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
             Err(e) => return Err(FormatError::io(p, e)),
         }
     }
+    sync_parent(final_path)?;
     Ok(entry)
 }
 

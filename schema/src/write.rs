@@ -672,9 +672,14 @@ impl<T: Table> TableWriter<T> {
         if self.ctx.opts.fsync {
             sync_parent(&f.final_path)?;
         }
-        // The sidecars only matter while the file is in progress.
+        // The sidecars only matter while the file is in progress. Their deletion is made
+        // durable too: a closed recording is never recovered again, so sidecars that a
+        // power cut brought back would stay for good.
         let _ = std::fs::remove_file(&footer);
         let _ = std::fs::remove_file(&wal);
+        if self.ctx.opts.fsync {
+            sync_parent(&f.final_path)?;
+        }
         self.max_written_ns = i64::MIN;
         Ok(Some(FileEntry {
             table: T::NAME.to_string(),
