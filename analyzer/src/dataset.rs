@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
-use tcpfr_schema::read::{discover, is_shipped_store, read_footer, Recording, Source, Verify};
+use tcpfr_schema::read::{discover_all, is_shipped_store, read_footer, Recording, Source, Verify};
 use tcpfr_schema::TABLES;
 
 /// Files of every table across all sources, and what we know about them.
@@ -69,7 +69,11 @@ impl Dataset {
         require_exist(&paths)?;
         // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
         let paths = crate::bundle::resolve(&paths)?;
-        for source in discover(&paths)? {
+        let found = discover_all(&paths)?;
+        for e in &found.skipped {
+            eprintln!("tcpfr: warning: skipped a recording that cannot be read: {e} (`tcpfr verify` checks it; tcpfr-recorder repairs a damaged manifest of a recording in its --out directory when it starts)");
+        }
+        for source in found.sources {
             match source {
                 Source::Recording(rec) => {
                     let problems = rec.verify(Verify::Sizes);

@@ -614,7 +614,12 @@ async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
 fn verify(recs: &[PathBuf]) -> Result<()> {
     dataset::require_exist(recs)?;
     let mut bad = 0;
-    for source in tcpfr_schema::read::discover(&bundle::resolve(recs)?)? {
+    let found = tcpfr_schema::read::discover_all(&bundle::resolve(recs)?)?;
+    for e in &found.skipped {
+        bad += 1;
+        outln!("BAD {e}")?;
+    }
+    for source in found.sources {
         match source {
             tcpfr_schema::read::Source::Recording(rec) => {
                 let problems = rec.verify(tcpfr_schema::read::Verify::Full);

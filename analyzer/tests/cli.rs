@@ -120,6 +120,39 @@ fn foreign_and_damaged_files_are_named() {
 }
 
 #[test]
+fn a_recording_whose_manifest_cannot_be_read_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all");
+    copy_dir(&sample("refused/recording"), &all.join("good"));
+    let one = scalar(&ok(&["query", all.to_str().unwrap(), "--format", "csv", "SELECT count(*) FROM state_changes"]));
+    assert!(one > 0);
+    // Empty (a power cut after an unsynced rename), zeros, cut short.
+    for (name, damage) in [("empty", 0usize), ("zeros", 1), ("cut", 2)] {
+        let rec = all.join(name);
+        copy_dir(&sample("refused/recording"), &rec);
+        let m = rec.join("manifest.json");
+        let text = std::fs::read(&m).unwrap();
+        let bytes = [Vec::new(), vec![0; text.len()], text[..text.len() / 2].to_vec()];
+        std::fs::write(&m, &bytes[damage]).unwrap();
+    }
+    let r = tcpfr(&["query", all.to_str().unwrap(), "--format", "csv", "SELECT count(*) FROM state_changes"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(scalar(&r.stdout), one, "the readable recording, once");
+    for name in ["empty", "zeros", "cut"] {
+        let m = all.join(name).join("manifest.json");
+        assert!(r.stderr.contains(&format!("skipped a recording that cannot be read: {}", m.display())), "{name}: {}", r.stderr);
+    }
+    let r = tcpfr(&["report", all.to_str().unwrap()]);
+    assert!(r.ok && r.stderr.matches("skipped").count() == 3, "{}", r.stderr);
+    // `verify` lists each as bad, and fails.
+    let v = tcpfr(&["verify", all.to_str().unwrap()]);
+    assert!(!v.ok && v.stdout.matches("BAD").count() == 3 && v.stdout.contains("ok  "), "{}", v.stdout);
+    // Named on its own, a broken recording is an error that names it.
+    let empty = all.join("empty");
+    fails_with(&["report", empty.to_str().unwrap()], &["empty/manifest.json", "damaged"]);
+}
+
+#[test]
 fn a_newer_format_says_which_version_is_needed() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");

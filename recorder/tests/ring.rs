@@ -141,3 +141,43 @@ fn max_age_drops_old_segments() {
     }
     assert!(recording.verify(Verify::Full).is_empty());
 }
+
+/// A recording whose manifest cannot be read (a power cut under an older recorder left
+/// it empty) is not ignored forever: the recorder's start rebuilds its manifest from its
+/// files, and the ring then counts it and deletes it like any other.
+#[test]
+fn a_recording_with_a_damaged_manifest_is_repaired_then_aged_out() {
+    use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
+    use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
+    let _serial = serial();
+    let out = tempfile::tempdir().unwrap();
+    let old = out.path().join("20260101T000000Z-old");
+    let hour_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64 - 3_600_000_000_000;
+    let info = RecordingInfo {
+        recording_id: "0196a000-0000-7000-8000-0000000000aa".into(),
+        host: "old".into(),
+        kernel: None,
+        boot_id: None,
+        clock: ClockInfo { mono_to_utc_offset_ns: 0, max_drift_ns: 0 },
+        recorder: RecorderInfo { version: "test".into(), config: serde_json::Value::Null },
+        start_ns: hour_ago,
+    };
+    RecordingWriter::create(&old, info, WriterOptions::default()).unwrap().finish(hour_ago + 1_000_000_000).unwrap();
+    std::fs::write(old.join("manifest.json"), b"").unwrap();
+
+    let mut child = spawn_recorder(out.path(), &["--max-age", "10m", "--rotate-interval", "1s"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    assert!(!old.exists(), "the hour-old recording with the damaged manifest is still there");
+    let recs = tcpfr_schema::read::discover(&[out.path().to_path_buf()]).unwrap();
+    assert_eq!(recs.len(), 1, "only the new recording is left");
+    let tcpfr_schema::read::Source::Recording(rec) = &recs[0] else { panic!("a recording") };
+    let stats = rec.read_table::<tcpfr_schema::recorder_stats::RecorderStats>().unwrap();
+    let note = stats.iter().filter_map(|s| s.note.as_deref()).find(|n| n.starts_with("crash recovery:")).expect("the repair is noted");
+    assert!(note.contains("manifest.json") && note.contains("a new manifest was made from the files"), "{note}");
+}

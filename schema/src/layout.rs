@@ -86,6 +86,14 @@ pub fn segment_of(final_path: &Path) -> Option<u64> {
     name.rsplit_once('-')?.1.parse().ok()
 }
 
+/// Start of a file's segment (UTC ns, ms precision), from its name
+/// (`20261123T094400.512Z-000001.parquet`).
+pub fn segment_start_of(final_path: &Path) -> Option<i64> {
+    let name = final_path.file_name()?.to_str()?.strip_suffix(".parquet")?;
+    let (time, _) = name.rsplit_once('-')?;
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.3fZ").ok()?.and_utc().timestamp_nanos_opt()
+}
+
 fn sidecar(final_path: &Path, suffix: &str) -> PathBuf {
     let name = final_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     final_path.with_file_name(format!(".{name}{suffix}"))
@@ -227,6 +235,9 @@ mod tests {
         assert_eq!(final_path_of(&tmp).unwrap(), p);
         assert_eq!(final_path_of(&wal_path(&p)).unwrap(), p);
         assert_eq!(final_path_of(&p), None);
+        assert_eq!(segment_start_of(&p), Some(1_700_000_000_000_000_000));
+        assert_eq!(segment_start_of(Path::new(&b)), Some(1_700_000_000_500_000_000));
+        assert_eq!(segment_start_of(Path::new("x-000001.parquet")), None);
     }
 
     #[test]

@@ -193,12 +193,13 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Writes the manifest atomically: a reader sees the old or the new one, never half.
+    /// Writes the manifest atomically and durably (FORMAT.md, "Durability"): a reader,
+    /// also after a power cut, sees the old or the new one, never half.
     pub fn store(&self, dir: &Path) -> Result<()> {
         let path = dir.join(crate::layout::MANIFEST);
         let tmp = dir.join(format!(".{}.tmp", crate::layout::MANIFEST));
         let json = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        crate::write::write_atomically(&tmp, &path, &json)
+        crate::write::write_atomically(&tmp, &path, &json, true)
     }
 
     /// Files of one table, in time order.

@@ -274,13 +274,38 @@ pub enum Source {
 /// How deep [`discover`] looks below a directory for recordings.
 const MAX_DEPTH: usize = 6;
 
+/// What [`discover_all`] found.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub sources: Vec<Source>,
+    /// Recordings found below a directory given that cannot be opened (a damaged
+    /// manifest, another format version), each with why: skipped.
+    pub skipped: Vec<FormatError>,
+}
+
+/// [`discover_all`], failing on the first recording that cannot be opened (for
+/// commands that must have every one, like checking a bundle).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    let found = discover_all(paths)?;
+    match found.skipped.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(found.sources),
+    }
+}
+
 /// Resolves user-given paths: a recording directory, a directory holding recordings
 /// (of many hosts) at any depth, a single tcpfr Parquet file, or a `manifest.json`.
 /// A directory that is a recording is not searched further, and `snapshots/`
 /// directories are skipped: snapshots are recordings of their own, hard links of data
 /// that is also in the ring, reached by naming them.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
+///
+/// One unreadable recording does not make a directory of many unreadable: recordings
+/// found below a directory that cannot be opened are returned in
+/// [`Discovered::skipped`] (the caller names them) — unless none below it can, which is
+/// an error, as is a path given that is itself an unreadable recording or file.
+pub fn discover_all(paths: &[PathBuf]) -> Result<Discovered> {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| FormatError::io(path, e))?;
         if meta.is_file() {
@@ -295,8 +320,19 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
             }
             continue;
         }
-        let before = out.len();
-        find_recordings(path, 0, &mut out)?;
+        let (before, skipped_before) = (out.len(), skipped.len());
+        find_recordings(path, 0, &mut out, &mut skipped)?;
+        if out.len() == before && skipped.len() > skipped_before {
+            let mut bad = skipped.split_off(skipped_before);
+            return Err(if bad.len() == 1 {
+                bad.remove(0)
+            } else {
+                FormatError::NotARecording {
+                    path: path.clone(),
+                    reason: format!("none of the {} recordings in it can be read; the first: {}", bad.len(), bad[0]),
+                }
+            });
+        }
         if out.len() == before {
             return Err(FormatError::NotARecording {
                 path: path.clone(),
@@ -308,16 +344,21 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
             });
         }
     }
-    Ok(out)
+    Ok(Discovered { sources: out, skipped })
 }
 
-fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()> {
+fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>, skipped: &mut Vec<FormatError>) -> Result<()> {
     if is_shipped_store(dir) {
         out.extend(open_shipped(dir)?.into_iter().map(Source::Recording));
         return Ok(());
     }
     if dir.join(layout::MANIFEST).is_file() {
-        out.push(Source::Recording(Recording::open(dir)?));
+        match Recording::open(dir) {
+            Ok(rec) => out.push(Source::Recording(rec)),
+            // Named by the user: say so. One of many below: the others still count.
+            Err(e) if depth == 0 => return Err(e),
+            Err(e) => skipped.push(e),
+        }
         return Ok(());
     }
     if depth >= MAX_DEPTH {
@@ -331,7 +372,7 @@ fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>) -> Result<()
         .collect();
     subdirs.sort();
     for sub in subdirs {
-        find_recordings(&sub, depth + 1, out)?;
+        find_recordings(&sub, depth + 1, out, skipped)?;
     }
     Ok(())
 }

@@ -8,7 +8,13 @@
 //! adds it to the manifest, and closes the manifest (`end` = the last row's time,
 //! `recovery` = what was done). What cannot be used is moved to `quarantine/` with the
 //! reason, never deleted. Recovering twice, or after a crash during recovery, gives the
-//! same result.
+//! same result. Recovery writes as durably as the writer (FORMAT.md, "Durability"), so a
+//! power cut during recovery is one more crash.
+//!
+//! A recording whose manifest cannot be read (damaged by a disk or a tool, or left
+//! empty by a power cut under a recorder older than the durability protocol) is
+//! recovered too: the manifest is set aside in `quarantine/` and a new one is made from
+//! what the files say about themselves (see [`rebuild_manifest`]).
 //!
 //! Only a recording that no writer has open may be recovered: the recorder holds a lock
 //! on its output directory and recovers the recordings there before it starts a new one.
@@ -22,13 +28,13 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, RecordBatch, TimestampNanosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
+use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{FormatError, Result};
 use crate::layout;
-use crate::manifest::{rfc3339, FileEntry, Manifest, RecoveryInfo};
+use crate::manifest::{rfc3339, ClockInfo, FileEntry, Manifest, RecorderInfo, RecoveryInfo};
 use crate::read::inspect_parquet;
-use crate::write::{create_dir_all, file_kv, properties, write_err, HashingWriter, WriterOptions};
+use crate::write::{create_dir_all, file_kv, properties, sync_dir, sync_parent, write_err, HashingWriter, WriterOptions};
 
 /// What [`recover`] did to one recording.
 #[derive(Debug, Clone, Default)]
@@ -42,13 +48,20 @@ pub struct Recovered {
     pub quarantined: Vec<(PathBuf, String)>,
     /// Time of the recording's last row after recovery (where the gap starts).
     pub last_time_ns: Option<i64>,
+    /// Its manifest could not be read and was made anew from its files.
+    pub manifest_rebuilt: bool,
 }
 
 impl Recovered {
     /// One line for logs and `recorder_stats` notes.
     pub fn summary(&self) -> String {
+        let what = if self.manifest_rebuilt {
+            "had a manifest that could not be read; a new one was made from its files"
+        } else {
+            "did not stop cleanly"
+        };
         let mut s = format!(
-            "{} did not stop cleanly; {} file(s) completed ({} rows from write-ahead logs)",
+            "{} {what}; {} file(s) completed ({} rows from write-ahead logs)",
             self.dir.display(),
             self.files.len(),
             self.wal_rows
@@ -63,20 +76,27 @@ impl Recovered {
     }
 }
 
-/// Whether `dir` holds a recording that was never closed (no `end` in its manifest).
+/// Whether `dir` holds a recording that was never closed (no `end` in its manifest), or
+/// whose `manifest.json` is damaged (not JSON, or not the shape of ours). A manifest of
+/// another format version, or a JSON file that is not a tcpfr manifest, is left alone.
 pub fn needs_recovery(dir: &Path) -> bool {
     match Manifest::load(&dir.join(layout::MANIFEST)) {
         Ok(m) => m.end.is_none(),
+        Err(FormatError::Manifest { .. }) => true,
         Err(_) => false,
     }
 }
 
 /// Completes the recording in `dir`. The caller makes sure no writer has it open.
 pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
-    let mut manifest = Manifest::load(&dir.join(layout::MANIFEST))?;
+    let mut out = Recovered { dir: dir.to_path_buf(), ..Default::default() };
+    let mut manifest = match Manifest::load(&dir.join(layout::MANIFEST)) {
+        Ok(m) => m,
+        Err(damaged @ FormatError::Manifest { .. }) => rebuild_manifest(dir, &damaged, &mut out)?,
+        Err(e) => return Err(e),
+    };
     let listed: std::collections::HashSet<PathBuf> =
         manifest.files.iter().map(|f| Manifest::file_path(dir, f)).collect();
-    let mut out = Recovered { dir: dir.to_path_buf(), ..Default::default() };
     for table in crate::TABLES {
         // Final path → the hidden files that belong to it.
         let mut unfinished: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
@@ -84,7 +104,7 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
         let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
         for e in rd.flatten() {
             let p = e.path();
-            if !p.is_file() {
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             if let Some(final_path) = layout::final_path_of(&p) {
@@ -103,6 +123,7 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
                 Err(e) => quarantine(dir, table, &[p], e.to_string(), &mut out)?,
             }
         }
+        let changed = !unfinished.is_empty();
         for (final_path, hidden) in unfinished {
             let inprogress = layout::inprogress_path(&final_path);
             if final_path.exists() {
@@ -143,6 +164,11 @@ pub fn recover(dir: &Path, opts: &WriterOptions) -> Result<Recovered> {
                     quarantine(dir, table, &rest, reason, &mut out)?;
                 }
             }
+        }
+        // The leftovers' deletions, before the manifest closes the recording: once it
+        // has an `end` no recovery runs again, and a leftover a cut brought back would stay.
+        if changed && opts.fsync {
+            sync_dir(&dir.join(table))?;
         }
     }
     out.files.sort_by(|a, b| (a.segment, &a.path).cmp(&(b.segment, &b.path)));
@@ -252,9 +278,7 @@ fn recover_file(
     drop(file);
     std::fs::rename(&tmp, final_path).map_err(|e| format!("cannot rename {}: {e}", tmp.display()))?;
     if opts.fsync {
-        if let Some(parent) = final_path.parent() {
-            let _ = File::open(parent).and_then(|d| d.sync_all());
-        }
+        sync_parent(final_path).map_err(|e| e.to_string())?;
     }
     for p in [&inprogress, &footer, &wal] {
         let _ = std::fs::remove_file(p);
@@ -286,11 +310,7 @@ fn seal_row_groups(inprogress: &Path, footer: &Path) -> std::result::Result<Opti
     if n < 8 || &bytes[n - 4..] != b"PAR1" {
         return Err("its saved footer is not a Parquet footer".into());
     }
-    let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
-    let md = (len + 8 <= n)
-        .then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok())
-        .flatten()
-        .ok_or("its saved footer cannot be decoded")?;
+    let md = decode_saved_footer(&bytes).ok_or("its saved footer cannot be decoded")?;
     let data_end = md
         .row_groups()
         .iter()
@@ -319,6 +339,91 @@ fn seal_row_groups(inprogress: &Path, footer: &Path) -> std::result::Result<Opti
     Ok(Some((f, md.file_metadata().num_rows())))
 }
 
+/// The metadata in a saved partial footer (`<metadata><length><PAR1>`).
+fn decode_saved_footer(bytes: &[u8]) -> Option<ParquetMetaData> {
+    let n = bytes.len();
+    if n < 8 || &bytes[n - 4..] != b"PAR1" {
+        return None;
+    }
+    let len = u32::from_le_bytes([bytes[n - 8], bytes[n - 7], bytes[n - 6], bytes[n - 5]]) as usize;
+    (len + 8 <= n).then(|| ParquetMetaDataReader::decode_metadata(&bytes[n - 8 - len..n - 8]).ok()).flatten()
+}
+
+/// A new manifest for the recording in `dir`, whose own cannot be read (`damaged`). The
+/// damaged one is copied to `quarantine/` (noted in `out`), then replaced by one that
+/// says what the files say about themselves: recording id and host from the tcpfr
+/// key-value metadata of the earliest complete file or saved footer that has them (a
+/// new id and host `unknown` if none has), the start from the earliest file name's
+/// segment start. The clock offset, kernel, boot id and configuration are in no file:
+/// left empty. It lists no file and has no `end`: recovery goes on as after any crash,
+/// listing the complete files and rebuilding the unfinished ones.
+fn rebuild_manifest(dir: &Path, damaged: &FormatError, out: &mut Recovered) -> Result<Manifest> {
+    let mut start: Option<i64> = None;
+    // (segment, recording id, host) of the earliest file that names them.
+    let mut ids: Option<(u64, String, String)> = None;
+    for table in crate::TABLES {
+        let Ok(rd) = std::fs::read_dir(dir.join(table)) else { continue };
+        for e in rd.flatten() {
+            // Never through a symlink: this runs as root on whatever is in the directory.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let p = e.path();
+            let final_path = layout::final_path_of(&p).unwrap_or_else(|| p.clone());
+            let (Some(segment), Some(t)) = (layout::segment_of(&final_path), layout::segment_start_of(&final_path)) else {
+                continue;
+            };
+            start = Some(start.map_or(t, |s| s.min(t)));
+            if ids.as_ref().is_some_and(|(s, ..)| *s <= segment) {
+                continue;
+            }
+            let md = if p == final_path {
+                crate::read::read_footer(&p).ok()
+            } else if p == layout::footer_path(&final_path) {
+                std::fs::read(&p).ok().and_then(|b| decode_saved_footer(&b))
+            } else {
+                None
+            };
+            let get = |md: &ParquetMetaData, k: &str| {
+                md.file_metadata().key_value_metadata()?.iter().find(|e| e.key == k)?.value.clone()
+            };
+            if let Some((Some(id), Some(host))) = md.map(|md| (get(&md, layout::kv::RECORDING_ID), get(&md, layout::kv::HOST))) {
+                ids = Some((segment, id, host));
+            }
+        }
+    }
+    let Some(start) = start else {
+        return Err(FormatError::NotARecording {
+            path: dir.to_path_buf(),
+            reason: format!("{damaged}; and it holds no file of a recording to rebuild the manifest from (move it out of the output directory)"),
+        });
+    };
+    let (recording_id, host) = match ids {
+        Some((_, id, host)) => (id, host),
+        None => (uuid::Uuid::now_v7().to_string(), "unknown".to_string()),
+    };
+    // Copied, not moved: until the new manifest is stored, the damaged one keeps the
+    // directory a recording (a crash here must leave it to the next recovery).
+    let qdir = dir.join(layout::QUARANTINE);
+    create_dir_all(&qdir, 0o750, true)?;
+    // `manifest.json`, or `manifest.json.N` if an earlier repair kept one there.
+    let kept = (0..)
+        .map(|i| qdir.join(if i == 0 { layout::MANIFEST.to_string() } else { format!("{}.{i}", layout::MANIFEST) }))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .expect("a free name");
+    let src = dir.join(layout::MANIFEST);
+    let bytes = std::fs::read(&src).map_err(|e| FormatError::io(&src, e))?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o640).open(&kept).map_err(|e| FormatError::io(&kept, e))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(|e| FormatError::io(&kept, e))?;
+    sync_dir(&qdir)?;
+    let recorder = RecorderInfo { version: "unknown (manifest rebuilt by crash recovery)".into(), config: serde_json::Value::Null };
+    let manifest = Manifest::new(recording_id, host, start, ClockInfo { mono_to_utc_offset_ns: 0, max_drift_ns: 0 }, recorder);
+    manifest.store(dir)?;
+    out.quarantined.push((kept, format!("{damaged}; a new manifest was made from the files")));
+    out.manifest_rebuilt = true;
+    Ok(manifest)
+}
+
 /// Keeps what can be kept of a file the writer had to give up (disk full, read-only
 /// file system) without needing free space: its complete row groups, sealed in place
 /// and renamed to the final name. The write-ahead log's rows are lost (counted by the
@@ -333,6 +438,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
         Some((f, _)) => {
             drop(f);
             std::fs::rename(&inprogress, final_path).map_err(|e| FormatError::io(final_path, e))?;
+            sync_parent(final_path)?;
             Some(entry_of_complete_file(dir, table, final_path)?)
         }
         None => None,
@@ -345,6 +451,7 @@ pub fn salvage(dir: &Path, table: &str, final_path: &Path) -> Result<Option<File
             Err(e) => return Err(FormatError::io(p, e)),
         }
     }
+    sync_parent(final_path)?;
     Ok(entry)
 }
 
@@ -441,13 +548,14 @@ fn entry_of_complete_file(dir: &Path, table: &str, path: &Path) -> Result<FileEn
 /// Moves `files` to `<recording>/quarantine/<table>/`, keeping their names.
 fn quarantine(dir: &Path, table: &str, files: &[PathBuf], reason: String, out: &mut Recovered) -> Result<()> {
     let qdir = dir.join(layout::QUARANTINE).join(table);
-    create_dir_all(&qdir, 0o750)?;
+    create_dir_all(&qdir, 0o750, true)?;
     for f in files {
         let to = qdir.join(f.file_name().unwrap_or_default());
         std::fs::rename(f, &to).map_err(|e| FormatError::io(f, e))?;
+        sync_parent(f)?;
         out.quarantined.push((to, reason.clone()));
     }
-    Ok(())
+    sync_dir(&qdir)
 }
 
 fn relative(dir: &Path, path: &Path) -> String {

@@ -15,6 +15,11 @@
 //!   appends the new rows to a small Arrow IPC write-ahead log. Either way, what was
 //!   flushed survives a crash of the process: the complete row groups can be given a
 //!   footer again and the log replayed (see `recover.rs`).
+//! * Power loss: with [`WriterOptions::fsync`] (the default) every flush returns only
+//!   once its rows are on the disk, and names (new files, renames, new directories) are
+//!   made durable by fsyncing their directory, in the order FORMAT.md ("Durability")
+//!   gives: data before the footer or manifest that describes it, a replaced file's
+//!   new contents before the rename, the rename before anything that relies on it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -55,7 +60,10 @@ pub struct WriterOptions {
     /// process names: not world-readable by default).
     pub file_mode: u32,
     pub dir_mode: u32,
-    /// fsync files and directories when a file is closed (power-loss safety).
+    /// Make every flush durable (power-loss safety; FORMAT.md, "Durability"): fsync
+    /// data files, write-ahead logs, partial footers and the directories whose names
+    /// change. Off only for throwaway recordings (benchmarks, extracted bundles);
+    /// manifests are fsynced either way.
     pub fsync: bool,
 }
 
@@ -164,7 +172,7 @@ impl RecordingWriter {
                 reason: "already holds a recording; choose a new directory".into(),
             });
         }
-        create_dir_all(dir, opts.dir_mode)?;
+        create_dir_all(dir, opts.dir_mode, opts.fsync)?;
         let mut manifest = Manifest::new(info.recording_id, info.host, info.start_ns, info.clock, info.recorder);
         manifest.kernel = info.kernel;
         manifest.boot_id = info.boot_id;
@@ -359,6 +367,7 @@ pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Resu
     }
     manifest.store(dir)?;
     let mut freed = 0;
+    let mut dirs = std::collections::BTreeSet::new();
     for f in gone {
         let p = Manifest::file_path(dir, &f);
         let last_link = std::fs::symlink_metadata(&p).map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) <= 1);
@@ -368,6 +377,12 @@ pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Resu
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(FormatError::io(p, e)),
         }
+        dirs.extend(p.parent().map(Path::to_path_buf));
+    }
+    // Unlisted files that a power cut brought back would hold disk space that no
+    // manifest accounts for.
+    for d in dirs {
+        sync_dir(&d)?;
     }
     Ok(freed)
 }
@@ -417,6 +432,8 @@ struct OpenFile {
     time_max: i64,
     sorted: bool,
     wal: Option<arrow_ipc::writer::StreamWriter<File>>,
+    /// Whether the current log's directory entry has been made durable.
+    wal_named: bool,
 }
 
 impl<T: Table> TableWriter<T> {
@@ -486,7 +503,7 @@ impl<T: Table> TableWriter<T> {
     fn open_file(&mut self, segment: u64, segment_start_ns: i64) -> Result<&mut OpenFile> {
         if self.open.is_none() {
             let table_dir = self.ctx.root.join(T::NAME);
-            create_dir_all(&table_dir, self.ctx.opts.dir_mode)?;
+            create_dir_all(&table_dir, self.ctx.opts.dir_mode, self.ctx.opts.fsync)?;
             let rel = layout::relative_path(T::NAME, segment_start_ns, segment);
             let final_path = self.ctx.root.join(&rel);
             let tmp = layout::inprogress_path(&final_path);
@@ -509,6 +526,7 @@ impl<T: Table> TableWriter<T> {
                 time_max: i64::MIN,
                 sorted: true,
                 wal: None,
+                wal_named: false,
             });
         }
         Ok(self.open.as_mut().expect("just opened"))
@@ -559,11 +577,15 @@ impl<T: Table> AnyTableWriter for TableWriter<T> {
         // the row group in progress).
         if let Some(f) = self.open.as_mut() {
             let (tmp, footer, wal) = Self::sidecar_paths(f);
+            let durable = self.ctx.opts.fsync;
             if f.writer.in_progress_rows() >= self.ctx.opts.min_row_group_rows {
-                flush_row_group(f, &tmp, &footer, &wal)?;
-            } else {
+                flush_row_group(f, &tmp, &footer, &wal, durable)?;
+            } else if !written.is_empty() {
                 for b in &written {
                     append_wal(f, &wal, b)?;
+                }
+                if durable {
+                    sync_wal(f, &wal)?;
                 }
             }
         }
@@ -619,7 +641,7 @@ impl<T: Table> TableWriter<T> {
         while offset < cut {
             let room = max_rg - f.writer.in_progress_rows().min(max_rg);
             if room == 0 {
-                flush_row_group(f, &tmp, &footer, &wal)?;
+                flush_row_group(f, &tmp, &footer, &wal, self.ctx.opts.fsync)?;
                 written.clear();
                 continue;
             }
@@ -651,13 +673,16 @@ impl<T: Table> TableWriter<T> {
         drop(file);
         std::fs::rename(&tmp, &f.final_path).map_err(|e| FormatError::io(&f.final_path, e))?;
         if self.ctx.opts.fsync {
-            if let Some(parent) = f.final_path.parent() {
-                let _ = File::open(parent).and_then(|d| d.sync_all());
-            }
+            sync_parent(&f.final_path)?;
         }
-        // The sidecars only matter while the file is in progress.
+        // The sidecars only matter while the file is in progress. Their deletion is made
+        // durable too: a closed recording is never recovered again, so sidecars that a
+        // power cut brought back would stay for good.
         let _ = std::fs::remove_file(&footer);
         let _ = std::fs::remove_file(&wal);
+        if self.ctx.opts.fsync {
+            sync_parent(&f.final_path)?;
+        }
         self.max_written_ns = i64::MIN;
         Ok(Some(FileEntry {
             table: T::NAME.to_string(),
@@ -686,12 +711,18 @@ pub(crate) fn file_kv(recording_id: &str, table: &str, host: &str, segment: u64)
 
 /// Closes the in-progress row group, makes it reach the file, saves the partial footer
 /// (all complete row groups) and drops the write-ahead log, whose rows are now safe.
-fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path) -> Result<()> {
+/// `durable`: the row group is fsynced before the footer that describes it is saved
+/// (durably too), and the log deleted only then.
+fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path, durable: bool) -> Result<()> {
     if f.writer.in_progress_rows() == 0 {
         return Ok(());
     }
     f.writer.flush().map_err(|e| write_err(tmp, e))?;
+    // Only hands the buffered bytes to the file; the fdatasync is ours.
     f.writer.sync().map_err(|e| FormatError::io(tmp, e))?;
+    if durable {
+        f.writer.inner().file.sync_data().map_err(|e| FormatError::io(tmp, e))?;
+    }
     let groups = f.writer.flushed_row_groups().to_vec();
     let schema = groups[0].schema_descr_ptr();
     let num_rows = groups.iter().map(|g| g.num_rows()).sum();
@@ -703,7 +734,7 @@ fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path) -> R
     ParquetMetaDataWriter::new(&mut bytes, &md)
         .finish()
         .map_err(|e| write_err(footer, e))?;
-    write_atomically(&layout::footer_tmp_path(&f.final_path), footer, &bytes)?;
+    write_atomically(&layout::footer_tmp_path(&f.final_path), footer, &bytes, durable)?;
     f.wal = None;
     let _ = std::fs::remove_file(wal);
     Ok(())
@@ -726,10 +757,23 @@ fn append_wal(f: &mut OpenFile, wal: &Path, batch: &RecordBatch) -> Result<()> {
         md.insert(layout::kv::WAL_BASE_ROWS.to_string(), base.to_string());
         let schema: SchemaRef = Arc::new(batch.schema().as_ref().clone().with_metadata(md));
         f.wal = Some(arrow_ipc::writer::StreamWriter::try_new(file, &schema).map_err(|e| write_err(wal, e))?);
+        f.wal_named = false;
     }
     let w = f.wal.as_mut().expect("just opened");
     w.write(batch).map_err(|e| write_err(wal, e))?;
     w.flush().map_err(|e| write_err(wal, e))?;
+    Ok(())
+}
+
+/// Makes the write-ahead log's rows durable: fdatasync; and the first time, its name
+/// (and the data file's, created in the same directory) by fsyncing the directory.
+fn sync_wal(f: &mut OpenFile, wal: &Path) -> Result<()> {
+    let Some(w) = f.wal.as_ref() else { return Ok(()) };
+    w.get_ref().sync_data().map_err(|e| FormatError::io(wal, e))?;
+    if !f.wal_named {
+        sync_parent(wal)?;
+        f.wal_named = true;
+    }
     Ok(())
 }
 
@@ -756,7 +800,7 @@ pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
 /// A file writer that hashes and counts what goes through it, so closing a file needs
 /// no second read for its checksum.
 pub(crate) struct HashingWriter {
-    file: File,
+    pub(crate) file: File,
     hasher: Sha256,
     bytes: u64,
 }
@@ -795,24 +839,76 @@ fn create_file(path: &Path, mode: u32) -> Result<File> {
         .map_err(|e| FormatError::io(path, e))
 }
 
-pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+/// Creates `dir` and its missing parents. `durable`: then fsyncs the directory holding
+/// each one created, so that the new names survive a power cut.
+pub(crate) fn create_dir_all(dir: &Path, mode: u32, durable: bool) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while std::fs::symlink_metadata(p).is_err() {
+        missing.push(p);
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(dir)
-        .map_err(|e| FormatError::io(dir, e))
+        .map_err(|e| FormatError::io(dir, e))?;
+    if durable {
+        // Outermost first: a name is only useful once the directory holding it is.
+        for created in missing.iter().rev() {
+            sync_parent(created)?;
+        }
+    }
+    Ok(())
 }
 
-/// Writes `bytes` to `tmp`, then renames it over `dest`: readers see old or new, never half.
-pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+/// fsyncs a directory: the names created, renamed or deleted in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| FormatError::io(dir, e))?;
+    match d.sync_all() {
+        Ok(()) => Ok(()),
+        // File systems that cannot fsync a directory (EINVAL) keep names some other way.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        Err(e) => Err(FormatError::io(dir, e)),
+    }
+}
+
+/// fsyncs the directory holding `path` (`.` for a bare name).
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// Replaces `dest` with `bytes` through `tmp` (a name in the same directory): readers,
+/// and with `durable` a power cut, see the old or the new contents, never half. Durable:
+/// `tmp` is fsynced before the rename, the directory after it.
+pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    // A fresh file: whatever is at `tmp` (a leftover, or a planted symlink) is replaced,
+    // never written through.
+    match std::fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FormatError::io(tmp, e)),
+    }
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o640)
         .open(tmp)
         .map_err(|e| FormatError::io(tmp, e))?;
     f.write_all(bytes).map_err(|e| FormatError::io(tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| FormatError::io(tmp, e))?;
+    }
     drop(f);
-    std::fs::rename(tmp, dest).map_err(|e| FormatError::io(dest, e))
+    std::fs::rename(tmp, dest).map_err(|e| FormatError::io(dest, e))?;
+    if durable {
+        sync_parent(dest)?;
+    }
+    Ok(())
 }

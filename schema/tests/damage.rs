@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use tcpfr_schema::read::{discover, inspect_parquet, read_file, Recording, Source, Verify};
+use tcpfr_schema::read::{discover, discover_all, inspect_parquet, read_file, Recording, Source, Verify};
 use tcpfr_schema::retransmits::Retransmit;
 use tcpfr_schema::FormatError;
 
@@ -204,4 +204,47 @@ fn discover_finds_recordings_of_many_hosts_side_by_side() {
     assert!(err.contains("empty") && err.contains("no manifest.json"), "{err}");
     let err = discover(&[dir.path().join("nope")]).unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn unreadable_recordings_among_many_are_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_recording(&dir.path().join("a"), "web1", 10);
+    // What a power cut under a writer that did not fsync leaves, and worse.
+    let mut broken = Vec::new();
+    for (host, damage) in [("web2", "empty"), ("web3", "zeros"), ("web4", "truncated")] {
+        let rec = write_recording(&dir.path().join("b"), host, 10);
+        let m = rec.join("manifest.json");
+        let text = std::fs::read(&m).unwrap();
+        let bytes = match damage {
+            "empty" => Vec::new(),
+            "zeros" => vec![0; text.len()],
+            _ => text[..text.len() / 2].to_vec(),
+        };
+        std::fs::write(&m, bytes).unwrap();
+        broken.push(m);
+    }
+    let found = discover_all(&[dir.path().to_path_buf()]).unwrap();
+    let dirs: Vec<PathBuf> = found
+        .sources
+        .iter()
+        .map(|s| match s {
+            Source::Recording(r) => r.dir.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(dirs, [good]);
+    assert_eq!(found.skipped.len(), 3);
+    for (e, m) in found.skipped.iter().zip(&broken) {
+        assert!(matches!(e, FormatError::Manifest { .. }), "{e}");
+        assert!(e.to_string().contains(&m.display().to_string()), "names the manifest: {e}");
+    }
+    // Where every recording must be there, the first one missing is the error.
+    let err = discover(&[dir.path().to_path_buf()]).unwrap_err();
+    assert!(err.to_string().contains(&broken[0].display().to_string()), "{err}");
+    // Named alone, a broken recording is an error; so is a directory of nothing else.
+    let err = discover_all(&[broken[0].parent().unwrap().to_path_buf()]).unwrap_err();
+    assert!(matches!(err, FormatError::Manifest { .. }), "{err}");
+    let err = discover_all(&[dir.path().join("b")]).unwrap_err().to_string();
+    assert!(err.contains("none of the 3 recordings") && err.contains("web2"), "{err}");
 }

@@ -218,3 +218,62 @@ fn damaged_leftovers_are_quarantined_and_the_rest_recovered() {
     assert_eq!(rtt, want);
     assert!(r.summary().contains("quarantined"), "{}", r.summary());
 }
+
+#[test]
+fn a_damaged_manifest_is_rebuilt_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // Closed segments and an unfinished one, and a manifest a power cut left empty.
+    let (want, rec) = crash_after(dir.path(), 24_500, 700, |_, _| {}, |_, _| {});
+    let original = Recording::open(&rec).unwrap().manifest;
+    std::fs::write(rec.join("manifest.json"), b"").unwrap();
+    assert!(Recording::open(&rec).is_err());
+    assert!(needs_recovery(&rec), "a damaged manifest is recovery's to repair");
+
+    let r = recover(&rec, &opts()).unwrap();
+    assert!(r.manifest_rebuilt && r.summary().contains("a new one was made from its files"), "{}", r.summary());
+    assert_eq!(r.quarantined.len(), 1, "{:?}", r.quarantined);
+    let (kept, why) = &r.quarantined[0];
+    assert_eq!(kept, &rec.join("quarantine/manifest.json"));
+    assert!(why.contains("not valid JSON") && why.contains("a new manifest was made"), "{why}");
+    assert_eq!(std::fs::read(kept).unwrap(), b"", "the damaged manifest is kept as it was");
+    let opened = Recording::open(&rec).unwrap();
+    assert!(opened.verify(Verify::Full).is_empty(), "{:?}", opened.verify(Verify::Full));
+    assert!(opened.unlisted_files().is_empty() && hidden_files(&rec).is_empty());
+    assert_eq!(times_of(&opened), (want.clone(), want.clone()), "every row, once");
+    let m = &opened.manifest;
+    assert_eq!((&m.recording_id, &m.host, &m.start), (&original.recording_id, &original.host, &original.start));
+    assert_eq!(m.end.as_deref(), Some(tcpfr_schema::manifest::rfc3339(*want.last().unwrap()).as_str()));
+    assert!(m.recovery.as_ref().unwrap().quarantined[0].contains("manifest.json"));
+    // Segments 1 and 2 as listed before, and segment 3 rebuilt (two tables had rows).
+    assert_eq!(original.files.len(), 4);
+    assert_eq!(m.files.len(), 6);
+    assert!(!needs_recovery(&rec));
+
+    // A closed recording whose manifest is garbage: all its files listed again.
+    let closed = write_recording(&dir.path().join("closed"), "web9", 500);
+    let before = Recording::open(&closed).unwrap().manifest;
+    std::fs::write(closed.join("manifest.json"), vec![0u8; 300]).unwrap();
+    assert!(needs_recovery(&closed));
+    recover(&closed, &opts()).unwrap();
+    let after = Recording::open(&closed).unwrap();
+    assert!(after.verify(Verify::Full).is_empty());
+    let paths = |m: &tcpfr_schema::manifest::Manifest| {
+        let mut v: Vec<(String, u64, String)> = m.files.iter().map(|f| (f.path.clone(), f.rows, f.sha256.clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(paths(&after.manifest), paths(&before));
+    assert_eq!(after.manifest.host, "web9");
+
+    // Not ours to repair: another format's manifest, someone else's JSON; and a damaged
+    // manifest with no file of a recording next to it is an error that says so.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("manifest.json"), br#"{"name": "package"}"#).unwrap();
+    assert!(!needs_recovery(&other));
+    std::fs::write(other.join("manifest.json"), b"{").unwrap();
+    assert!(needs_recovery(&other));
+    let err = recover(&other, &opts()).unwrap_err().to_string();
+    assert!(err.contains("no file of a recording"), "{err}");
+    assert_eq!(std::fs::read(other.join("manifest.json")).unwrap(), b"{", "left as it was");
+}

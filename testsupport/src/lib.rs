@@ -7,8 +7,12 @@
 //! and the access key is required (so credentials from the environment are exercised).
 //!
 //! [`fleet`]: generated hosts' recordings and the questions the fleet tests compare.
+//!
+//! [`powercut`]: a FUSE file system, kept in memory, that forgets what was not fsynced
+//! when told the power went off (the durability tests).
 
 pub mod fleet;
+pub mod powercut;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
