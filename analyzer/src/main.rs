@@ -373,7 +373,8 @@ fn main() -> ExitCode {
             if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("tcpfr: {}", tcpfr_schema::error::chain_text(e.chain()));
+            // Errors quote names from recordings and paths: no terminal escapes in them.
+            eprintln!("tcpfr: {}", print::lines_for_terminal(&tcpfr_schema::error::chain_text(e.chain())));
             ExitCode::FAILURE
         }
     }
@@ -613,6 +614,9 @@ async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
 
 fn verify(recs: &[PathBuf]) -> Result<()> {
     dataset::require_exist(recs)?;
+    // Directory names, the manifest's host and the problems (which quote file names)
+    // are not ours: shown through for_terminal.
+    let show = |p: &std::path::Path| print::for_terminal(&p.display().to_string()).into_owned();
     let mut bad = 0;
     let found = tcpfr_schema::read::discover_all(&bundle::resolve(recs)?)?;
     for e in &found.skipped {
@@ -625,20 +629,20 @@ fn verify(recs: &[PathBuf]) -> Result<()> {
                 let problems = rec.verify(tcpfr_schema::read::Verify::Full);
                 let unlisted = rec.unlisted_files();
                 if problems.is_empty() {
-                    outln!("ok  {} ({} files, host {})", rec.dir.display(), rec.manifest.files.len(), rec.manifest.host)?;
+                    outln!("ok  {} ({} files, host {})", show(&rec.dir), rec.manifest.files.len(), print::for_terminal(&rec.manifest.host))?;
                 } else {
                     bad += problems.len();
-                    outln!("BAD {}", rec.dir.display())?;
+                    outln!("BAD {}", show(&rec.dir))?;
                     for p in problems {
-                        outln!("    {p}")?;
+                        outln!("    {}", print::for_terminal(&p.to_string()))?;
                     }
                 }
                 for u in unlisted {
-                    outln!("    note: {} is not in the manifest (a file being written, or left by a crash)", u.display())?;
+                    outln!("    note: {} is not in the manifest (a file being written, or left by a crash)", show(&u))?;
                 }
             }
             tcpfr_schema::read::Source::File { path, table } => {
-                outln!("ok  {} (table {table})", path.display())?;
+                outln!("ok  {} (table {table})", show(&path))?;
             }
         }
     }

@@ -98,7 +98,8 @@ fn print_batch(b: &RecordBatch, out: &mut impl Write, speed: Option<f64>, clock:
     let s = |name: &str| -> Vec<String> {
         let a = datafusion::arrow::compute::cast(b.column_by_name(name).expect("column"), &DataType::Utf8).expect("to text");
         let a = a.as_string::<i32>();
-        (0..a.len()).map(|i| if a.is_null(i) { "-".to_string() } else { a.value(i).to_string() }).collect()
+        // Recorded strings (comm, host, notes in `detail`) may hold terminal escapes.
+        (0..a.len()).map(|i| if a.is_null(i) { "-".to_string() } else { crate::print::for_terminal(a.value(i)).into_owned() }).collect()
     };
     let (host, kind, pid, comm, laddr, lport, raddr, rport, state, detail) =
         (s("host"), s("kind"), s("pid"), s("comm"), s("laddr"), s("lport"), s("raddr"), s("rport"), s("state"), s("detail"));

@@ -11,6 +11,7 @@ use datafusion::execution::context::SessionContext;
 
 use crate::canned;
 use crate::dataset::Dataset;
+use crate::print::for_terminal;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
@@ -364,12 +365,15 @@ pub async fn run(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result
     let ctx = crate::session::context(ds, window, services).await?;
     let mut text = String::new();
     let hosts = ds.hosts();
+    // Everything recorded (host and kernel names, the findings' processes, services,
+    // reasons) goes through for_terminal: this text is for a terminal.
+    let hosts: Vec<_> = hosts.iter().map(|h| for_terminal(h)).collect();
     let _ = writeln!(text, "tcpfr report — {} recording(s), host(s): {}", ds.recordings.len(), if hosts.is_empty() { "?".into() } else { hosts.join(", ") });
     let mut kernels: Vec<String> = ds.recordings.iter().filter_map(|r| r.manifest.kernel.clone()).collect();
     kernels.sort();
     kernels.dedup();
     if !kernels.is_empty() {
-        let _ = writeln!(text, "kernel: {}", kernels.join(", "));
+        let _ = writeln!(text, "kernel: {}", for_terminal(&kernels.join(", ")));
     }
     if let Some((a, b)) = ds.time_range {
         let from = window.from.unwrap_or(a).max(a);
@@ -378,21 +382,21 @@ pub async fn run(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result
         let _ = writeln!(text, "time: {} → {} ({:.1} s; local {} → {})", fmt_ns(from), fmt_ns(to), (to - from) as f64 / 1e9, local(from), local(to));
     }
     if let Some(src) = &services.source {
-        let _ = writeln!(text, "services map: {}", src.display());
+        let _ = writeln!(text, "services map: {}", for_terminal(&src.display().to_string()));
     }
     text.push('\n');
     let quality = data_quality(&ctx).await?;
     let findings = findings(&ctx, ds, window).await?;
     text.push_str("What stands out:\n");
     for f in &findings {
-        let _ = writeln!(text, "  • {f}");
+        let _ = writeln!(text, "  • {}", for_terminal(f));
     }
     text.push_str("\nData quality:\n");
     if quality.is_empty() {
         text.push_str("  • Complete: no events lost, no gaps.\n");
     }
     for q in &quality {
-        let _ = writeln!(text, "  • {q}");
+        let _ = writeln!(text, "  • {}", for_terminal(q));
     }
     let _ = writeln!(text, "\nDetails: tcpfr <question> REC (see tcpfr --help): hotspots, handshakes, resets, rtt, timeline, top-flows, retransmit-rate.");
     out!("{text}")?;

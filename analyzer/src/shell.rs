@@ -91,7 +91,7 @@ pub async fn run(ctx: &SessionContext, ds: &Dataset) -> Result<()> {
         "tcpfr {} — {} recording(s), hosts: {}, {} files. \\d lists tables, \\? helps, \\q quits.",
         env!("CARGO_PKG_VERSION"),
         ds.recordings.len(),
-        ds.hosts().join(", "),
+        crate::print::for_terminal(&ds.hosts().join(", ")),
         ds.file_count()
     );
     let out = Output { format: Format::Table, file: None };
@@ -133,7 +133,7 @@ pub async fn run(ctx: &SessionContext, ds: &Dataset) -> Result<()> {
         for stmt in split_statements(&buf) {
             match crate::exec::run(ctx, &stmt, "query").await {
                 Ok((schema, batches)) => out.write(None, &schema, &batches)?,
-                Err(e) => println!("error: {e:#}"),
+                Err(e) => println!("error: {}", crate::print::lines_for_terminal(&format!("{e:#}"))),
             }
         }
         buf.clear();

@@ -1,20 +1,30 @@
 //! Frames out of pcap and pcapng files, streamed with constant memory.
 //!
 //! [`CaptureReader`] parses every record in place: a [`Frame`] borrows the reader's
-//! bytes, so reading allocates nothing per frame. A regular file of at least
-//! [`MMAP_MIN`] is memory-mapped: the kernel's page cache is read without copying it
-//! (reading a 1 GB capture with read() costs as much as analysing it); a helper thread
-//! maps the windows ahead of the cursor and gives back those behind (`pager.rs`), so the
-//! resident size stays at a few windows however large the file. Pipes, small files and everything
-//! else are read through one reusable buffer that starts small, doubles with the amount
-//! read up to 8 MiB, and only grows past that for a single record that is larger (up to
+//! bytes, so reading allocates nothing per frame. Every input (files, pipes, stdin) is
+//! read through one reusable buffer that starts small, doubles with the amount read up
+//! to 1 MiB, and only grows past that for a single record that is larger (up to
 //! [`MAX_RECORD`]). The absolute byte offset of every record is known, and every error
 //! names it.
 //!
-//! A mapped file that another process truncates while we read it would kill us with
-//! SIGBUS (the price every mmap reader pays, ripgrep included); captures are written
-//! once and then read, and a file still being appended to is read up to its size at
-//! open.
+//! Files are read with read(), not memory-mapped. A mapping of a file that another
+//! process truncates while we read it (logrotate's copytruncate, a second `tcpdump -w`
+//! onto the same path) kills the reader with SIGBUS at the first page past the new end,
+//! and `tcpfr` is run as root on captures it does not control. Handling that signal
+//! instead (a process-wide handler that maps zeros over the faulting page of a mapping
+//! it knows) would keep the mapping but puts unsafe, async-signal code in every process
+//! that links this crate, and a frame already handed out could still turn to zeros
+//! while its caller decodes it. A copy cannot change under its reader, and costs
+//! little when the buffer is small enough to stay in the CPU's cache (hence 1 MiB):
+//! about a sixth of a bare walk over the frames of a capture in the page cache, a few
+//! per cent once they are decoded and analysed.
+//!
+//! A regular file is read up to its size at open (a capture still being written ends
+//! with its last whole record). If it ends sooner, or is smaller than that after any
+//! read, another process truncated it under us: that is [`CaptureError::Truncated`],
+//! after only frames read whole before (a new capture written over the same path could
+//! have put other bytes where we read). A file overwritten in place but never shorter
+//! than at open is read as it then is: nothing tells it from a file written that way.
 //!
 //! Formats:
 //! - pcap in both byte orders, µs and ns resolution (magics `a1b2c3d4`, `a1b23c4d`).
@@ -56,10 +66,9 @@ pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 /// Warnings kept as text; more are only counted.
 pub const MAX_WARNINGS: usize = 100;
 
-/// Regular files at least this large are memory-mapped rather than read.
-pub const MMAP_MIN: u64 = 4 * 1024 * 1024;
 const BUF_MIN: usize = 64 * 1024;
-const BUF_DEFAULT: usize = 8 * 1024 * 1024;
+/// Small enough that the bytes just read are still in the CPU's cache when parsed.
+const BUF_DEFAULT: usize = 1024 * 1024;
 
 const PCAP_HEADER_LEN: usize = 24;
 const PCAP_RECORD_HEADER_LEN: usize = 16;
@@ -104,6 +113,8 @@ pub enum CaptureError {
     Corrupt { file: String, offset: u64, detail: String },
     #[error("capture file {file} at byte {offset}: {detail}; {WHAT_TO_DO}")]
     Unsupported { file: String, offset: u64, detail: String },
+    #[error("capture file {file} was truncated while it was being read: it had {size_at_open} bytes when opened and has {size_now} now, and could be read only up to byte {offset} (read a copy of the file, or wait until whatever writes it, e.g. tcpdump or logrotate's copytruncate, is done)")]
+    Truncated { file: String, offset: u64, size_at_open: u64, size_now: u64 },
 }
 
 impl CaptureError {
@@ -115,7 +126,8 @@ impl CaptureError {
             CaptureError::Read { offset, .. }
             | CaptureError::TruncatedHeader { offset, .. }
             | CaptureError::Corrupt { offset, .. }
-            | CaptureError::Unsupported { offset, .. } => Some(*offset),
+            | CaptureError::Unsupported { offset, .. }
+            | CaptureError::Truncated { offset, .. } => Some(*offset),
         }
     }
 }
@@ -226,12 +238,9 @@ enum Step {
 pub struct CaptureReader {
     name: String,
     src: Box<dyn Read + Send>,
+    /// The regular file `src` reads, to see whether it shrank (a handle of its own).
+    file: Option<File>,
     buf: Vec<u8>,
-    /// The whole file when it is memory-mapped; then `buf` is unused, `end` is the
-    /// file's length and `eof` is set from the start.
-    map: Option<std::sync::Arc<memmap2::Mmap>>,
-    /// Maps windows ahead of a mapped file's cursor and releases those behind.
-    pager: Option<crate::pager::Pager>,
     /// Parsed up to here.
     start: usize,
     /// Filled up to here.
@@ -240,6 +249,7 @@ pub struct CaptureReader {
     buf_offset: u64,
     eof: bool,
     done: bool,
+    /// A regular file's size at open.
     len: Option<u64>,
     format: Format,
     frames: u64,
@@ -269,58 +279,44 @@ impl CaptureReader {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "it is a directory, not a capture file"),
             });
         }
-        if meta.is_file() && meta.len() >= MMAP_MIN {
-            // SAFETY: the mapping is only read, through slices that borrow the reader;
-            // a concurrent truncation is the SIGBUS hazard the module docs describe.
-            if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
-                let _ = map.advise(memmap2::Advice::Sequential);
-                let mut r = Self::with_source(Box::new(io::empty()), Some(map), &name)?;
-                r.len = Some(meta.len());
-                return Ok(r);
-            }
+        if !meta.is_file() {
+            return Self::with_source(Box::new(file), None, None, &name);
         }
-        let mut r = Self::from_reader(Box::new(file), &name)?;
-        if meta.is_file() {
-            r.len = Some(meta.len());
-        }
-        Ok(r)
+        let len = meta.len();
+        let probe = file.try_clone().ok();
+        Self::with_source(Box::new(file.take(len)), probe, Some(len), &name)
     }
 
     /// Reads a capture from any byte stream (a pipe, stdin, memory). `name` is used in
     /// messages.
     pub fn from_reader(src: Box<dyn Read + Send>, name: &str) -> Result<CaptureReader, CaptureError> {
-        Self::with_source(src, None, name)
+        Self::with_source(src, None, None, name)
     }
 
+    /// `file` and `len`: the regular file `src` reads and its size at open.
     fn with_source(
         src: Box<dyn Read + Send>,
-        map: Option<memmap2::Mmap>,
+        file: Option<File>,
+        len: Option<u64>,
         name: &str,
     ) -> Result<CaptureReader, CaptureError> {
-        let mapped_len = map.as_ref().map(|m| m.len());
-        let map = map.map(std::sync::Arc::new);
-        let pager = map.clone().map(crate::pager::Pager::new);
         let mut r = CaptureReader {
             name: name.to_string(),
             src,
+            file,
             buf: Vec::new(),
-            map,
-            pager,
             start: 0,
-            end: mapped_len.unwrap_or(0),
+            end: 0,
             buf_offset: 0,
-            eof: mapped_len.is_some(),
+            eof: false,
             done: false,
-            len: None,
+            len,
             format: Format::PcapNg(NgState { be: false, started: false, interfaces: Vec::new(), last_ts: 0 }),
             frames: 0,
             warnings: Warnings::default(),
         };
         r.fill(PCAP_HEADER_LEN)?;
-        let head = match &r.map {
-            Some(m) => &m[..m.len().min(BUF_MIN)],
-            None => &r.buf[..r.end],
-        };
+        let head = &r.buf[..r.end];
         if head.is_empty() {
             return Err(CaptureError::Empty { file: r.name });
         }
@@ -376,10 +372,7 @@ impl CaptureReader {
     fn first_section_header(&mut self) -> Result<(), CaptureError> {
         loop {
             let Format::PcapNg(st) = &mut self.format else { return Ok(()) };
-            let avail = match &self.map {
-                Some(m) => &m[self.start..self.end],
-                None => &self.buf[self.start..self.end],
-            };
+            let avail = &self.buf[self.start..self.end];
             match ng_step(st, avail, 0, 1, &mut self.warnings) {
                 Step::Skip { rec_len, .. } => {
                     self.start += rec_len;
@@ -422,13 +415,7 @@ impl CaptureReader {
             if self.done {
                 return Ok(None);
             }
-            if let Some(p) = self.pager.as_mut() {
-                p.at(self.start);
-            }
-            let avail = match &self.map {
-                Some(m) => &m[self.start..self.end],
-                None => &self.buf[self.start..self.end],
-            };
+            let avail = &self.buf[self.start..self.end];
             let rec_offset = self.buf_offset + self.start as u64;
             let step = match &mut self.format {
                 Format::Pcap(st) => pcap_step(st, avail, rec_offset, self.frames + 1, &mut self.warnings),
@@ -439,11 +426,8 @@ impl CaptureReader {
                     let data_start = self.start + data_at;
                     self.start += rec_len;
                     self.frames += 1;
-                    let bytes = match &self.map {
-                        Some(m) => &m[..self.end],
-                        None => &self.buf[..self.end],
-                    };
-                    crate::pager::prefetch(bytes, self.start);
+                    let bytes = &self.buf[..self.end];
+                    prefetch(bytes, self.start);
                     let data = bytes.get(data_start..data_start + data_len).unwrap_or(&[]);
                     return Ok(Some(Frame {
                         number: self.frames,
@@ -528,6 +512,21 @@ impl CaptureReader {
         &self.name
     }
 
+    /// After a read of a regular file from byte `at` (`eof`: it returned nothing): an
+    /// error if the file is smaller now than at open, or ended before that size. The
+    /// bytes just read may then be another file's (a new capture written over the same
+    /// path), so nothing from `at` on is used; one fstat per read (≤ 1 MiB) costs nothing.
+    fn check_not_shrunk(&mut self, at: u64, eof: bool) -> Result<(), CaptureError> {
+        let Some(size_at_open) = self.len else { return Ok(()) };
+        let size_now = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len());
+        if size_now.is_some_and(|now| now < size_at_open) || (eof && at < size_at_open) {
+            self.done = true;
+            let size_now = size_now.unwrap_or(at);
+            return Err(CaptureError::Truncated { file: self.name.clone(), offset: at, size_at_open, size_now });
+        }
+        Ok(())
+    }
+
     fn corrupt(&self, offset: u64, detail: String) -> CaptureError {
         CaptureError::Corrupt { file: self.name.clone(), offset, detail }
     }
@@ -567,11 +566,14 @@ impl CaptureReader {
                 self.buf.resize(grown, 0);
             }
             match self.src.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
+                Ok(n) => {
+                    self.check_not_shrunk(self.buf_offset + self.end as u64, n == 0)?;
+                    if n == 0 {
+                        self.eof = true;
+                        break;
+                    }
+                    self.end += n;
                 }
-                Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     self.done = true;
@@ -585,6 +587,27 @@ impl CaptureReader {
         }
         Ok(())
     }
+}
+
+/// Asks the CPU to start loading `b[at..]` (the next record's header): the reader
+/// walks the file one record at a time, a pattern the hardware prefetcher does not
+/// follow across pages, and each record header would otherwise be a cache miss.
+#[inline]
+fn prefetch(b: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = b.get(at..) {
+        // SAFETY: prefetching is a hint; the address is inside the slice.
+        #[allow(unused_unsafe)]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(p.as_ptr() as *const i8);
+            if p.len() > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(p.as_ptr().add(64) as *const i8);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (b, at);
 }
 
 fn not_capture_hint(head: &[u8]) -> &'static str {

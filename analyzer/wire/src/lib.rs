@@ -13,7 +13,6 @@
 pub mod analysis;
 pub mod capture;
 pub mod decode;
-mod pager;
 pub mod segment;
 
 pub use segment::{Frame, Skip, TcpOptions, TcpSegment};
