@@ -1,35 +1,23 @@
 //! Hand-written inline SVG charts for the HTML report: time series (lines, stacked
 //! bars, percentile bands) and horizontal bar charts. No scripts, no fonts, no
-//! external resources; every string from the data goes through [`esc`].
+//! external resources; every string from the data goes through [`esc`]. Written with
+//! `format!`, not `maud` as the rest of the page: maud has no self-closing tags, and
+//! SVG elements inside HTML need them (`<line …/>`; a `<line>` left open takes what
+//! follows as its children).
 //!
 //! Charts take already-aggregated points (the report aggregates in SQL and caps the
 //! number of buckets and series), so their size is bounded by the caller's caps.
 
 use std::fmt::Write as _;
 
-/// HTML/XML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters would make the document invalid XML inside SVG.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::text::esc;
 
 /// Colours for services and series (colour-blind friendly, distinguishable on white).
 pub const PALETTE: &[&str] = &["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#3b3b98"];
 pub const GREY: &str = "#9d9d9d";
 
 /// A shaded time range or an instant on every time chart (window, snapshot, gap).
+#[derive(Clone)]
 pub struct Mark {
     pub from: i64,
     /// None: a vertical line at `from`.
@@ -488,8 +476,6 @@ mod tests {
 
     #[test]
     fn escapes_markup_in_data() {
-        assert_eq!(esc(r#"<script>alert("x")</script> & 'y'"#), "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;");
-        assert_eq!(esc("a\u{0}b"), "a\u{fffd}b");
         let svg = bars("t", &[("n", "N")], &[BarRow { label: "<img src=x>".into(), color: GREY.into(), values: vec![1.0], note: "\"&".into() }]);
         assert!(!svg.contains("<img") && svg.contains("&lt;img src=x&gt;") && svg.contains("&quot;&amp;"), "{svg}");
     }
