@@ -52,14 +52,14 @@ struct Flow {
 
 pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>, out: &Output) -> Result<()> {
     let (batch, summary) = compute(ctx, pcaps, tolerance_ns).await?;
-    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
+    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), std::slice::from_ref(&batch))?;
     if out.format == crate::print::Format::Table {
         outln!()?;
     }
     out.write(
         Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),
         &summary.schema(),
-        &[summary.clone()],
+        std::slice::from_ref(&summary),
     )?;
     Ok(())
 }
