@@ -52,21 +52,30 @@ struct Flow {
 
 pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>, out: &Output) -> Result<()> {
     let (batch, summary) = compute(ctx, pcaps, tolerance_ns).await?;
-    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), &[batch.clone()])?;
+    out.write(Some("Retransmitted segments per flow and kind: kernel (recording) vs wire (capture)"), &batch.schema(), std::slice::from_ref(&batch))?;
     if out.format == crate::print::Format::Table {
         outln!()?;
     }
     out.write(
         Some("Clock offset (capture − recording, median over nearest pairs) and totals; kernel-only during the capture means capture drops or another capture point"),
         &summary.schema(),
-        &[summary.clone()],
+        std::slice::from_ref(&summary),
     )?;
     Ok(())
 }
 
 /// The per-flow comparison and the one-row summary (also shown by the HTML report).
 pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>) -> Result<(RecordBatch, RecordBatch)> {
-    // Kernel side.
+    let mut flows = kernel_events(ctx).await?;
+    let span = add_wire_events(pcaps, &mut flows)?;
+    let clock = Clock::estimate(&flows, tolerance_ns);
+    match_events(&mut flows, &clock);
+    let (rows, missed) = flow_rows(&flows, span, clock.offset);
+    Ok((flow_batch(&rows)?, summary_batch(&rows, &clock, missed)?))
+}
+
+/// The recording's counted retransmits, by flow and kind.
+async fn kernel_events(ctx: &SessionContext) -> Result<BTreeMap<Key, Flow>> {
     let (_, batches) = crate::exec::run(
         ctx,
         "SELECT time, laddr, lport, raddr, rport, segments, kind FROM retransmits WHERE counted ORDER BY time",
@@ -96,7 +105,13 @@ pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Opti
                 .push(KernelEvent { t: t.value(i), segments: seg.value(i).max(0) as u64, matched: 0 });
         }
     }
-    // Wire side.
+    Ok(flows)
+}
+
+/// Adds the captures' retransmissions to `flows` (sent ones by their flow, received
+/// ones counted on the reverse flow) and marks which flows the captures saw at all;
+/// returns the captures' time span.
+fn add_wire_events(pcaps: &[PathBuf], flows: &mut BTreeMap<Key, Flow>) -> Result<Option<(i64, i64)>> {
     let mut span: Option<(i64, i64)> = None;
     let mut wire: Vec<(Key, WireEvent)> = Vec::new();
     let mut seen: std::collections::HashSet<(End, End)> = Default::default();
@@ -122,15 +137,13 @@ pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Opti
             span = Some(span.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
         }
     }
-    for key in flows.keys().cloned().collect::<Vec<_>>() {
-        let pair = (key.0.clone(), key.1.clone());
-        let on = seen.contains(&pair) || seen.contains(&(key.1.clone(), key.0.clone()));
-        flows.get_mut(&key).unwrap().on_wire = on;
+    for ((l, r, _), f) in flows.iter_mut() {
+        f.on_wire = seen.contains(&(l.clone(), r.clone())) || seen.contains(&(r.clone(), l.clone()));
     }
     for (key, ev) in wire {
         let reversed = (key.1.clone(), key.0.clone(), key.2);
         if !flows.contains_key(&key) && flows.contains_key(&reversed) {
-            flows.get_mut(&reversed).unwrap().received += 1;
+            flows.get_mut(&reversed).expect("checked").received += 1;
         } else {
             let f = flows.entry(key).or_default();
             f.on_wire = true;
@@ -140,34 +153,53 @@ pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Opti
     for f in flows.values_mut() {
         f.sent.sort_by_key(|e| e.t);
     }
+    Ok(span)
+}
 
-    // Clock offset: median of (wire − kernel) to the nearest wire retransmission within 2 s.
-    let mut diffs: Vec<i64> = Vec::new();
-    for f in flows.values() {
-        for k in &f.kernel {
-            let i = f.sent.partition_point(|w| w.t < k.t);
-            let near = [i.checked_sub(1), Some(i)]
-                .into_iter()
-                .flatten()
-                .filter_map(|j| f.sent.get(j))
-                .map(|w| w.t - k.t)
-                .min_by_key(|d| d.abs());
-            if let Some(d) = near.filter(|d| d.abs() < 2_000_000_000) {
-                diffs.push(d);
+/// The capture's clock against the recording's, and the tolerance of matching.
+struct Clock {
+    /// capture − recording, ns.
+    offset: i64,
+    /// Median absolute deviation of the differences, ns.
+    spread: i64,
+    samples: usize,
+    tolerance: i64,
+}
+
+impl Clock {
+    /// Offset: median of (wire − kernel) to the nearest wire retransmission within 2 s.
+    fn estimate(flows: &BTreeMap<Key, Flow>, tolerance_ns: Option<i64>) -> Clock {
+        let mut diffs: Vec<i64> = Vec::new();
+        for f in flows.values() {
+            for k in &f.kernel {
+                let i = f.sent.partition_point(|w| w.t < k.t);
+                let near = [i.checked_sub(1), Some(i)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|j| f.sent.get(j))
+                    .map(|w| w.t - k.t)
+                    .min_by_key(|d| d.abs());
+                if let Some(d) = near.filter(|d| d.abs() < 2_000_000_000) {
+                    diffs.push(d);
+                }
             }
         }
+        diffs.sort();
+        let offset = diffs.get(diffs.len() / 2).copied().unwrap_or(0);
+        let mut dev: Vec<i64> = diffs.iter().map(|d| (d - offset).abs()).collect();
+        dev.sort();
+        let spread = dev.get(dev.len() / 2).copied().unwrap_or(0);
+        let tolerance = tolerance_ns.unwrap_or_else(|| (5 * spread).clamp(1_000_000, 100_000_000));
+        Clock { offset, spread, samples: diffs.len(), tolerance }
     }
-    diffs.sort();
-    let offset = diffs.get(diffs.len() / 2).copied().unwrap_or(0);
-    let mut dev: Vec<i64> = diffs.iter().map(|d| (d - offset).abs()).collect();
-    dev.sort();
-    let mad = dev.get(dev.len() / 2).copied().unwrap_or(0);
-    let tol = tolerance_ns.unwrap_or_else(|| (5 * mad).clamp(1_000_000, 100_000_000));
+}
 
-    // Match: each kernel event claims up to `segments` unclaimed wire packets nearest in time.
+/// Each kernel event claims up to `segments` unclaimed wire packets nearest in time.
+fn match_events(flows: &mut BTreeMap<Key, Flow>, clock: &Clock) {
+    let tol = clock.tolerance;
     for f in flows.values_mut() {
         for k in f.kernel.iter_mut() {
-            let t = k.t + offset;
+            let t = k.t + clock.offset;
             let lo = f.sent.partition_point(|w| w.t < t - tol);
             let mut cands: Vec<usize> = (lo..f.sent.len()).take_while(|&j| f.sent[j].t <= t + tol).filter(|&j| !f.sent[j].matched).collect();
             cands.sort_by_key(|&j| (f.sent[j].t - t).abs());
@@ -177,72 +209,96 @@ pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Opti
             }
         }
     }
+}
 
-    // Per-flow table.
-    let (mut local, mut remote, mut kinds, mut note) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut kseg, mut wsent, mut matched, mut konly, mut wonly, mut wrecv) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut before, mut after, mut during) = (0u64, 0u64, 0u64);
+/// One row of the per-flow table.
+struct FlowRow<'a> {
+    key: &'a Key,
+    kernel: u64,
+    wire: u64,
+    matched: u64,
+    wire_only: u64,
+    received: u64,
+    note: String,
+}
+
+/// Unmatched kernel segments before, after and during the captures' span.
+#[derive(Default)]
+struct Missed {
+    before: u64,
+    after: u64,
+    during: u64,
+}
+
+/// The per-flow rows, most retransmissions first, and where the unmatched kernel
+/// segments fall against the captures' span.
+fn flow_rows(flows: &BTreeMap<Key, Flow>, span: Option<(i64, i64)>, offset: i64) -> (Vec<FlowRow<'_>>, Missed) {
+    let mut missed = Missed::default();
     let mut flows_sorted: Vec<(&Key, &Flow)> = flows.iter().collect();
     flows_sorted.sort_by_key(|(_, f)| std::cmp::Reverse(f.kernel.iter().map(|k| k.segments).sum::<u64>() + f.sent.len() as u64));
-    for ((l, r, kind), f) in flows_sorted {
+    let mut rows = Vec::new();
+    for (key, f) in flows_sorted {
         let k: u64 = f.kernel.iter().map(|k| k.segments).sum();
         let m: u64 = f.kernel.iter().map(|k| k.matched).sum();
         let ws = f.sent.len() as u64;
-        local.push(format!("{}:{}", l.0, l.1));
-        remote.push(format!("{}:{}", r.0, r.1));
-        kinds.push(*kind);
-        kseg.push(k);
-        wsent.push(ws);
-        matched.push(m);
-        konly.push(k - m);
-        wonly.push(ws - f.sent.iter().filter(|w| w.matched).count() as u64);
-        wrecv.push(f.received);
-        let mut why = Vec::new();
-        if k > 0 && !f.on_wire {
-            why.push("flow not in the capture".to_string());
-        }
         for e in f.kernel.iter().filter(|e| e.matched < e.segments) {
             let n = e.segments - e.matched;
             match span {
-                Some((a, _)) if e.t + offset < a => before += n,
-                Some((_, b)) if e.t + offset > b => after += n,
-                _ => during += n,
+                Some((a, _)) if e.t + offset < a => missed.before += n,
+                Some((_, b)) if e.t + offset > b => missed.after += n,
+                _ => missed.during += n,
             }
         }
+        let mut why = Vec::new();
+        if k > 0 && !f.on_wire {
+            why.push("flow not in the capture");
+        }
         if f.received > 0 {
-            why.push("received retransmissions: the peer's, invisible to sender-side tracepoints".into());
+            why.push("received retransmissions: the peer's, invisible to sender-side tracepoints");
         }
         if k == 0 && ws > 0 {
-            why.push("not in the recording (another host's flow, or outside the recording)".into());
+            why.push("not in the recording (another host's flow, or outside the recording)");
         }
-        note.push(why.join("; "));
+        let wire_only = ws - f.sent.iter().filter(|w| w.matched).count() as u64;
+        rows.push(FlowRow { key, kernel: k, wire: ws, matched: m, wire_only, received: f.received, note: why.join("; ") });
     }
-    let col = |v: Vec<u64>| Arc::new(UInt64Array::from(v)) as ArrayRef;
-    let batch = RecordBatch::try_from_iter(vec![
-        ("local", Arc::new(StringArray::from(local)) as ArrayRef),
-        ("remote", Arc::new(StringArray::from(remote)) as ArrayRef),
-        ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
-        ("kernel_segments", col(kseg.clone())),
-        ("wire_sent", col(wsent.clone())),
-        ("matched", col(matched.clone())),
-        ("kernel_only", col(konly)),
-        ("wire_only", col(wonly.clone())),
-        ("wire_received", col(wrecv.clone())),
-        ("note", Arc::new(StringArray::from(note)) as ArrayRef),
-    ])?;
-    let sum = |v: &[u64]| v.iter().sum::<u64>();
-    let summary = RecordBatch::try_from_iter(vec![
-        ("clock_offset_ns", Arc::new(Int64Array::from(vec![offset])) as ArrayRef),
-        ("offset_spread_ns", Arc::new(Int64Array::from(vec![mad])) as ArrayRef),
-        ("offset_samples", col(vec![diffs.len() as u64])),
-        ("tolerance_ns", Arc::new(Int64Array::from(vec![tol])) as ArrayRef),
-        ("kernel_segments", col(vec![sum(&kseg)])),
-        ("matched", col(vec![sum(&matched)])),
-        ("kernel_only_before_capture", col(vec![before])),
-        ("kernel_only_after_capture", col(vec![after])),
-        ("kernel_only_during_capture", col(vec![during])),
-        ("wire_only", col(vec![sum(&wonly)])),
-        ("wire_received", col(vec![sum(&wrecv)])),
-    ])?;
-    Ok((batch, summary))
+    (rows, missed)
+}
+
+fn counts(v: impl Iterator<Item = u64>) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter_values(v))
+}
+
+fn flow_batch(rows: &[FlowRow]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&FlowRow) -> String| Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef;
+    Ok(RecordBatch::try_from_iter(vec![
+        ("local", text(&|r| format!("{}:{}", r.key.0 .0, r.key.0 .1))),
+        ("remote", text(&|r| format!("{}:{}", r.key.1 .0, r.key.1 .1))),
+        ("kind", text(&|r| r.key.2.to_string())),
+        ("kernel_segments", counts(rows.iter().map(|r| r.kernel))),
+        ("wire_sent", counts(rows.iter().map(|r| r.wire))),
+        ("matched", counts(rows.iter().map(|r| r.matched))),
+        ("kernel_only", counts(rows.iter().map(|r| r.kernel - r.matched))),
+        ("wire_only", counts(rows.iter().map(|r| r.wire_only))),
+        ("wire_received", counts(rows.iter().map(|r| r.received))),
+        ("note", text(&|r| r.note.clone())),
+    ])?)
+}
+
+fn summary_batch(rows: &[FlowRow], clock: &Clock, missed: Missed) -> Result<RecordBatch> {
+    let int = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+    let total = |f: fn(&FlowRow) -> u64| counts(std::iter::once(rows.iter().map(f).sum()));
+    Ok(RecordBatch::try_from_iter(vec![
+        ("clock_offset_ns", int(clock.offset)),
+        ("offset_spread_ns", int(clock.spread)),
+        ("offset_samples", counts(std::iter::once(clock.samples as u64))),
+        ("tolerance_ns", int(clock.tolerance)),
+        ("kernel_segments", total(|r| r.kernel)),
+        ("matched", total(|r| r.matched)),
+        ("kernel_only_before_capture", counts(std::iter::once(missed.before))),
+        ("kernel_only_after_capture", counts(std::iter::once(missed.after))),
+        ("kernel_only_during_capture", counts(std::iter::once(missed.during))),
+        ("wire_only", total(|r| r.wire_only)),
+        ("wire_received", total(|r| r.received)),
+    ])?)
 }
