@@ -7,22 +7,8 @@
 //! Client support is the `cluster` feature (off by default: it builds Ballista's client
 //! and all of DataFusion's default features).
 
-use std::sync::OnceLock;
-
 use anyhow::Result;
 use datafusion::execution::context::SessionContext;
-
-static URL: OnceLock<String> = OnceLock::new();
-
-/// Sends every session made from now on to the scheduler at `url`.
-pub fn set(url: String) {
-    let _ = URL.set(url);
-}
-
-/// The scheduler questions run on, if any.
-pub fn url() -> Option<&'static str> {
-    URL.get().map(String::as_str)
-}
 
 /// `ctx` turned into a session whose queries run on the cluster at `url`.
 #[cfg(feature = "cluster")]
@@ -56,9 +42,9 @@ pub async fn connect(_ctx: SessionContext, url: &str) -> Result<SessionContext> 
     )
 }
 
-/// Adds what to do when the scheduler cannot be reached.
-pub fn explain(msg: &str) -> Option<String> {
-    let url = url()?;
+/// Adds what to do when the scheduler at `url` cannot be reached.
+pub fn explain(msg: &str, url: Option<&str>) -> Option<String> {
+    let url = url?;
     let unreachable = ["transport error", "Connection refused", "tcp connect error", "dns error"];
     unreachable
         .iter()

@@ -14,6 +14,8 @@ use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
 use tcpfr_schema::read::{discover_all, is_shipped_store, read_footer, Recording, Source, Verify};
 use tcpfr_schema::TABLES;
 
+use crate::env::Env;
+
 /// Files of every table across all sources, and what we know about them.
 #[derive(Debug, Default)]
 pub struct Dataset {
@@ -25,6 +27,10 @@ pub struct Dataset {
     /// Stores in the shipped layout whose recordings are in `recordings` (and, for
     /// local ones, `files`); tables are read from these prefixes.
     pub shipped: Vec<Shipped>,
+    /// Parquet files given alone (not a recording's).
+    pub lone_files: Vec<PathBuf>,
+    /// Bundles given, extracted for as long as the dataset lives.
+    bundles: crate::bundle::Resolved,
 }
 
 /// A store in the shipped layout.
@@ -47,7 +53,7 @@ impl Shipped {
 impl Dataset {
     /// Resolves paths and checks every recording's files exist with their recorded
     /// sizes (a cheap check; `tcpfr verify` does the full one).
-    pub fn open(paths: &[PathBuf]) -> Result<Self> {
+    pub async fn open(env: &Env, paths: &[PathBuf]) -> Result<Self> {
         if paths.is_empty() {
             bail!("no recording given: name a recording directory, a directory of recordings, or a Parquet file");
         }
@@ -55,7 +61,7 @@ impl Dataset {
         // Stores named by URL: their manifests are all we read now.
         let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| crate::store::is_remote(&p.to_string_lossy()));
         for url in urls {
-            let remote = crate::store::open(&url.to_string_lossy())?;
+            let remote = crate::store::open(&url.to_string_lossy(), &env.reads).await?;
             for rec in remote.recordings {
                 ds.extend_range(manifest_range(&rec.manifest));
                 ds.recordings.push(rec);
@@ -68,8 +74,8 @@ impl Dataset {
         let paths = store_paths(&paths.into_iter().cloned().collect::<Vec<_>>())?;
         require_exist(&paths)?;
         // Bundles (`tcpfr bundle`) are checked and extracted, then read as recordings.
-        let paths = crate::bundle::resolve(&paths)?;
-        let found = discover_all(&paths)?;
+        ds.bundles = crate::bundle::resolve(&paths)?;
+        let found = discover_all(&ds.bundles.paths)?;
         for e in &found.skipped {
             eprintln!("tcpfr: warning: skipped a recording that cannot be read: {e} (`tcpfr verify` checks it; tcpfr-recorder repairs a damaged manifest of a recording in its --out directory when it starts)");
         }
@@ -92,7 +98,7 @@ impl Dataset {
                     if is_shipped_store(&rec.dir) && !ds.shipped.iter().any(|s| s.local.as_ref() == Some(&rec.dir)) {
                         ds.shipped.push(Shipped::local(&rec.dir));
                     }
-                    if crate::bundle::is_extracted(&rec.dir) {
+                    if ds.bundles.is_bundled(&rec.dir) {
                         ds.extend_range(crate::bundle::bundled_range(&rec).or_else(|| manifest_range(&rec.manifest)));
                     } else {
                         ds.extend_range(manifest_range(&rec.manifest));
@@ -100,6 +106,7 @@ impl Dataset {
                     ds.recordings.push(rec);
                 }
                 Source::File { path, table } => {
+                    ds.lone_files.push(path.clone());
                     let Some(slot) = TABLES.iter().find(|t| **t == table) else { continue };
                     if let Ok(md) = read_footer(&path) {
                         ds.extend_range(footer_range(&md));

@@ -15,7 +15,7 @@ pub fn read_only() -> SQLOptions {
 
 /// Runs one statement and collects its result.
 pub async fn run(ctx: &SessionContext, sql: &str, label: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let spinner = crate::progress::Spinner::start(label);
+    let spinner = crate::progress::Spinner::start(crate::env::Env::of(ctx).progress, label);
     let result = async {
         let df = ctx.sql_with_options(sql, read_only()).await?;
         let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
@@ -38,7 +38,7 @@ pub async fn run(ctx: &SessionContext, sql: &str, label: &str) -> Result<(Schema
 /// Adds what to do to DataFusion's errors.
 pub fn explain(e: datafusion::error::DataFusionError, ctx: &SessionContext) -> anyhow::Error {
     let msg = e.to_string();
-    if let Some(hint) = crate::cluster::explain(&msg) {
+    if let Some(hint) = crate::cluster::explain(&msg, crate::env::Env::of(ctx).cluster.as_deref()) {
         return anyhow!("{msg}\n{hint}");
     }
     if msg.contains("not found") && msg.to_lowercase().contains("table") {

@@ -31,6 +31,7 @@ mod bundle;
 mod canned;
 mod cluster;
 mod dataset;
+mod env;
 mod exec;
 mod export;
 mod html;
@@ -56,6 +57,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::print::{Format, Output};
 use crate::services::ServiceMap;
 use crate::window::Window;
@@ -90,9 +92,9 @@ fn after_help() -> String {
     s
 }
 
-/// Which part of the recordings, and how connections are named.
+/// Which part of the recordings.
 #[derive(Debug, Args, Clone)]
-struct WindowArgs {
+struct TimeArgs {
     /// Start of the time window: 2026-11-23T14:00:00Z, "2026-11-23 14:00", 14:00 (UTC),
     /// +5m (after the data starts) or -10m (before it ends).
     #[arg(long, value_name = "TIME")]
@@ -103,6 +105,20 @@ struct WindowArgs {
     /// Only the last part of the data, e.g. 10m (counted back from the data's end).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     last: Option<Duration>,
+}
+
+impl TimeArgs {
+    /// The window over data whose (first, last) time is `range`.
+    fn window(&self, range: Option<(i64, i64)>) -> Result<Window> {
+        Window::parse(self.from.as_deref(), self.to.as_deref(), self.last, range)
+    }
+}
+
+/// Which part of the recordings, and how connections are named.
+#[derive(Debug, Args, Clone)]
+struct WindowArgs {
+    #[command(flatten)]
+    time: TimeArgs,
     /// Services map (TOML); default $TCPFR_SERVICES or ~/.config/tcpfr/services.toml.
     #[arg(long, value_name = "FILE")]
     services: Option<PathBuf>,
@@ -211,15 +227,8 @@ enum Cmd {
         /// The bundle to write (refused if it exists, unless --force).
         #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
         output: PathBuf,
-        /// Start of the window (same forms as for queries: RFC 3339, 14:00, +5m, -10m).
-        #[arg(long, value_name = "TIME")]
-        from: Option<String>,
-        /// End of the window (exclusive).
-        #[arg(long, value_name = "TIME")]
-        to: Option<String>,
-        /// Only the last part of the data, e.g. 10m.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        last: Option<Duration>,
+        #[command(flatten)]
+        time: TimeArgs,
         /// Bundle the snapshot REC/snapshots/NAME instead of the ring.
         #[arg(long, value_name = "NAME")]
         snapshot: Option<String>,
@@ -356,16 +365,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let verbose = matches.get_flag("verbose");
-    if let Ok(Some(url)) = matches.try_get_one::<String>("cluster") {
-        cluster::set(url.clone());
+    let env = Env {
+        cluster: matches.try_get_one::<String>("cluster").ok().flatten().cloned(),
+        progress: progress::Progress::for_format(human_output(&matches)),
+        reads: Default::default(),
+    };
+    let result = rt.block_on(dispatch(&env, matches.clone()));
+    if matches.get_flag("verbose") {
+        env.reads.report();
     }
-    let result = rt.block_on(dispatch(matches));
-    if verbose {
-        store::report_reads();
-    }
-    // Extracted bundles go before the process does.
-    bundle::cleanup();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -380,26 +388,28 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(matches: ArgMatches) -> Result<()> {
-    if let Some((_, sub)) = matches.subcommand() {
-        // Machine-readable output gets no progress bars, even on a terminal.
-        if let Ok(Some(mut f)) = sub.try_get_raw("format") {
-            if f.any(|v| v != "table") {
-                progress::quiet();
-            }
-        }
+/// Whether the output is for people (the table format): machine-readable output gets
+/// no progress bars, even on a terminal.
+fn human_output(matches: &ArgMatches) -> bool {
+    let Some((_, sub)) = matches.subcommand() else { return true };
+    match sub.try_get_raw("format") {
+        Ok(Some(f)) => f.into_iter().all(|v| v == "table"),
+        _ => true,
     }
+}
+
+async fn dispatch(env: &Env, matches: ArgMatches) -> Result<()> {
     if let Some((name, sub)) = matches.subcommand() {
         if let Some(q) = canned::get(name) {
             let args = CannedArgs::from_arg_matches(sub)?;
-            return run_canned(q, args).await;
+            return run_canned(env, q, args).await;
         }
     }
     match Cli::from_arg_matches(&matches)?.cmd {
         Cmd::Query { args, command, file, show_views: true, data, .. } => {
             let recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
             let _ = (command, file);
-            let (ds, window, services) = open(&recs, &data)?;
+            let (ds, window, services) = open(env, &recs, &data).await?;
             ds.require_local("--show-views")?;
             let service = services.sql()?;
             // Complete recordings have at least one file per table.
@@ -412,10 +422,10 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Query { args, command, file, data, out, .. } => run_query(args, command, file, data, out).await,
+        Cmd::Query { args, command, file, data, out, .. } => run_query(env, args, command, file, data, out).await,
         Cmd::Report { recs, html: Some(file), data } => {
-            let (ds, window, services) = open(&recs, &data)?;
-            let bytes = html::write(&ds, &window, &services, &data.pcaps, &file).await?;
+            let (ds, window, services) = open(env, &recs, &data).await?;
+            let bytes = html::write(env, &ds, &window, &services, &data.pcaps, &file).await?;
             outln!("wrote {} ({} KB)", file.display(), bytes.div_ceil(1024))?;
             Ok(())
         }
@@ -423,40 +433,41 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             if !data.pcaps.is_empty() {
                 bail!("--pcap with report needs --html FILE (the terminal report does not use captures; see tcpfr xref)");
             }
-            let (ds, window, services) = open(&recs, &data)?;
-            report::run(&ds, &window, &services).await
+            let (ds, window, services) = open(env, &recs, &data).await?;
+            report::run(env, &ds, &window, &services).await
         }
         Cmd::Replay { recs, speed, fast, filter, format, data } => {
-            let (ds, window, services) = open(&recs, &data)?;
-            replay::run(&ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
+            let (ds, window, services) = open(env, &recs, &data).await?;
+            replay::run(env, &ds, &window, &services, replay::Options::parse(speed.as_deref(), fast, filter, &format)?).await
         }
         Cmd::Verify { recs } => verify(&recs),
-        Cmd::Ship { args, retries } => ship(args, retries).await,
+        Cmd::Ship { args, retries } => ship(env, args, retries).await,
         Cmd::Export { format: ExportFormat::OpenMetrics { recs, output, step, window, max_peers, force } } => {
-            export::openmetrics(export::Request {
+            export::openmetrics(env, export::Request {
                 recs: &recs,
                 output: &output,
                 step,
-                from: window.from.as_deref(),
-                to: window.to.as_deref(),
-                last: window.last,
+                from: window.time.from.as_deref(),
+                to: window.time.to.as_deref(),
+                last: window.time.last,
                 services: window.services.as_deref(),
                 max_peers,
                 force,
             })
             .await
         }
-        Cmd::Bundle { recs, output, from, to, last, snapshot, force, redact, keep, scrub_names, scrub_host } => bundle::create(bundle::Request {
+        Cmd::Bundle { recs, output, time, snapshot, force, redact, keep, scrub_names, scrub_host } => bundle::create(env, bundle::Request {
             recs: &recs,
-            from: from.as_deref(),
-            to: to.as_deref(),
-            last,
+            from: time.from.as_deref(),
+            to: time.to.as_deref(),
+            last: time.last,
             snapshot: snapshot.as_deref(),
             output: &output,
             force,
             redact: redact.then_some(redact::Options { keep, scrub_names, scrub_host }),
-        }),
-        Cmd::Pcap { files } => pcap::summary(&files),
+        })
+        .await,
+        Cmd::Pcap { files } => pcap::summary(&files, env.progress),
         Cmd::Xref { recs, tolerance, data, out } => {
             let out = Output { format: out.format, file: out.output };
             out.check()?;
@@ -466,8 +477,8 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
             if data.pcaps.is_empty() {
                 bail!("xref needs a capture: tcpfr xref REC --pcap FILE");
             }
-            let (ds, window, services) = open(&recs, &data)?;
-            let ctx = session::context(&ds, &window, &services).await?;
+            let (ds, window, services) = open(env, &recs, &data).await?;
+            let ctx = session::context(env, &ds, &window, &services).await?;
             xref::run(&ctx, &data.pcaps, tolerance.map(|d| d.as_nanos() as i64), &out).await
         }
         Cmd::Services { services, sql } => {
@@ -489,35 +500,26 @@ async fn dispatch(matches: ArgMatches) -> Result<()> {
 }
 
 /// Opens data and resolves the window and services map.
-fn open(recs: &[PathBuf], data: &DataArgs) -> Result<(Dataset, Window, ServiceMap)> {
-    let ds = Dataset::open(recs)?;
-    let w = &data.window;
-    let window = Window::parse(w.from.as_deref(), w.to.as_deref(), w.last, ds.time_range)?;
-    let services = ServiceMap::load(w.services.as_deref())?;
+async fn open(env: &Env, recs: &[PathBuf], data: &DataArgs) -> Result<(Dataset, Window, ServiceMap)> {
+    let ds = Dataset::open(env, recs).await?;
+    let window = data.window.time.window(ds.time_range)?;
+    let services = ServiceMap::load(data.window.services.as_deref())?;
     Ok((ds, window, services))
 }
 
-/// Seconds covered by the question (window, clipped to the data).
-fn range_seconds(ds: &Dataset, w: &Window) -> f64 {
-    let (lo, hi) = ds.time_range.unwrap_or((0, 1));
-    let from = w.from.unwrap_or(lo).max(lo);
-    let to = w.to.unwrap_or(hi + 1).min(hi + 1);
-    ((to - from).max(1)) as f64 / 1e9
-}
-
-async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
+async fn run_canned(env: &Env, q: canned::Query, args: CannedArgs) -> Result<()> {
     let out = Output { format: args.out.format, file: args.out.output.clone() };
     out.check()?;
     if let (Some(by), false) = (&args.by, q.takes_by()) {
         let takes: Vec<&str> = canned::all().iter().filter(|q| q.takes_by()).map(|q| q.name).collect();
         bail!("--by {by}: {} has groupings of its own; --by works with {}", q.name, takes.join(", "));
     }
-    let (ds, window, services) = open(&args.recs, &args.data)?;
+    let (ds, window, services) = open(env, &args.recs, &args.data).await?;
     let statements = q.render(&canned::Params {
         by: args.by.clone(),
         window: args.window,
         limit: args.limit,
-        range_s: range_seconds(&ds, &window),
+        range_s: window.range_seconds(ds.time_range),
         service: services.sql()?,
         several_hosts: ds.hosts().len() != 1,
     })?;
@@ -535,7 +537,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let ctx = session::context(&ds, &window, &services).await?;
+    let ctx = session::context(env, &ds, &window, &services).await?;
     pcap::register(&ctx, &args.data.pcaps)?;
     for (i, (title, sql)) in selected.iter().enumerate() {
         let (schema, batches) = exec::run(&ctx, sql, title).await.with_context(|| format!("{}: {title}", q.name))?;
@@ -547,7 +549,7 @@ async fn run_canned(q: canned::Query, args: CannedArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_query(args: Vec<String>, command: Option<String>, file: Option<PathBuf>, data: DataArgs, out: OutputArgs) -> Result<()> {
+async fn run_query(env: &Env, args: Vec<String>, command: Option<String>, file: Option<PathBuf>, data: DataArgs, out: OutputArgs) -> Result<()> {
     let out = Output { format: out.format, file: out.output };
     out.check()?;
     // The last argument is SQL when it is not an existing path (or a store URL); with
@@ -563,12 +565,11 @@ async fn run_query(args: Vec<String>, command: Option<String>, file: Option<Path
         sql = Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?);
     }
     let (ds, window, services) = if recs.is_empty() && !data.pcaps.is_empty() {
-        let w = &data.window;
-        (Dataset::empty(), Window::parse(w.from.as_deref(), w.to.as_deref(), w.last, None)?, ServiceMap::load(w.services.as_deref())?)
+        (Dataset::empty(), data.window.time.window(None)?, ServiceMap::load(data.window.services.as_deref())?)
     } else {
-        open(&recs, &data)?
+        open(env, &recs, &data).await?
     };
-    let ctx = session::context(&ds, &window, &services).await?;
+    let ctx = session::context(env, &ds, &window, &services).await?;
     pcap::register(&ctx, &data.pcaps)?;
     let Some(sql) = sql else {
         return shell::run(&ctx, &ds).await;
@@ -585,7 +586,7 @@ async fn run_query(args: Vec<String>, command: Option<String>, file: Option<Path
 }
 
 /// `tcpfr ship`: finds the recordings, then hands them to the tcpfr-ship crate.
-async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
+async fn ship(env: &Env, mut args: Vec<String>, retries: u32) -> Result<()> {
     let url = args.pop().context("no store URL")?;
     let recs: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
     let store = tcpfr_ship::Store::open(&url)?;
@@ -599,7 +600,7 @@ async fn ship(mut args: Vec<String>, retries: u32) -> Result<()> {
         }
     }
     store.check().await?;
-    let bar = std::sync::Mutex::new(progress::Bar::new(tcpfr_ship::total_bytes(&recordings), progress::Unit::Bytes, "shipping"));
+    let bar = std::sync::Mutex::new(progress::Bar::new(env.progress, tcpfr_ship::total_bytes(&recordings), progress::Unit::Bytes, "shipping"));
     let opts = tcpfr_ship::Options { retries, ..Default::default() };
     let summary = tcpfr_ship::ship(&store, &recordings, &opts, &|done| {
         if let Ok(mut b) = bar.lock() {
@@ -618,7 +619,8 @@ fn verify(recs: &[PathBuf]) -> Result<()> {
     // are not ours: shown through for_terminal.
     let show = |p: &std::path::Path| print::for_terminal(&p.display().to_string()).into_owned();
     let mut bad = 0;
-    let found = tcpfr_schema::read::discover_all(&bundle::resolve(recs)?)?;
+    let resolved = bundle::resolve(recs)?;
+    let found = tcpfr_schema::read::discover_all(&resolved.paths)?;
     for e in &found.skipped {
         bad += 1;
         outln!("BAD {e}")?;

@@ -47,11 +47,11 @@ pub struct ScanStats {
 
 /// Reads `path` once, analysing every TCP segment; `each` sees every segment with its
 /// labels. Returns the conversations and what was skipped.
-pub fn scan(path: &Path, mut each: impl FnMut(&Frame, &TcpSegment, Labels)) -> Result<(Vec<FlowSummary>, ScanStats)> {
+pub fn scan(path: &Path, progress: progress::Progress, mut each: impl FnMut(&Frame, &TcpSegment, Labels)) -> Result<(Vec<FlowSummary>, ScanStats)> {
     let mut reader = CaptureReader::open(path)?;
     let mut an = Analyzer::new();
     let mut st = ScanStats::default();
-    let mut bar = progress::Bar::new(reader.len().unwrap_or(0), progress::Unit::Bytes, format!("reading {}", path.display()));
+    let mut bar = progress::Bar::new(progress, reader.len().unwrap_or(0), progress::Unit::Bytes, format!("reading {}", path.display()));
     loop {
         if st.frames % 16_384 == 0 {
             bar.set(reader.bytes_read());
@@ -338,6 +338,7 @@ struct CaptureStream {
     path: PathBuf,
     kind: Kind,
     schema: SchemaRef,
+    progress: progress::Progress,
 }
 
 impl PartitionStream for CaptureStream {
@@ -348,14 +349,14 @@ impl PartitionStream for CaptureStream {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 4);
         let tx = builder.tx();
-        let (path, kind, schema) = (self.path.clone(), self.kind, self.schema.clone());
+        let (path, kind, schema, progress) = (self.path.clone(), self.kind, self.schema.clone(), self.progress);
         builder.spawn_blocking(move || {
             let send = |b: Result<RecordBatch>| -> bool {
                 tx.blocking_send(b.map_err(|e| datafusion::error::DataFusionError::External(e.into()))).is_ok()
             };
             let file = path.display().to_string();
             let result = match kind {
-                Kind::Flows => scan(&path, |_, _, _| {}).and_then(|(flows, _)| flows_batch(&file, &flows)).map(|b| {
+                Kind::Flows => scan(&path, progress, |_, _, _| {}).and_then(|(flows, _)| flows_batch(&file, &flows)).map(|b| {
                     send(Ok(b));
                 }),
                 Kind::Packets | Kind::Retransmits => {
@@ -386,7 +387,7 @@ impl PartitionStream for CaptureStream {
                         }
                         RecordBatch::try_new(schema.clone(), c).map_err(anyhow::Error::from)
                     };
-                    let r = scan(&path, |fr, s, l| {
+                    let r = scan(&path, progress, |fr, s, l| {
                         if !open {
                             return;
                         }
@@ -441,7 +442,8 @@ pub fn register(ctx: &SessionContext, pcaps: &[PathBuf]) -> Result<()> {
     if pcaps.is_empty() {
         return Ok(());
     }
-    if let Some(url) = crate::cluster::url() {
+    let env = crate::env::Env::of(ctx);
+    if let Some(url) = &env.cluster {
         bail!("--pcap with --cluster {url}: captures are read by this process, not by the cluster's executors; leave out --cluster");
     }
     for p in pcaps {
@@ -454,7 +456,7 @@ pub fn register(ctx: &SessionContext, pcaps: &[PathBuf]) -> Result<()> {
     ] {
         let parts: Vec<Arc<dyn PartitionStream>> = pcaps
             .iter()
-            .map(|p| Arc::new(CaptureStream { path: p.clone(), kind, schema: schema.clone() }) as Arc<dyn PartitionStream>)
+            .map(|p| Arc::new(CaptureStream { path: p.clone(), kind, schema: schema.clone(), progress: env.progress }) as Arc<dyn PartitionStream>)
             .collect();
         ctx.register_table(name, Arc::new(StreamingTable::try_new(schema, parts)?))?;
     }
@@ -462,13 +464,13 @@ pub fn register(ctx: &SessionContext, pcaps: &[PathBuf]) -> Result<()> {
 }
 
 /// `tcpfr pcap FILE…`: what the wire shows, in the terms tshark uses.
-pub fn summary(files: &[PathBuf]) -> Result<()> {
+pub fn summary(files: &[PathBuf], progress: progress::Progress) -> Result<()> {
     for path in files {
         let started = std::time::Instant::now();
         let mut rt = [0u64; 3];
         let mut ooo = 0u64;
         let mut kinds = std::collections::BTreeMap::<&str, u64>::new();
-        let (flows, st) = scan(path, |_, s, l| {
+        let (flows, st) = scan(path, progress, |_, s, l| {
             if l.is_retransmission() {
                 let i = if l.bits & label::FAST_RETRANSMISSION != 0 {
                     1

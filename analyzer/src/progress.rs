@@ -8,7 +8,6 @@
 //! nothing, and they are cleared when the work ends.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,23 +23,29 @@ pub fn delay() -> Duration {
     })
 }
 
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Turns bars off for the rest of the process (machine-readable output, `--quiet`).
-pub fn quiet() {
-    QUIET.store(true, Ordering::Relaxed);
+/// Whether a run draws bars: decided once per run (by its output format) and passed
+/// down (`Env`). Whether a person is watching at all is the process's terminal's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub shown: bool,
 }
 
-/// Whether bars may be drawn at all.
-pub fn wanted() -> bool {
+impl Progress {
+    /// Bars for output read by people (`table`), when a terminal is watching.
+    pub fn for_format(human_output: bool) -> Progress {
+        Progress { shown: human_output && watched() }
+    }
+}
+
+/// Whether a person is watching: stderr and stdout on a terminal that can redraw, not CI.
+fn watched() -> bool {
     static TTY: OnceLock<bool> = OnceLock::new();
-    let tty = *TTY.get_or_init(|| {
+    *TTY.get_or_init(|| {
         std::io::stderr().is_terminal()
             && std::io::stdout().is_terminal()
             && std::env::var_os("CI").is_none()
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(true)
-    });
-    tty && !QUIET.load(Ordering::Relaxed)
+    })
 }
 
 /// Bars of parallel work (several captures scanned at once) share one screen area.
@@ -71,8 +76,8 @@ struct Inner {
 
 impl Bar {
     /// `len` 0 means unknown (a pipe): a spinner with the count so far.
-    pub fn new(len: u64, unit: Unit, msg: impl Into<String>) -> Bar {
-        if !wanted() {
+    pub fn new(progress: Progress, len: u64, unit: Unit, msg: impl Into<String>) -> Bar {
+        if !progress.shown {
             return Bar { inner: None };
         }
         Bar { inner: Some(Inner { started: Instant::now(), len, unit, msg: msg.into(), bar: None }) }
@@ -131,8 +136,8 @@ pub struct Spinner {
 }
 
 impl Spinner {
-    pub fn start(label: &str) -> Spinner {
-        if !wanted() {
+    pub fn start(progress: Progress, label: &str) -> Spinner {
+        if !progress.shown {
             return Spinner { bar: None };
         }
         let bar = ProgressBar::new_spinner().with_message(label.to_string());

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{DataType, TimestampNanosecondType};
 use futures::StreamExt;
 
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
@@ -67,8 +68,8 @@ SELECT time, host, 'flow_closed', pid, comm, laddr, lport, raddr, rport, last_st
 FROM flows
 ";
 
-pub async fn run(ds: &Dataset, window: &Window, services: &ServiceMap, opts: Options) -> Result<()> {
-    let ctx = crate::session::context(ds, window, services).await?;
+pub async fn run(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap, opts: Options) -> Result<()> {
+    let ctx = crate::session::context(env, ds, window, services).await?;
     let filter = opts.filter.as_deref().map(|f| format!(" WHERE {f}")).unwrap_or_default();
     let sql = format!("SELECT * FROM ({EVENTS_SQL}) AS e{filter} ORDER BY time");
     let df = ctx.sql_with_options(&sql, crate::exec::read_only()).await.map_err(|e| crate::exec::explain(e, &ctx))?;

@@ -11,6 +11,7 @@ use datafusion::execution::context::SessionContext;
 
 use crate::canned;
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::print::for_terminal;
 use crate::services::ServiceMap;
 use crate::window::Window;
@@ -123,7 +124,7 @@ fn us(v: f64) -> String {
 
 /// The findings, as text (also used by the HTML report).
 pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Result<Vec<String>> {
-    let range_s = crate::range_seconds(ds, window);
+    let range_s = window.range_seconds(ds.time_range);
     let params = canned::Params { by: Some("service".into()), window: None, limit: Some(5), range_s, service: crate::session::service_sql(ctx), several_hosts: false };
     let mut out = Vec::new();
 
@@ -361,8 +362,8 @@ pub async fn data_quality(ctx: &SessionContext) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub async fn run(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<()> {
-    let ctx = crate::session::context(ds, window, services).await?;
+pub async fn run(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<()> {
+    let ctx = crate::session::context(env, ds, window, services).await?;
     let mut text = String::new();
     let hosts = ds.hosts();
     // Everything recorded (host and kernel names, the findings' processes, services,

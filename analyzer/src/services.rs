@@ -94,7 +94,7 @@ mod tests {
         ])
         .unwrap();
         // A session over no recordings still has the views' functions (cidr_contains).
-        let ctx = crate::session::context(&crate::dataset::Dataset::default(), &crate::window::Window::default(), &map).await.unwrap();
+        let ctx = crate::session::context(&crate::env::Env::default(), &crate::dataset::Dataset::default(), &crate::window::Window::default(), &map).await.unwrap();
         ctx.register_batch("t", batch).unwrap();
         let df = ctx.sql(&format!("SELECT {} AS svc FROM t", map.sql().unwrap())).await.unwrap();
         let got: Vec<String> = df

@@ -27,6 +27,7 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use tcpfr_schema::{schema_of, TABLES};
 
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
@@ -109,7 +110,7 @@ fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Windo
     }
 }
 
-pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
+pub async fn context(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap) -> Result<SessionContext> {
     let service = services.sql()?;
     // DataFusion's own settings can be tuned as in datafusion-cli, from `DATAFUSION_*`
     // variables (`DATAFUSION_EXECUTION_BATCH_SIZE=…` for datafusion.execution.batch_size);
@@ -117,11 +118,12 @@ pub async fn context(ds: &Dataset, window: &Window, services: &ServiceMap) -> Re
     let config = SessionConfig::from_env()
         .context("a DATAFUSION_* environment variable has a value its setting cannot take")?
         .with_extension(Arc::new(ServiceSql(service.clone())))
+        .with_extension(Arc::new(env.clone()))
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     // On a cluster from the start: Ballista's session keeps what is registered on it
     // (tables registered before the switch are not carried over).
-    let ctx = match crate::cluster::url() {
+    let ctx = match &env.cluster {
         Some(url) => crate::cluster::connect(ctx, url).await?,
         None => ctx,
     };

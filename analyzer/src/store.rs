@@ -5,7 +5,7 @@
 //! session registers the object store so DataFusion lists `<prefix>/<table>/` itself,
 //! prunes host/date/hour directories from paths, and fetches only the byte ranges of
 //! the columns and row groups a question needs. Every store is wrapped in [`Counted`],
-//! so `tcpfr -v …` tells how much of it a question fetched ([`report_reads`]).
+//! so `tcpfr -v …` tells how much of it a question fetched ([`Reads::report`]).
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -43,9 +43,9 @@ pub fn is_remote(arg: &str) -> bool {
     arg.split_once("://").is_some_and(|(scheme, _)| scheme != "file")
 }
 
-/// Opens the store at `url` and reads every manifest in it. Runs its requests on a
-/// runtime of its own (callers are inside the CLI's runtime and expect an answer).
-pub fn open(url: &str) -> Result<Remote> {
+/// Opens the store at `url` and reads every manifest in it; the store is counted in
+/// `reads` for `-v`.
+pub async fn open(url: &str, reads: &Reads) -> Result<Remote> {
     if !url.starts_with("s3://") {
         let scheme = url.split_once("://").map_or(url, |(s, _)| s);
         bail!("{url}: {scheme}:// stores cannot be read; use s3://BUCKET/PREFIX, file:///DIR or a local directory");
@@ -54,41 +54,37 @@ pub fn open(url: &str) -> Result<Remote> {
     let base = url.trim_end_matches('/').to_string();
     let bucket = base["s3://".len()..].split('/').next().unwrap_or_default();
     let root = url::Url::parse(&format!("s3://{bucket}")).map_err(|e| anyhow!("{url}: not a valid URL ({e})"))?;
-    let recordings = std::thread::scope(|s| {
-        s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
-            rt.block_on(read_manifests(&store, &base))
-        })
-        .join()
-        .map_err(|_| anyhow!("reading the manifests of {url} failed"))?
-    })?;
+    let recordings = read_manifests(&store, &base).await?;
     if recordings.is_empty() {
         bail!("{url}: no shipped recordings there (nothing under {}/); check the bucket and prefix, or ship some with `tcpfr ship REC {url}`", shipped::MANIFESTS);
     }
     let total = recordings.iter().flat_map(|r| &r.manifest.files).fold((0, 0), |(n, b), f| (n + 1, b + f.bytes));
     let counted = Arc::new(Counted { inner: store.object_store(), url: base.clone(), total, ..Default::default() });
-    READS.lock().expect("reads").push(counted.clone());
+    reads.0.lock().expect("reads").push(counted.clone());
     Ok(Remote { base, root, store: counted, recordings })
 }
 
-/// Stores opened by this process, for [`report_reads`].
-static READS: Mutex<Vec<Arc<Counted>>> = Mutex::new(Vec::new());
+/// The stores a run opened, for [`Reads::report`] (`tcpfr -v`).
+#[derive(Default)]
+pub struct Reads(Mutex<Vec<Arc<Counted>>>);
 
-/// One line per store read over the network: bytes and requests fetched by the
-/// questions (the manifests read at opening are not counted) against what its
-/// recordings hold.
-pub fn report_reads() {
-    for c in READS.lock().expect("reads").iter() {
-        let objects = c.objects.lock().expect("objects").len();
-        eprintln!(
-            "tcpfr: {}: fetched {} in {} request(s) from {} object(s); its recordings hold {} in {} file(s)",
-            c.url,
-            human(c.bytes.load(Ordering::Relaxed)),
-            c.requests.load(Ordering::Relaxed),
-            objects,
-            human(c.total.1),
-            c.total.0
-        );
+impl Reads {
+    /// One line per store read over the network: bytes and requests fetched by the
+    /// questions (the manifests read at opening are not counted) against what its
+    /// recordings hold.
+    pub fn report(&self) {
+        for c in self.0.lock().expect("reads").iter() {
+            let objects = c.objects.lock().expect("objects").len();
+            eprintln!(
+                "tcpfr: {}: fetched {} in {} request(s) from {} object(s); its recordings hold {} in {} file(s)",
+                c.url,
+                human(c.bytes.load(Ordering::Relaxed)),
+                c.requests.load(Ordering::Relaxed),
+                objects,
+                human(c.total.1),
+                c.total.0
+            );
+        }
     }
 }
 

@@ -19,6 +19,15 @@ pub struct Window {
 }
 
 impl Window {
+    /// Seconds the window covers within the data's (first, last) time: the
+    /// denominator of the questions' per-second rates.
+    pub fn range_seconds(&self, data: Option<(i64, i64)>) -> f64 {
+        let (lo, hi) = data.unwrap_or((0, 1));
+        let from = self.from.unwrap_or(lo).max(lo);
+        let to = self.to.unwrap_or(hi + 1).min(hi + 1);
+        ((to - from).max(1)) as f64 / 1e9
+    }
+
     /// `range` is the data's (first, last) time, used by relative forms.
     pub fn parse(from: Option<&str>, to: Option<&str>, last: Option<Duration>, range: Option<(i64, i64)>) -> Result<Window> {
         if last.is_some() && (from.is_some() || to.is_some()) {
@@ -26,7 +35,7 @@ impl Window {
         }
         if let Some(d) = last {
             let Some((_, end)) = range else { bail!("--last needs data to count back from, and the recordings are empty") };
-            return Ok(Window { from: Some(end - d.as_nanos() as i64), to: Some(end + 1) });
+            return Ok(Window { from: Some(end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))), to: Some(end + 1) });
         }
         let w = Window {
             from: from.map(|s| parse_instant(s, range).with_context(|| format!("--from {s:?}"))).transpose()?,
@@ -67,12 +76,12 @@ fn parse_instant(s: &str, range: Option<(i64, i64)>) -> Result<i64> {
     if let Some(rest) = s.strip_prefix('+') {
         let d = humantime::parse_duration(rest)?;
         let Some((start, _)) = range else { bail!("a relative time needs data, and the recordings are empty") };
-        return Ok(start + d.as_nanos() as i64);
+        return Ok(start.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     }
     if let Some(rest) = s.strip_prefix('-') {
         let d = humantime::parse_duration(rest)?;
         let Some((_, end)) = range else { bail!("a relative time needs data, and the recordings are empty") };
-        return Ok(end - d.as_nanos() as i64);
+        return Ok(end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt().context("out of range");

@@ -67,7 +67,7 @@ pub async fn run(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i
 /// The per-flow comparison and the one-row summary (also shown by the HTML report).
 pub async fn compute(ctx: &SessionContext, pcaps: &[PathBuf], tolerance_ns: Option<i64>) -> Result<(RecordBatch, RecordBatch)> {
     let mut flows = kernel_events(ctx).await?;
-    let span = add_wire_events(pcaps, &mut flows)?;
+    let span = add_wire_events(pcaps, crate::env::Env::of(ctx).progress, &mut flows)?;
     let clock = Clock::estimate(&flows, tolerance_ns);
     match_events(&mut flows, &clock);
     let (rows, missed) = flow_rows(&flows, span, clock.offset);
@@ -111,12 +111,12 @@ async fn kernel_events(ctx: &SessionContext) -> Result<BTreeMap<Key, Flow>> {
 /// Adds the captures' retransmissions to `flows` (sent ones by their flow, received
 /// ones counted on the reverse flow) and marks which flows the captures saw at all;
 /// returns the captures' time span.
-fn add_wire_events(pcaps: &[PathBuf], flows: &mut BTreeMap<Key, Flow>) -> Result<Option<(i64, i64)>> {
+fn add_wire_events(pcaps: &[PathBuf], progress: crate::progress::Progress, flows: &mut BTreeMap<Key, Flow>) -> Result<Option<(i64, i64)>> {
     let mut span: Option<(i64, i64)> = None;
     let mut wire: Vec<(Key, WireEvent)> = Vec::new();
     let mut seen: std::collections::HashSet<(End, End)> = Default::default();
     for p in pcaps {
-        let (_, st) = scan(p, |fr, s, l| {
+        let (_, st) = scan(p, progress, |fr, s, l| {
             let src = (addr(s.src).0, s.sport);
             let dst = (addr(s.dst).0, s.dport);
             if seen.len() < 1_000_000 {

@@ -39,6 +39,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::outfile::OutFile;
 use crate::services::ServiceMap;
 use crate::window::Window;
@@ -90,7 +91,7 @@ impl Grid {
     }
 }
 
-pub async fn openmetrics(req: Request<'_>) -> Result<()> {
+pub async fn openmetrics(env: &Env, req: Request<'_>) -> Result<()> {
     let output = req.output;
     if output.is_dir() {
         bail!("{} is a directory: -o names the file to write (e.g. -o tcpfr.om)", output.display());
@@ -98,7 +99,7 @@ pub async fn openmetrics(req: Request<'_>) -> Result<()> {
     if output.exists() && !req.force {
         bail!("{} already exists: choose another -o FILE, or pass --force to replace it", output.display());
     }
-    let ds = Dataset::open(req.recs)?;
+    let ds = Dataset::open(env, req.recs).await?;
     let Some((lo, hi)) = ds.time_range else {
         bail!("the recordings hold no data: nothing to export");
     };
@@ -126,7 +127,7 @@ pub async fn openmetrics(req: Request<'_>) -> Result<()> {
     }
     let grid = Grid { t0, step, steps };
     let window = Window { from: Some(from), to: Some(to) };
-    let ctx = crate::session::context(&ds, &window, &services).await?;
+    let ctx = crate::session::context(env, &ds, &window, &services).await?;
 
     let out = OutFile::create(output, req.force)?;
     let stats = {

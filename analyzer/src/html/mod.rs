@@ -29,6 +29,7 @@ use maud::{html, Markup, PreEscaped};
 
 use crate::canned;
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::report::{self, query, Rows};
 use crate::services::ServiceMap;
 use crate::window::Window;
@@ -42,16 +43,16 @@ pub const MAX_BUCKETS: i64 = 600;
 pub const MAX_SERIES: usize = 8;
 
 /// Writes the report of `ds` (the `window` of it) to `out`; returns its size in bytes.
-pub async fn write(ds: &Dataset, window: &Window, services: &ServiceMap, pcaps: &[PathBuf], out: &Path) -> Result<u64> {
-    let html = render(ds, window, services, pcaps).await?;
+pub async fn write(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap, pcaps: &[PathBuf], out: &Path) -> Result<u64> {
+    let html = render(env, ds, window, services, pcaps).await?;
     std::fs::write(out, &html).with_context(|| format!("cannot write {} (check the directory exists and is writable)", out.display()))?;
     Ok(html.len() as u64)
 }
 
 /// The report as one HTML document: its sections in order (a new section is one
 /// function in `sections` and one line here).
-pub async fn render(ds: &Dataset, window: &Window, services: &ServiceMap, pcaps: &[PathBuf]) -> Result<String> {
-    let mut page = Page::new(ds, window, services, pcaps).await?;
+pub async fn render(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap, pcaps: &[PathBuf]) -> Result<String> {
+    let mut page = Page::new(env, ds, window, services, pcaps).await?;
     let body = [
         sections::findings(&page).await?,
         sections::retransmits(&mut page).await?,
@@ -141,8 +142,8 @@ struct Page<'a> {
 }
 
 impl<'a> Page<'a> {
-    async fn new(ds: &'a Dataset, window: &'a Window, services: &'a ServiceMap, pcaps: &'a [PathBuf]) -> Result<Page<'a>> {
-        let ctx = crate::session::context(ds, window, services).await?;
+    async fn new(env: &Env, ds: &'a Dataset, window: &'a Window, services: &'a ServiceMap, pcaps: &'a [PathBuf]) -> Result<Page<'a>> {
+        let ctx = crate::session::context(env, ds, window, services).await?;
         let (lo, hi) = ds.time_range.unwrap_or((0, 1_000_000_000));
         let wf = window.from.unwrap_or(lo).max(lo);
         let wt = window.to.unwrap_or(hi + 1).min(hi + 1).max(wf + 1);
@@ -150,7 +151,7 @@ impl<'a> Page<'a> {
         // Charts: the window with as much again on each side (within the data).
         let range = if windowed { ((wf - (wt - wf)).max(lo), (wt + (wt - wf)).min(hi + 1)) } else { (lo, hi + 1) };
         let range = (range.0.min(wf), range.1.max(wt));
-        let tctx = crate::session::context(ds, &Window { from: Some(range.0), to: Some(range.1) }, services).await?;
+        let tctx = crate::session::context(env, ds, &Window { from: Some(range.0), to: Some(range.1) }, services).await?;
         crate::pcap::register(&tctx, pcaps)?;
         let bucket = chart::time_step(range.1 - range.0, MAX_BUCKETS);
         let local_offset_s = chrono::DateTime::from_timestamp_nanos(wf).with_timezone(&chrono::Local).offset().local_minus_utc();
@@ -158,7 +159,7 @@ impl<'a> Page<'a> {
         let mut marks = window_marks(ds, &span);
         marks.extend(gap_marks(&tctx).await?);
         let lost = lost_events(&tctx, bucket).await?;
-        let range_s = crate::range_seconds(ds, window);
+        let range_s = window.range_seconds(ds.time_range);
         let params = canned::Params { by: None, window: None, limit: None, range_s, service: crate::session::service_sql(&ctx), several_hosts: false };
         let hot = report::canned_part(&ctx, "hotspots", 1, &params).await?;
         let mut colors = Colors::default();

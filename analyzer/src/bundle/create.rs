@@ -1,46 +1,26 @@
-//! Bundles: one file (`*.tcpfr`) holding a time window of recordings, to attach to a
-//! bug report and to open anywhere a recording is accepted.
-//!
-//! A bundle is an uncompressed tar (Parquet is compressed already) of
-//!
-//! ```text
-//! SHA256SUMS                          sha256sum-style list of every other member
-//! rec-N/manifest.json                 a valid tcpfr manifest of the window (one per source recording)
-//! rec-N/<table>/<file>.parquet        the window's rows, rewritten (zstd)
-//! ```
-//!
-//! Rows are rewritten, not copied, so Parquet statistics and dictionaries hold only
-//! what is in the bundle (and, with `--redact`, only pseudonyms; see `redact`). The
-//! `sockets` table is a dimension the analyzer never cuts by time (samples and events
-//! look their socket up in it), so it is bundled whole. Reading a bundle checks
-//! SHA256SUMS and the manifests, then extracts it into a private temporary directory
-//! (0700) removed when the process exits.
+//! `tcpfr bundle`: a time window of recordings rewritten into one tar (see the module
+//! docs of `bundle`), redacted on request.
 
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sha2::{Digest, Sha256};
-use tcpfr_schema::manifest::{parse_rfc3339, ClockInfo, RecorderInfo};
-use tcpfr_schema::read::{discover, Recording, Source, Verify};
+use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
+use tcpfr_schema::read::Recording;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tcpfr_schema::{layout, schema_of, TABLES};
 
+use super::{private_tempdir, SUMS};
 use crate::dataset::Dataset;
+use crate::env::Env;
 use crate::outfile::OutFile;
 use crate::progress;
 use crate::redact::{self, Redactor};
 use crate::window::Window;
-
-/// Name of the checksum list inside a bundle.
-const SUMS: &str = "SHA256SUMS";
 
 /// What `tcpfr bundle` was asked for.
 pub struct Request<'a> {
@@ -55,7 +35,7 @@ pub struct Request<'a> {
 }
 
 /// Makes a bundle; prints what went in.
-pub fn create(req: Request) -> Result<()> {
+pub async fn create(env: &Env, req: Request<'_>) -> Result<()> {
     let output = req.output;
     if output.exists() && !req.force {
         bail!("{} already exists: choose another -o FILE, or pass --force to replace it", output.display());
@@ -85,14 +65,10 @@ pub fn create(req: Request) -> Result<()> {
             })
             .collect::<Result<_>>()?,
     };
-    let resolved = resolve(&paths)?;
-    if let Some(s) = discover(&resolved)?.iter().find_map(|s| match s {
-        Source::File { path, .. } => Some(path.clone()),
-        Source::Recording(_) => None,
-    }) {
+    let ds = Dataset::open(env, &paths).await?;
+    if let Some(s) = ds.lone_files.first() {
         bail!("{} is a single Parquet file; bundle its recording directory instead (the one with manifest.json)", s.display());
     }
-    let ds = Dataset::open(&resolved)?;
     let window = Window::parse(req.from, req.to, req.last, ds.time_range)?;
     let Some((lo, hi)) = ds.time_range else { bail!("the recordings hold no data to bundle") };
     let start_ns = window.from.map_or(lo, |f| f.max(lo));
@@ -115,7 +91,7 @@ pub fn create(req: Request) -> Result<()> {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let mut bar = progress::Bar::new(total, progress::Unit::Bytes, format!("bundling {}", output.display()));
+    let mut bar = progress::Bar::new(env.progress, total, progress::Unit::Bytes, format!("bundling {}", output.display()));
     let mut done = 0u64;
     for (i, rec) in ds.recordings.iter().enumerate() {
         let dir = staging.path().join(format!("rec-{}", i + 1));
@@ -303,162 +279,3 @@ fn in_window(batch: &RecordBatch, window: &Window) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, &mask)?)
 }
 
-// ---------------------------------------------------------------------------------
-// Reading bundles.
-
-/// Directories bundles were extracted to; removed by [`cleanup`].
-static EXTRACTED: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
-
-/// Removes every extracted bundle (called before the process exits).
-pub fn cleanup() {
-    if let Ok(mut v) = EXTRACTED.lock() {
-        v.clear();
-    }
-}
-
-/// Whether `dir` lies in a directory a bundle was extracted to.
-pub fn is_extracted(dir: &Path) -> bool {
-    EXTRACTED.lock().map(|v| v.iter().any(|t| dir.starts_with(t.path()))).unwrap_or(false)
-}
-
-fn private_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
-    let t = tempfile::Builder::new().prefix(prefix).tempdir().context("cannot create a temporary directory")?;
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).context("cannot protect a temporary directory")?;
-    Ok(t)
-}
-
-/// Paths with every bundle replaced by the directory it was extracted to.
-pub fn resolve(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    paths
-        .iter()
-        .map(|p| {
-            if !p.is_file() {
-                return Ok(p.clone());
-            }
-            let mut head = [0u8; 512];
-            let n = read_up_to(p, &mut head).with_context(|| format!("cannot read {}", p.display()))?;
-            let is_tar = n == 512 && &head[257..262] == b"ustar";
-            if is_tar {
-                extract(p)
-            } else if p.extension().is_some_and(|e| e == "tcpfr") {
-                bail!(
-                    "{} is not a tcpfr bundle: it is not a tar archive (damaged, truncated, or another kind of file); make it again with `tcpfr bundle`",
-                    p.display()
-                )
-            } else {
-                Ok(p.clone())
-            }
-        })
-        .collect()
-}
-
-fn read_up_to(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut f = File::open(path)?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// Checks and extracts a bundle; returns the directory holding its recordings.
-fn extract(bundle: &Path) -> Result<PathBuf> {
-    let damaged = |why: String| anyhow::anyhow!("bundle {} is damaged: {why}; make it again with `tcpfr bundle`, or ask for a new copy", bundle.display());
-    let dir = private_tempdir("tcpfr-open-")?;
-    let file = File::open(bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
-    let mut archive = tar::Archive::new(BufReader::new(file));
-    let mut hashes: BTreeMap<String, String> = BTreeMap::new();
-    let mut sums: Option<String> = None;
-    let entries = archive.entries().map_err(|e| damaged(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
-        let kind = entry.header().entry_type();
-        let path = entry.path().map_err(|e| damaged(e.to_string()))?.into_owned();
-        let rel = path.to_string_lossy().into_owned();
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
-            bail!("{} is not a tcpfr bundle: member {rel} is not a regular file", bundle.display());
-        }
-        let safe = path.components().all(|c| matches!(c, Component::Normal(_))) && path.components().count() <= 4;
-        if !safe {
-            bail!("{} is not a tcpfr bundle: member {rel:?} has an unsafe path", bundle.display());
-        }
-        if rel == SUMS {
-            let mut s = String::new();
-            entry.read_to_string(&mut s).map_err(|e| damaged(format!("{SUMS}: {e}")))?;
-            sums = Some(s);
-            continue;
-        }
-        let dest = dir.path().join(&path);
-        if let Some(parent) = dest.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .create(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&dest)
-            .map_err(|e| damaged(format!("member {rel}: {e}")))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| damaged(format!("member {rel}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).with_context(|| format!("cannot write {}", dest.display()))?;
-        }
-        hashes.insert(rel, hex::encode(hasher.finalize()));
-    }
-    let Some(sums) = sums else {
-        if hashes.keys().any(|k| k == layout::MANIFEST || k.ends_with("/manifest.json")) {
-            return Err(damaged(format!("it has no {SUMS}")));
-        }
-        bail!("{} is a tar archive but not a tcpfr bundle (no {SUMS}, no manifest.json)", bundle.display());
-    };
-    // Every member listed exactly once: a line listed twice must not make up for a
-    // member that is not listed (and so never checked).
-    let mut listed = std::collections::BTreeSet::new();
-    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
-        let Some((hash, rel)) = line.split_once("  ") else { return Err(damaged(format!("{SUMS} has a malformed line {line:?}"))) };
-        match hashes.get(rel) {
-            None => return Err(damaged(format!("{rel} is missing (truncated?)"))),
-            Some(h) if h != hash => return Err(damaged(format!("{rel} has checksum {h}, expected {hash}"))),
-            Some(_) if !listed.insert(rel) => return Err(damaged(format!("{SUMS} lists {rel} twice"))),
-            Some(_) => {}
-        }
-    }
-    if listed.len() != hashes.len() {
-        let extra: Vec<&String> = hashes.keys().filter(|k| !listed.contains(k.as_str())).collect();
-        return Err(damaged(format!("members not in {SUMS}: {extra:?}")));
-    }
-    if !hashes.keys().any(|k| k.ends_with(layout::MANIFEST)) {
-        return Err(damaged("it holds no manifest.json".into()));
-    }
-    for source in discover(&[dir.path().to_path_buf()]).map_err(|e| damaged(e.to_string()))? {
-        if let Source::Recording(rec) = source {
-            if let Some(p) = rec.verify(Verify::Full).into_iter().next() {
-                return Err(damaged(p.to_string()));
-            }
-        }
-    }
-    let path = dir.path().to_path_buf();
-    EXTRACTED.lock().map_err(|_| anyhow::anyhow!("internal error: lock poisoned"))?.push(dir);
-    Ok(path)
-}
-
-/// The time range a bundled recording covers: its manifest's start and end (the
-/// window bundled), so rates over a bundle equal those over the original.
-pub fn bundled_range(rec: &Recording) -> Option<(i64, i64)> {
-    let start = parse_rfc3339(&rec.manifest.start)?;
-    let end = parse_rfc3339(rec.manifest.end.as_deref()?)?;
-    Some((start, end))
-}
