@@ -28,6 +28,7 @@ macro_rules! out {
 }
 
 mod bundle;
+mod bundler;
 mod canned;
 mod cluster;
 mod dataset;
@@ -456,7 +457,7 @@ async fn dispatch(env: &Env, matches: ArgMatches) -> Result<()> {
             })
             .await
         }
-        Cmd::Bundle { recs, output, time, snapshot, force, redact, keep, scrub_names, scrub_host } => bundle::create(env, bundle::Request {
+        Cmd::Bundle { recs, output, time, snapshot, force, redact, keep, scrub_names, scrub_host } => bundler::create(env, bundler::Request {
             recs: &recs,
             from: time.from.as_deref(),
             to: time.to.as_deref(),

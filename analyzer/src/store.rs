@@ -23,7 +23,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
     PutPayload, PutResult,
 };
-use tcpfr_schema::layout::shipped;
+use tcpfr_schema::shipped;
 use tcpfr_schema::manifest::Manifest;
 use tcpfr_schema::read::Recording;
 

@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::Digest;
-use tcpfr_schema::layout::shipped;
+use tcpfr_schema::shipped;
 use tcpfr_schema::manifest::Manifest;
 use tcpfr_schema::read::Recording;
 use tcpfr_schema::recorder_stats::RecorderStats;

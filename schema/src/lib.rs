@@ -31,6 +31,12 @@ pub mod state_changes;
 #[cfg(feature = "std")]
 pub mod error;
 #[cfg(feature = "std")]
+mod file_options;
+#[cfg(feature = "std")]
+pub mod fs;
+#[cfg(feature = "std")]
+pub mod time;
+#[cfg(feature = "std")]
 pub mod layout;
 #[cfg(feature = "std")]
 pub mod manifest;
@@ -38,6 +44,8 @@ pub mod manifest;
 pub mod metrics;
 #[cfg(feature = "std")]
 pub mod read;
+#[cfg(feature = "std")]
+pub mod shipped;
 #[cfg(feature = "std")]
 pub mod table;
 #[cfg(feature = "std")]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FormatError, Result};
+pub use crate::time::{parse_rfc3339, rfc3339};
 use crate::{FORMAT_MAJOR, FORMAT_MINOR};
 
 /// Value of [`Manifest::format`]: tells a tcpfr manifest from any other JSON file.
@@ -199,7 +200,7 @@ impl Manifest {
         let path = dir.join(crate::layout::MANIFEST);
         let tmp = dir.join(format!(".{}.tmp", crate::layout::MANIFEST));
         let json = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        crate::write::write_atomically(&tmp, &path, &json, true)
+        crate::fs::write_atomically(&tmp, &path, &json, true)
     }
 
     /// Files of one table, in time order.
@@ -262,16 +263,6 @@ pub fn check_version(version: &str, path: &Path) -> Result<(u32, u32)> {
         });
     }
     Ok((major, minor))
-}
-
-/// RFC 3339 with nanoseconds, UTC (`2026-11-23T09:44:00.123456789Z`).
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// Inverse of [`rfc3339`]; accepts any RFC 3339 offset.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{FormatError, Result};
 use crate::layout;
+use crate::shipped;
 use crate::manifest::{check_version, FileEntry, Manifest};
 use crate::table::Table;
 
@@ -339,7 +340,7 @@ pub fn discover_all(paths: &[PathBuf]) -> Result<Discovered> {
                 reason: format!(
                     "no {} in it or in its subdirectories, and no {}/ of shipped recordings (a recording is a directory made by tcpfr-recorder --out DIR; `tcpfr ship` makes the other)",
                     layout::MANIFEST,
-                    layout::shipped::MANIFESTS
+                    shipped::MANIFESTS
                 ),
             });
         }
@@ -380,14 +381,14 @@ fn find_recordings(dir: &Path, depth: usize, out: &mut Vec<Source>, skipped: &mu
 /// Whether `dir` is the prefix of shipped recordings (`tcpfr ship`): it has a
 /// `_manifests/` directory.
 pub fn is_shipped_store(dir: &Path) -> bool {
-    dir.join(layout::shipped::MANIFESTS).is_dir()
+    dir.join(shipped::MANIFESTS).is_dir()
 }
 
 /// The recordings shipped under `prefix` (a local directory in the shipped layout),
 /// one per manifest in `_manifests/host=*/`, each with `dir` = `prefix` (the shipped
 /// manifests' paths are relative to it). Sorted by host, then recording id.
 pub fn open_shipped(prefix: &Path) -> Result<Vec<Recording>> {
-    let manifests = prefix.join(layout::shipped::MANIFESTS);
+    let manifests = prefix.join(shipped::MANIFESTS);
     let mut paths = Vec::new();
     for host in std::fs::read_dir(&manifests).map_err(|e| FormatError::io(&manifests, e))?.flatten() {
         let hp = host.path();

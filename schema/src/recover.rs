@@ -32,9 +32,11 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{FormatError, Result};
 use crate::layout;
-use crate::manifest::{rfc3339, ClockInfo, FileEntry, Manifest, RecorderInfo, RecoveryInfo};
+use crate::manifest::{ClockInfo, FileEntry, Manifest, RecorderInfo, RecoveryInfo};
+use crate::time::rfc3339;
 use crate::read::inspect_parquet;
-use crate::write::{create_dir_all, file_kv, properties, sync_dir, sync_parent, write_err, HashingWriter, WriterOptions};
+use crate::file_options::{file_kv, properties, WriterOptions};
+use crate::fs::{create_dir_all, sync_dir, sync_parent, write_err, HashingWriter};
 
 /// What [`recover`] did to one recording.
 #[derive(Debug, Clone, Default)]

@@ -22,89 +22,23 @@
 //!   new contents before the rename, the rename before anything that relies on it.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataWriter};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
-use sha2::{Digest, Sha256};
 
 use crate::error::{FormatError, Result};
+pub use crate::file_options::{writer_properties, WriterOptions};
+use crate::file_options::file_kv;
+use crate::fs::{create_dir_all, create_file, sync_dir, sync_parent, write_atomically, write_err, HashingWriter};
 use crate::layout;
-use crate::manifest::{rfc3339, FileEntry, Manifest};
+use crate::manifest::{FileEntry, Manifest};
 use crate::table::{Table, TableBuilder};
-
-use crate::{FORMAT_MAJOR, FORMAT_MINOR};
-
-/// How files are cut and encoded.
-#[derive(Debug, Clone)]
-pub struct WriterOptions {
-    /// Rotate (all tables) once any table's current file has this many bytes.
-    pub rotate_size: u64,
-    /// Rotate (all tables) once a segment is this old, in ns.
-    pub rotate_interval_ns: i64,
-    /// A flush closes a row group only when at least this many rows are buffered;
-    /// smaller flushes go to the write-ahead log. Keeps row groups large at low rates.
-    pub min_row_group_rows: usize,
-    /// Upper bound on rows per row group.
-    pub max_row_group_rows: usize,
-    pub zstd_level: i32,
-    /// Permissions of created files and directories (recordings hold addresses and
-    /// process names: not world-readable by default).
-    pub file_mode: u32,
-    pub dir_mode: u32,
-    /// Make every flush durable (power-loss safety; FORMAT.md, "Durability"): fsync
-    /// data files, write-ahead logs, partial footers and the directories whose names
-    /// change. Off only for throwaway recordings (benchmarks, extracted bundles);
-    /// manifests are fsynced either way.
-    pub fsync: bool,
-}
-
-impl Default for WriterOptions {
-    fn default() -> Self {
-        WriterOptions {
-            rotate_size: 64 << 20,
-            rotate_interval_ns: 60_000_000_000,
-            min_row_group_rows: 16 * 1024,
-            max_row_group_rows: 1 << 20,
-            zstd_level: 3,
-            file_mode: 0o640,
-            dir_mode: 0o750,
-            fsync: true,
-        }
-    }
-}
-
-/// Parquet writer properties for a table: zstd, dictionaries (addresses, ports, names
-/// repeat), delta encoding and page statistics on the time column (row-group and page
-/// pruning on time ranges), and our key-value metadata so a lone file is self-describing.
-pub fn writer_properties<T: Table>(opts: &WriterOptions, kv: Vec<KeyValue>) -> WriterProperties {
-    properties(T::TIME_COLUMN, opts, kv)
-}
-
-/// [`writer_properties`] for a table known by name (its time column).
-pub(crate) fn properties(time_column: &str, opts: &WriterOptions, kv: Vec<KeyValue>) -> WriterProperties {
-    let time = ColumnPath::from(time_column);
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level).unwrap_or_default()))
-        .set_dictionary_enabled(true)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_column_statistics_enabled(time.clone(), EnabledStatistics::Page)
-        .set_column_dictionary_enabled(time.clone(), false)
-        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
-        // We decide where row groups end (see TableWriter::flush); never split one here.
-        .set_max_row_group_row_count(Some(usize::MAX / 2))
-        .set_created_by(format!("tcpfr {} (parquet-rs)", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(kv))
-        .build()
-}
+use crate::time::rfc3339;
 
 /// Who/what a new recording is; turned into its manifest.
 #[derive(Debug, Clone)]
@@ -698,16 +632,6 @@ impl<T: Table> TableWriter<T> {
 
 }
 
-/// Our key-value metadata of a file (see [`layout::kv`]).
-pub(crate) fn file_kv(recording_id: &str, table: &str, host: &str, segment: u64) -> Vec<KeyValue> {
-    vec![
-        KeyValue::new(layout::kv::FORMAT_VERSION.into(), format!("{FORMAT_MAJOR}.{FORMAT_MINOR}")),
-        KeyValue::new(layout::kv::RECORDING_ID.into(), recording_id.to_string()),
-        KeyValue::new(layout::kv::TABLE.into(), table.to_string()),
-        KeyValue::new(layout::kv::HOST.into(), host.to_string()),
-        KeyValue::new(layout::kv::SEGMENT.into(), segment.to_string()),
-    ]
-}
 
 /// Closes the in-progress row group, makes it reach the file, saves the partial footer
 /// (all complete row groups) and drops the write-ahead log, whose rows are now safe.
@@ -790,125 +714,3 @@ fn time_column<T: Table>(batch: &RecordBatch) -> arrow_array::TimestampNanosecon
     arr
 }
 
-pub(crate) fn write_err(path: &Path, e: impl std::fmt::Display) -> FormatError {
-    FormatError::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
-
-/// A file writer that hashes and counts what goes through it, so closing a file needs
-/// no second read for its checksum.
-pub(crate) struct HashingWriter {
-    pub(crate) file: File,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl HashingWriter {
-    pub(crate) fn new(file: File) -> Self {
-        HashingWriter {
-            file,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-    pub(crate) fn finish(self) -> (File, [u8; 32], u64) {
-        (self.file, self.hasher.finalize().into(), self.bytes)
-    }
-}
-
-impl Write for HashingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn create_file(path: &Path, mode: u32) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| FormatError::io(path, e))
-}
-
-/// Creates `dir` and its missing parents. `durable`: then fsyncs the directory holding
-/// each one created, so that the new names survive a power cut.
-pub(crate) fn create_dir_all(dir: &Path, mode: u32, durable: bool) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut p = dir;
-    while std::fs::symlink_metadata(p).is_err() {
-        missing.push(p);
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|e| FormatError::io(dir, e))?;
-    if durable {
-        // Outermost first: a name is only useful once the directory holding it is.
-        for created in missing.iter().rev() {
-            sync_parent(created)?;
-        }
-    }
-    Ok(())
-}
-
-/// fsyncs a directory: the names created, renamed or deleted in it survive a power cut.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).map_err(|e| FormatError::io(dir, e))?;
-    match d.sync_all() {
-        Ok(()) => Ok(()),
-        // File systems that cannot fsync a directory (EINVAL) keep names some other way.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-        Err(e) => Err(FormatError::io(dir, e)),
-    }
-}
-
-/// fsyncs the directory holding `path` (`.` for a bare name).
-pub(crate) fn sync_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
-        _ => sync_dir(Path::new(".")),
-    }
-}
-
-/// Replaces `dest` with `bytes` through `tmp` (a name in the same directory): readers,
-/// and with `durable` a power cut, see the old or the new contents, never half. Durable:
-/// `tmp` is fsynced before the rename, the directory after it.
-pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    // A fresh file: whatever is at `tmp` (a leftover, or a planted symlink) is replaced,
-    // never written through.
-    match std::fs::remove_file(tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(FormatError::io(tmp, e)),
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(tmp)
-        .map_err(|e| FormatError::io(tmp, e))?;
-    f.write_all(bytes).map_err(|e| FormatError::io(tmp, e))?;
-    if durable {
-        f.sync_all().map_err(|e| FormatError::io(tmp, e))?;
-    }
-    drop(f);
-    std::fs::rename(tmp, dest).map_err(|e| FormatError::io(dest, e))?;
-    if durable {
-        sync_parent(dest)?;
-    }
-    Ok(())
-}

@@ -1,5 +1,5 @@
 //! Shipping recordings into an object store, in the partitioned layout of FORMAT.md
-//! ("Shipped recordings"; keys from `tcpfr_schema::layout::shipped`).
+//! ("Shipped recordings"; keys from `tcpfr_schema::shipped`).
 //!
 //! One code path, [`Shipment`], for `tcpfr ship REC… URL` (a recording made earlier: one
 //! round per recording) and the recorder's `--ship URL` (a round whenever files have
@@ -36,7 +36,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart};
-use tcpfr_schema::layout::shipped;
+use tcpfr_schema::shipped;
 use tcpfr_schema::manifest::{FileEntry, Manifest};
 use tcpfr_schema::read::Recording;
 

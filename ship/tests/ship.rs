@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tcpfr_schema::layout::shipped;
+use tcpfr_schema::shipped;
 use tcpfr_schema::read::{open_shipped, Recording, Verify};
 use tcpfr_ship::{ship, Options, Store};
 

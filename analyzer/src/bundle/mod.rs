@@ -16,20 +16,19 @@
 //! SHA256SUMS and the manifests, then extracts it into a private temporary directory
 //! (0700), removed with the dataset that opened it.
 //!
-//! `create` makes bundles (from a `Dataset`), `open` checks and extracts them (for
-//! `Dataset`): reading does not depend on the analyzer's data model.
+//! This module reads bundles (checks and extracts them, for `Dataset`) and knows their
+//! format; `bundler` makes them from a `Dataset`. Reading does not depend on the
+//! analyzer's data model, so the two do not depend on each other in a circle.
 
-mod create;
 mod open;
 
-pub use create::{create, Request};
 pub use open::{bundled_range, resolve, Resolved};
 
 /// Name of the checksum list inside a bundle.
-const SUMS: &str = "SHA256SUMS";
+pub const SUMS: &str = "SHA256SUMS";
 
 /// A private temporary directory (0700): bundles are staged and extracted there.
-fn private_tempdir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+pub fn private_tempdir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
     let t = tempfile::Builder::new().prefix(prefix).tempdir().context("cannot create a temporary directory")?;

@@ -1,5 +1,5 @@
-//! `tcpfr bundle`: a time window of recordings rewritten into one tar (see the module
-//! docs of `bundle`), redacted on request.
+//! `tcpfr bundle`: a time window of recordings rewritten into one tar (the format is in
+//! the module docs of `bundle`, which reads them), redacted on request.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -14,7 +14,7 @@ use tcpfr_schema::read::Recording;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tcpfr_schema::{layout, schema_of, TABLES};
 
-use super::{private_tempdir, SUMS};
+use crate::bundle::{private_tempdir, SUMS};
 use crate::dataset::Dataset;
 use crate::env::Env;
 use crate::outfile::OutFile;
