@@ -19,7 +19,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -41,10 +41,9 @@ impl OutDir {
     /// files and directories below take the group), `0750`.
     pub fn open(path: &Path, group: Option<u32>) -> Result<OutDir> {
         if !path.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(path)
+            // Durable: a recording made in a new --out must not lose its directory to a
+            // power cut.
+            tcpfr_schema::fs::create_dir_all(path, 0o750, true)
                 .with_context(|| format!("cannot create output directory {}", path.display()))?;
         }
         let real = path.canonicalize().with_context(|| format!("cannot resolve output directory {}", path.display()))?;
