@@ -11,7 +11,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use tcpfr_schema::manifest::parse_rfc3339;
-use tcpfr_schema::read::{discover, Recording, Source, Verify};
+use tcpfr_schema::read::{discover, Verify};
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::rtt_samples::RttSample;
 use testbed::*;
@@ -61,15 +61,7 @@ fn fifty_sigkills_under_load_lose_at_most_a_flush_interval_each() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(child.wait().unwrap().success());
 
-    let mut recs: Vec<Recording> = discover(&[out.path().to_path_buf()])
-        .unwrap()
-        .into_iter()
-        .map(|s| match s {
-            Source::Recording(r) => r,
-            other => panic!("not a recording: {other:?}"),
-        })
-        .collect();
-    recs.sort_by(|a, b| a.manifest.start.cmp(&b.manifest.start));
+    let recs = recordings_in(discover(&[out.path().to_path_buf()]).unwrap());
     assert_eq!(recs.len(), KILLS + 1);
 
     let mut worst = 0i64;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tcpfr_schema::host_counters::HostCounters;
 use tcpfr_schema::manifest::parse_rfc3339;
-use tcpfr_schema::read::{discover_all, Recording, Source, Verify};
+use tcpfr_schema::read::{discover_all, Verify};
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_testsupport::powercut::{Cut, Mount};
 use testbed::*;
@@ -100,15 +100,7 @@ fn twenty_power_cuts_under_load_lose_at_most_a_flush_interval_each() {
 
     let found = discover_all(&[out.to_path_buf()]).unwrap();
     assert!(found.skipped.is_empty(), "unreadable recordings: {:?}", found.skipped);
-    let mut recs: Vec<Recording> = found
-        .sources
-        .into_iter()
-        .map(|s| match s {
-            Source::Recording(r) => r,
-            other => panic!("not a recording: {other:?}"),
-        })
-        .collect();
-    recs.sort_by(|a, b| a.manifest.start.cmp(&b.manifest.start));
+    let recs = recordings_in(found.sources);
     assert_eq!(recs.len(), CUTS + 1, "one recording per run, none lost to a cut");
 
     let (mut worst, mut worst_tick) = (0i64, 0i64);

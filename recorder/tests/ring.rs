@@ -14,33 +14,6 @@ use testbed::*;
 
 const KIB: u64 = 1024;
 
-/// Bytes of all files under `dir`.
-fn du(dir: &Path) -> u64 {
-    let mut n = 0;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            n += du(&p);
-        } else if let Ok(m) = p.metadata() {
-            n += m.len();
-        }
-    }
-    n
-}
-
-/// Bytes of the hidden files (being written, sidecars) under a recording's tables.
-fn hidden(rec: &Path) -> u64 {
-    let mut n = 0;
-    for t in tcpfr_schema::TABLES {
-        for e in std::fs::read_dir(rec.join(t)).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with('.') {
-                n += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    n
-}
-
 /// Checks that every file a recording's manifest lists exists. A file may vanish
 /// between reading the manifest and looking: then a newer manifest must not list it.
 fn manifest_matches_disk(rec: &Path) -> Option<Manifest> {

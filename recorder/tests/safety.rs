@@ -6,7 +6,7 @@
 mod testbed;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -136,43 +136,6 @@ fn a_planted_manifest_cannot_make_the_ring_delete_outside_the_output() {
     assert_eq!(std::fs::metadata(&victim).map(|m| m.len()).ok(), Some(3 << 20), "the ring deleted a file outside --out");
 }
 
-/// Bytes of the regular files below `dir`, each inode once.
-fn du(dir: &Path) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if seen.insert(m.ino()) {
-                n += m.len();
-            }
-        }
-    }
-    n
-}
-
-/// Bytes of the hidden files (being written, sidecars) under a recording's tables.
-fn hidden(rec: &Path) -> u64 {
-    let mut n = 0;
-    for t in tcpfr_schema::TABLES {
-        for e in std::fs::read_dir(rec.join(t)).into_iter().flatten().flatten() {
-            if e.file_name().to_string_lossy().starts_with('.') {
-                n += e.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    n
-}
-
-fn snapshots(out: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("snapshots")).into_iter().flatten().flatten().map(|e| e.path()).collect();
-    v.sort();
-    v
-}
-
 /// One control request, raw: the reply line.
 fn control(out: &Path, request: &str) -> String {
     let mut s = UnixStream::connect(out.join(".tcpfr-recorder.sock")).unwrap();
@@ -182,19 +145,6 @@ fn control(out: &Path, request: &str) -> String {
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line).unwrap();
     line
-}
-
-fn wait_complete(dir: &Path, timeout: Duration) -> Manifest {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Ok(m) = Manifest::load(&dir.join("manifest.json")) {
-            if m.end.is_some() {
-                return m;
-            }
-        }
-        assert!(Instant::now() < deadline, "snapshot {} not complete within {timeout:?}", dir.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -213,7 +163,7 @@ fn snapshot_requests_are_bounded() {
         std::thread::sleep(Duration::from_millis(500));
         control(&out, r#"{"after": "10m", "reason": "again"}"#);
     }
-    let m = wait_complete(&dir, Duration::from_secs(15));
+    let m = wait_snapshot_complete(&dir, Duration::from_secs(15));
     let s = m.snapshot.unwrap();
     let window = parse_rfc3339(&s.window_end).unwrap() - parse_rfc3339(&s.window_start).unwrap();
     assert!(window <= 4_000_000_000, "a window of {} s", window / 1_000_000_000);
@@ -302,7 +252,7 @@ fn snapshot_segments_are_unique_across_a_restart() {
     std::thread::sleep(Duration::from_secs(3));
     let reply = control(&out, r#"{"before": "20s", "after": "0s", "reason": "across a restart"}"#);
     let dir: PathBuf = serde_json::from_str::<serde_json::Value>(&reply).unwrap()["snapshot"].as_str().expect(&reply).into();
-    let m = wait_complete(&dir, Duration::from_secs(10));
+    let m = wait_snapshot_complete(&dir, Duration::from_secs(10));
     unsafe { libc::kill(second.id() as i32, libc::SIGINT) };
     assert!(second.wait().unwrap().success());
     let starts: std::collections::BTreeSet<&str> = m.files.iter().filter_map(|f| f.time_min.as_deref()).collect();

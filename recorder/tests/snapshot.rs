@@ -8,39 +8,14 @@ mod testbed;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tcpfr_schema::manifest::{parse_rfc3339, Manifest};
+use tcpfr_schema::manifest::parse_rfc3339;
 use tcpfr_schema::read::{discover, Recording, Verify};
 use testbed::*;
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
-}
-
-fn snapshots(out: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("manifest.json").exists())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Waits (bounded) until the snapshot's manifest has an end.
-fn wait_complete(dir: &Path, timeout: Duration) -> Manifest {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let m = Manifest::load(&dir.join("manifest.json")).unwrap();
-        if m.end.is_some() {
-            return m;
-        }
-        assert!(Instant::now() < deadline, "snapshot {} not complete within {timeout:?}", dir.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn request(out: &Path, extra: &[&str]) -> std::process::Output {
@@ -76,7 +51,7 @@ fn triggers_freeze_the_window_and_survive_the_ring() {
     let dir = PathBuf::from(String::from_utf8_lossy(&r.stdout).trim());
     assert_eq!(snapshots(&out), vec![dir.clone()], "the second trigger extends the first snapshot");
 
-    let m = wait_complete(&dir, Duration::from_secs(10));
+    let m = wait_snapshot_complete(&dir, Duration::from_secs(10));
     let done = now_ns();
     let info = m.snapshot.clone().unwrap();
     assert_eq!(info.triggers, 2);
@@ -143,7 +118,7 @@ fn old_snapshots_go_beyond_the_limit_and_errors_are_clear() {
         let r = request(&out, &["--reason", &format!("incident {i}")]);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let dir = PathBuf::from(String::from_utf8_lossy(&r.stdout).trim());
-        wait_complete(&dir, Duration::from_secs(10));
+        wait_snapshot_complete(&dir, Duration::from_secs(10));
         made.push(dir);
         std::thread::sleep(Duration::from_millis(1200));
     }

@@ -561,3 +561,75 @@ pub fn only_recording(out: &Path) -> Recording {
     assert!(problems.is_empty(), "recording verifies: {problems:?}");
     rec
 }
+
+/// Bytes of the regular files below `dir`, each inode once (snapshots are hard links).
+pub fn du(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert(m.ino()) {
+                n += m.len();
+            }
+        }
+    }
+    n
+}
+
+/// Bytes of the hidden files (being written, sidecars) under a recording's tables.
+pub fn hidden(rec: &Path) -> u64 {
+    let mut n = 0;
+    for t in tcpfr_schema::TABLES {
+        for e in std::fs::read_dir(rec.join(t)).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                n += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+/// The snapshots in `out/snapshots` (directories with a manifest), sorted.
+pub fn snapshots(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits (bounded) until the snapshot's manifest has an end.
+pub fn wait_snapshot_complete(dir: &Path, timeout: Duration) -> tcpfr_schema::manifest::Manifest {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(m) = tcpfr_schema::manifest::Manifest::load(&dir.join("manifest.json")) {
+            if m.end.is_some() {
+                return m;
+            }
+        }
+        assert!(Instant::now() < deadline, "snapshot {} not complete within {timeout:?}", dir.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The recordings of an output directory, oldest first.
+pub fn recordings_in(found: Vec<Source>) -> Vec<Recording> {
+    let mut recs: Vec<Recording> = found
+        .into_iter()
+        .map(|s| match s {
+            Source::Recording(r) => r,
+            other => panic!("not a recording: {other:?}"),
+        })
+        .collect();
+    recs.sort_by(|a, b| a.manifest.start.cmp(&b.manifest.start));
+    recs
+}
+
