@@ -137,11 +137,11 @@ impl Snapshots {
             return self.extend(req, current);
         }
         let gap = duration_ns(self.limits.min_gap);
-        if let Some(last) = self.last_start.filter(|t| req.at_ns.saturating_sub(*t) < gap) {
+        if let Some(since) = self.last_start.map(|t| req.at_ns.saturating_sub(t)).filter(|since| *since < gap) {
             bail!(
                 "a snapshot was started {} ago; the next one can start in {} (--snapshot-min-gap)",
-                humantime::format_duration(Duration::from_millis((req.at_ns.saturating_sub(last) / 1_000_000).max(0) as u64)),
-                humantime::format_duration(Duration::from_millis((last.saturating_add(gap).saturating_sub(req.at_ns) / 1_000_000).max(0) as u64)),
+                millis(since),
+                millis(gap - since)
             );
         }
         let (start, end) = capped_window(req, self.limits.max_window);
@@ -367,6 +367,11 @@ pub fn snapshot_only_bytes(out: &Path) -> u64 {
         }
     }
     inodes.values().filter(|(found, nlink, _)| found >= nlink).map(|(_, _, len)| len).sum()
+}
+
+/// A span of ns as people read it, to the millisecond.
+fn millis(ns: i64) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis((ns.max(0) / 1_000_000) as u64))
 }
 
 /// The window a request asks for, at most `max` long: `before` first, then what is
