@@ -10,21 +10,17 @@
 //! example, both in this target directory: scripts/test.sh builds them first
 //! (`cargo build --workspace --all-targets --features tcpfr/cluster`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tcpfr_testsupport::fleet::{generate, QUESTIONS};
-use tcpfr_testsupport::Seaweed;
+use tcpfr_testsupport::{free_port, Seaweed};
 
 fn bin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tcpfr-scheduler")).parent().unwrap().to_path_buf()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A process killed (and reaped) on drop, with its log in a file.
 struct Proc {

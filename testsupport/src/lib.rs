@@ -70,26 +70,55 @@ pub fn weed_binary() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
-}
-
-/// A free loopback port `p` with `p + 10000` free as well.
+/// A free loopback port `p` with `p + 10000` free as well, both below the ephemeral
+/// range (32768–60999 by default) that outgoing connections and `bind(0)` draw from:
+/// a port chosen there, released, and handed to `weed` can be taken by someone's
+/// outgoing connection before `weed` binds it. Chosen at random in 10000–19999, so
+/// servers started at the same time by other tests rarely pick the same.
 fn free_pair() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     loop {
-        let p = free_port();
-        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let p = 10_000 + (h.finish() % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
             return p;
         }
     }
 }
 
+/// A free loopback port below the ephemeral range, at random (see [`free_pair`]): for a
+/// server a test starts, which binds it a moment later.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let p = 20_000 + (h.finish() % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Starts left to a server whose ports were taken between choosing and binding them.
+const START_ATTEMPTS: usize = 3;
+
 impl Seaweed {
     /// Starts the server and creates `bucket`; waits (≤ 60 s) until S3 answers.
     /// Panics with the server's log when it does not come up (this is test support).
     pub fn start(bucket: &str) -> Seaweed {
-        let home = Home::Temp(tempfile::tempdir().expect("temp dir"));
-        Self::start_in(home, bucket, [free_pair(), free_pair(), free_pair(), free_pair()])
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let home = Home::Temp(tempfile::tempdir().expect("temp dir"));
+            match Self::start_in(home, bucket, [free_pair(), free_pair(), free_pair(), free_pair()]) {
+                Ok(sw) => return sw,
+                // Another process bound a chosen port first: choose again.
+                Err(log) if log.contains("address already in use") => last = log,
+                Err(log) => panic!("weed server exited while starting:\n{log}"),
+            }
+        }
+        panic!("weed server could not bind its ports in {START_ATTEMPTS} attempts:\n{last}")
     }
 
     /// [`Seaweed::start`] with its data in `dir` (which must not exist, or be empty),
@@ -103,7 +132,7 @@ impl Seaweed {
         let ports = [free_pair(), free_pair(), free_pair(), free_pair()];
         let text = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
         std::fs::write(dir.join(PORTS_FILE), text).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-        Ok(Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports))
+        Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports).map_err(|log| format!("weed server exited while starting:\n{log}"))
     }
 
     /// Starts again on the data a [`Seaweed::start_kept`] server left in `dir`, on the
@@ -118,10 +147,12 @@ impl Seaweed {
         if let Some(p) = ports.iter().find(|p| TcpListener::bind(("127.0.0.1", **p)).is_err()) {
             return Err(format!("port {p} of the kept store is in use: is another server running on {}?", dir.display()));
         }
-        Ok(Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports))
+        Self::start_in(Home::Kept(dir.to_path_buf()), bucket, ports).map_err(|log| format!("weed server exited while starting:\n{log}"))
     }
 
-    fn start_in(home: Home, bucket: &str, [master, volume, filer, s3]: [u16; 4]) -> Seaweed {
+    /// Starts `weed` on `ports` with its files in `home`; its log if it exits while
+    /// starting.
+    fn start_in(home: Home, bucket: &str, [master, volume, filer, s3]: [u16; 4]) -> Result<Seaweed, String> {
         let dir = home.path();
         let config = dir.join("s3.json");
         std::fs::write(
@@ -170,20 +201,20 @@ impl Seaweed {
             master: format!("127.0.0.1:{master}"),
             home,
         };
-        sw.wait_up(s3);
+        sw.wait_up(s3)?;
         sw.create_bucket(bucket);
-        sw
+        Ok(sw)
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("weed.log")).unwrap_or_default()
     }
 
-    fn wait_up(&mut self, s3: u16) {
+    fn wait_up(&mut self, s3: u16) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("weed server exited ({status}) while starting:\n{}", self.log());
+                return Err(format!("({status}) {}", self.log()));
             }
             // The S3 gateway answers HTTP once the filer behind it is up.
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", s3)) {
@@ -191,7 +222,7 @@ impl Seaweed {
                 if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() {
                     let mut buf = [0u8; 12];
                     if std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n >= 12 && buf.starts_with(b"HTTP/1.")) {
-                        return;
+                        return Ok(());
                     }
                 }
             }
