@@ -7,7 +7,8 @@
 //! earlier recording in the directory (earlier runs count against the same budget), the
 //! oldest (by last row) first; the open segment is never touched. Each recording's
 //! manifest is rewritten before its files go, so it never lists a missing file; an
-//! earlier recording left without files is removed altogether. Snapshots live in
+//! earlier recording whose last segment goes is removed altogether, manifest first
+//! (which needs no free space: the ring must work on a full disk). Snapshots live in
 //! `snapshots/` and are not candidates, but the bytes only they still hold count
 //! against `--max-disk` (they have their own `--max-snapshot-disk`, within it).
 //!
@@ -94,11 +95,13 @@ pub fn enforce(out: &Path, current: &mut RecordingWriter, r: &Retention, now_ns:
             Some(dir) => {
                 let (_, m) = others.iter_mut().find(|(d, _)| d == dir).expect("listed above");
                 done.files.extend(of_segment(m));
-                let freed = remove_segment(dir, m, c.segment)?;
-                if m.files.is_empty() {
-                    remove_recording(dir)?;
+                if m.files.iter().all(|f| f.segment == c.segment) {
+                    // Its last segment: unlinking the manifest needs no space, where
+                    // rewriting it would fail on the full disk the ring must heal.
+                    remove_recording(dir, m)?
+                } else {
+                    remove_segment(dir, m, c.segment)?
                 }
-                freed
             }
         };
         // Only what was freed: a segment a snapshot also links stays on disk (and from
@@ -136,10 +139,21 @@ fn unlisted_bytes(dir: &Path, m: &Manifest) -> u64 {
     tcpfr_schema::read::unlisted_files(dir, m).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum()
 }
 
-/// Removes an earlier recording that has no files left: the manifest first (so it is
-/// no longer a recording), then what remains.
-fn remove_recording(dir: &Path) -> anyhow::Result<()> {
+/// Removes an earlier recording whose last segment is due: the manifest first (so it
+/// is no longer a recording), then what remains. Returns the bytes freed by its listed
+/// files (a file a snapshot also links frees nothing).
+fn remove_recording(dir: &Path, m: &mut Manifest) -> anyhow::Result<u64> {
+    let freed = m
+        .files
+        .iter()
+        .filter(|f| {
+            let p = Manifest::file_path(dir, f);
+            std::fs::symlink_metadata(p).is_ok_and(|md| std::os::unix::fs::MetadataExt::nlink(&md) <= 1)
+        })
+        .map(|f| f.bytes)
+        .sum();
+    m.files.clear();
     std::fs::remove_file(dir.join(tcpfr_schema::layout::MANIFEST))?;
     std::fs::remove_dir_all(dir)?;
-    Ok(())
+    Ok(freed)
 }

@@ -157,20 +157,69 @@ fn full_disk_and_read_only_output_are_survived() {
 
 /// A closed recording in `out` of one 6 MiB file whose last row is at `last_ns`.
 fn plant_old_recording(out: &Path, last_ns: i64) -> PathBuf {
-    let dir = out.join("20200101T000000Z-earlier");
+    plant_recording(out, "20200101T000000Z-earlier", &[(last_ns, 6 << 20)]).remove(0)
+}
+
+/// A closed recording `name` in `out` with one `retransmits` file per segment, of the
+/// given last row time and size; the files' paths, in segment order.
+fn plant_recording(out: &Path, name: &str, segments: &[(i64, usize)]) -> Vec<PathBuf> {
+    let dir = out.join(name);
     std::fs::create_dir_all(dir.join("retransmits")).unwrap();
-    let file = dir.join("retransmits/20200101T000000.000Z-000001.parquet");
-    std::fs::write(&file, vec![1u8; 6 << 20]).unwrap();
-    let t = tcpfr_schema::manifest::rfc3339(last_ns);
+    let mut files = Vec::new();
+    let mut entries = Vec::new();
+    for (i, (last_ns, size)) in segments.iter().enumerate() {
+        let rel = format!("retransmits/20200101T000000.000Z-{:06}.parquet", i + 1);
+        std::fs::write(dir.join(&rel), vec![1u8; *size]).unwrap();
+        let t = tcpfr_schema::manifest::rfc3339(*last_ns);
+        entries.push(serde_json::json!({"table": "retransmits", "path": rel, "segment": i + 1, "rows": 1,
+            "bytes": size, "sha256": "", "time_min": t, "time_max": t}));
+        files.push(dir.join(rel));
+    }
+    let t = tcpfr_schema::manifest::rfc3339(segments[0].0);
     let m = serde_json::json!({
         "format": "tcpfr-recording", "format_version": "1.1", "recording_id": "0170", "host": "h",
         "kernel": null, "boot_id": null, "clock": {"mono_to_utc_offset_ns": 0},
-        "recorder": {"version": "x", "config": {}}, "start": t, "end": t,
-        "files": [{"table": "retransmits", "path": "retransmits/20200101T000000.000Z-000001.parquet", "segment": 1,
-                   "rows": 1, "bytes": 6 << 20, "sha256": "", "time_min": t, "time_max": t}]
+        "recorder": {"version": "x", "config": {}}, "start": t, "end": t, "files": entries
     });
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-    file
+    files
+}
+
+/// The ring alone on a disk with not one byte free: an earlier recording whose last
+/// segment is due goes (its manifest is unlinked, which needs no space), and a segment
+/// of one that keeps others goes too (its files first, then the manifest is stored in
+/// the space they freed).
+#[test]
+fn the_ring_frees_space_on_a_disk_with_no_byte_free() {
+    use tcpfr_schema::manifest::{ClockInfo, Manifest, RecorderInfo};
+    use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
+    let _serial = serial();
+    let fs = Tmpfs::new("8m");
+    let out = fs.path().join("rec");
+    std::fs::create_dir(&out).unwrap();
+    let hour_ago = now_ns() - 3_600_000_000_000;
+    let single = plant_recording(&out, "20200101T000000Z-single", &[(hour_ago, 1 << 20)]);
+    let two = plant_recording(&out, "20200101T000000Z-two", &[(hour_ago, 1 << 20), (now_ns(), 1 << 20)]);
+    let info = RecordingInfo {
+        recording_id: "0196a000-0000-7000-8000-0000000000bb".into(),
+        host: "now".into(),
+        kernel: None,
+        boot_id: None,
+        clock: ClockInfo { mono_to_utc_offset_ns: 0, max_drift_ns: 0 },
+        recorder: RecorderInfo { version: "test".into(), config: serde_json::Value::Null },
+        start_ns: now_ns(),
+    };
+    let mut current = RecordingWriter::create(&out.join("now"), info, WriterOptions::default()).unwrap();
+    let _filler = fill(fs.path());
+    assert!(std::fs::write(fs.path().join("probe"), [0u8; 1]).is_err(), "the disk is not full");
+
+    let retention = tcpfr_recorder::ring::Retention { max_bytes: None, max_age: Some(Duration::from_secs(60)) };
+    let done = tcpfr_recorder::ring::enforce(&out, &mut current, &retention, now_ns()).unwrap();
+    assert_eq!((done.segments, done.bytes), (2, 2 << 20));
+    assert!(!single[0].parent().unwrap().parent().unwrap().exists(), "the single-segment recording is still there");
+    assert!(!two[0].exists() && two[1].exists());
+    let m = Manifest::load(&out.join("20200101T000000Z-two/manifest.json")).unwrap();
+    assert_eq!(m.files.iter().map(|f| f.segment).collect::<Vec<_>>(), [2], "the manifest lists what is left");
 }
 
 #[test]

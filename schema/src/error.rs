@@ -56,6 +56,12 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// The file system is full (or the user's quota is): freeing space may cure it.
+    pub fn is_storage_full(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        matches!(self, FormatError::Io { source, .. } if matches!(source.kind(), StorageFull | QuotaExceeded))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FormatError::Io {
             path: path.into(),

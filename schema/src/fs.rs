@@ -123,11 +123,13 @@ pub(crate) fn write_atomically(tmp: &Path, dest: &Path, bytes: &[u8], durable: b
         .mode(0o640)
         .open(tmp)
         .map_err(|e| FormatError::io(tmp, e))?;
-    f.write_all(bytes).map_err(|e| FormatError::io(tmp, e))?;
-    if durable {
-        f.sync_all().map_err(|e| FormatError::io(tmp, e))?;
-    }
+    let written = f.write_all(bytes).and_then(|()| if durable { f.sync_all() } else { Ok(()) });
     drop(f);
+    if let Err(e) = written {
+        // A partial temp file would hold space a full disk needs back.
+        let _ = std::fs::remove_file(tmp);
+        return Err(FormatError::io(tmp, e));
+    }
     std::fs::rename(tmp, dest).map_err(|e| FormatError::io(dest, e))?;
     if durable {
         sync_parent(dest)?;

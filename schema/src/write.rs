@@ -292,6 +292,10 @@ impl RecordingWriter {
 /// Deletes segment `segment` of the recording in `dir` whose manifest is `manifest`:
 /// stores the manifest without its files, then deletes them. Returns the bytes freed:
 /// a file another link still holds (a snapshot's) frees nothing.
+///
+/// On a full disk the manifest cannot be rewritten until something is freed, so the
+/// files go first there: until the manifest is stored it lists files that are gone
+/// (a reader names them as missing), which beats a ring that can never free space.
 pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Result<u64> {
     let (gone, kept): (Vec<FileEntry>, Vec<FileEntry>) =
         std::mem::take(&mut manifest.files).into_iter().partition(|f| f.segment == segment);
@@ -299,11 +303,23 @@ pub fn remove_segment(dir: &Path, manifest: &mut Manifest, segment: u64) -> Resu
     if gone.is_empty() {
         return Ok(0);
     }
-    manifest.store(dir)?;
+    match manifest.store(dir) {
+        Ok(()) => delete_files(dir, &gone),
+        Err(e) if e.is_storage_full() => {
+            let freed = delete_files(dir, &gone)?;
+            manifest.store(dir)?;
+            Ok(freed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes the files `gone` of the recording in `dir`; the bytes freed.
+fn delete_files(dir: &Path, gone: &[FileEntry]) -> Result<u64> {
     let mut freed = 0;
     let mut dirs = std::collections::BTreeSet::new();
     for f in gone {
-        let p = Manifest::file_path(dir, &f);
+        let p = Manifest::file_path(dir, f);
         let last_link = std::fs::symlink_metadata(&p).map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) <= 1);
         match std::fs::remove_file(&p) {
             Ok(()) if last_link => freed += f.bytes,
