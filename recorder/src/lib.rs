@@ -43,3 +43,9 @@ pub mod writer;
 
 
 pub use options::{Options, StreamName};
+
+/// An error and its causes on one line, each said once (see
+/// [`tcpfr_schema::error::chain_text`]); for logs and the control socket's replies.
+pub fn error_text(e: &anyhow::Error) -> String {
+    tcpfr_schema::error::chain_text(e.chain())
+}

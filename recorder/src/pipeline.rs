@@ -180,7 +180,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
                 tracing::warn!("crash recovery: {}", r.summary());
                 gaps.push((r.last_time_ns, format!("crash recovery: {}", r.summary())));
             }
-            Err(e) => tracing::error!("{e:#}"),
+            Err(e) => tracing::error!("{}", crate::error_text(&e)),
         }
     }
     let writer = RecordingWriter::create(

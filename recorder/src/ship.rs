@@ -306,7 +306,7 @@ impl Rounds {
         self.count_unshipped();
         if after_failure {
             if let Err(e) = self.store.check().await {
-                let e = format!("{e:#}");
+                let e = crate::error_text(&e);
                 self.stats.error(e.clone());
                 return Err(e);
             }
@@ -328,7 +328,7 @@ impl Rounds {
                         t.shipment = Some(s);
                     }
                     Err(e) => {
-                        let e = format!("{e:#}");
+                        let e = crate::error_text(&e);
                         self.stats.error(e.clone());
                         first_error.get_or_insert(e);
                         continue;
@@ -366,7 +366,7 @@ impl Rounds {
                     }
                 }
                 Err(e) => {
-                    let e = format!("{e:#}");
+                    let e = crate::error_text(&e);
                     self.stats.error(e.clone());
                     first_error.get_or_insert(e);
                 }

@@ -224,8 +224,9 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
     let Config { out, retention, snapshots, metrics, ship } = cfg;
     let mut snaps = crate::snapshot::Snapshots::new(&out, snapshots);
     let error = |what: &str, e: anyhow::Error| {
-        tracing::error!("{what}: {e:#}");
-        *stats.last_error.lock().unwrap() = Some(format!("{what}: {e:#}"));
+        let text = format!("{what}: {}", crate::error_text(&e));
+        tracing::error!("{text}");
+        *stats.last_error.lock().unwrap() = Some(text);
     };
     let ring = |w: &mut RecordingWriter, now: i64| {
         if !retention.is_set() {
@@ -347,10 +348,10 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 let r = snaps.trigger(&req, &w);
                 match &r {
                     Ok(dir) => tracing::info!("snapshot ({}: {}): {}", req.source, req.reason, dir.display()),
-                    Err(e) => tracing::error!("snapshot failed: {e:#}"),
+                    Err(e) => tracing::error!("snapshot failed: {}", crate::error_text(e)),
                 }
                 if let Some(tx) = reply {
-                    let _ = tx.send(r.map_err(|e| format!("{e:#}")));
+                    let _ = tx.send(r.map_err(|e| crate::error_text(&e)));
                 }
             }
             Msg::Sync(reply) => {
@@ -381,7 +382,7 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
         Err(e) => return Err(e.into()),
     };
     if let Err(e) = snaps.finish(&manifest, &dir) {
-        tracing::error!("completing the snapshot: {e:#}");
+        tracing::error!("completing the snapshot: {}", crate::error_text(&e));
     }
     Ok(manifest)
 }
