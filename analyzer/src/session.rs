@@ -31,8 +31,11 @@ use crate::env::Env;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
-/// Tables whose rows are about a connection, and so get a `service` column.
-pub const EVENT_TABLES: [&str; 6] = ["retransmits", "state_changes", "resets", "rtt_samples", "flows", "sockets"];
+/// Whether `table`'s rows are about a connection (an event table), and so get a
+/// `service` column.
+pub fn has_service(table: &str) -> bool {
+    tcpfr_schema::TableId::from_name(table).is_some_and(tcpfr_schema::TableId::is_event)
+}
 
 /// Columns of `sockets` that the `rtt_samples` view adds to each sample.
 const SOCKET_COLUMNS: &str = "s.family, s.laddr, s.lport, s.raddr, s.rport, s.pid, s.comm, s.cgroup_id, s.cgroup, s.container_id";
@@ -60,7 +63,7 @@ fn view_sql_with(table: &str, source: &dyn Fn(&str) -> String, window: &Window, 
         ),
         // A dimension: not cut by the window.
         "sockets" => format!("CREATE VIEW sockets AS SELECT *, {service} AS service FROM {}", source("sockets")),
-        t if EVENT_TABLES.contains(&t) => {
+        t if has_service(t) => {
             format!("CREATE VIEW {t} AS SELECT *, {service} AS service FROM {}{}", source(t), window.sql_filter("time"))
         }
         t => format!("CREATE VIEW {t} AS SELECT * FROM {}{}", source(t), window.sql_filter("time")),
@@ -103,7 +106,7 @@ fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Windo
             filter("r.time", "r.")
         ),
         "sockets" => format!("CREATE VIEW sockets AS SELECT {}, {service} AS service FROM {}", cols("sockets", ""), source("sockets")),
-        t if EVENT_TABLES.contains(&t) => {
+        t if has_service(t) => {
             format!("CREATE VIEW {t} AS SELECT {}, {service} AS service FROM {}{}", cols(t, ""), source(t), filter("time", ""))
         }
         t => format!("CREATE VIEW {t} AS SELECT {} FROM {}{}", cols(t, ""), source(t), filter("time", "")),

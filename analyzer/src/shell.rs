@@ -75,7 +75,7 @@ pub fn describe_table(name: &str) -> Option<String> {
     if name == "rtt_samples" {
         out.push_str("  family, laddr, lport, raddr, rport, pid, comm, cgroup_id, cgroup, container_id\n      From the socket's row in `sockets` (joined by the view).\n");
     }
-    if crate::session::EVENT_TABLES.contains(&name) {
+    if crate::session::has_service(name) {
         out.push_str("  service                string\n      Service of the connection, from the services map (query-time).\n");
     }
     Some(out)

@@ -5,14 +5,8 @@
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::sync::Arc;
 
-use tcpfr_schema::flows::Flow;
-use tcpfr_schema::resets::Reset;
-use tcpfr_schema::retransmits::Retransmit;
-use tcpfr_schema::rtt_samples::RttSample;
-use tcpfr_schema::sockets::Socket;
-use tcpfr_schema::state_changes::StateChange;
 use arrow_array::RecordBatch;
-use tcpfr_schema::{Batcher, Str};
+use tcpfr_schema::{Batcher, Str, TableId};
 
 use crate::clock::Clock;
 use crate::events::Event;
@@ -21,77 +15,60 @@ use crate::net::AddrCache;
 use crate::procinfo::Owner;
 use crate::socket_table::SocketTable;
 
-/// Index of each table in `tcpfr_schema::TABLES` (and in per-stream counters).
-pub mod stream {
-    pub const RETRANSMITS: usize = 0;
-    pub const STATE_CHANGES: usize = 1;
-    pub const RESETS: usize = 2;
-    pub const RTT_SAMPLES: usize = 3;
-    pub const FLOWS: usize = 4;
-    pub const SOCKETS: usize = 5;
-    pub const HOST_COUNTERS: usize = 6;
-    pub const RECORDER_STATS: usize = 7;
-    pub const COUNT: usize = 8;
-}
-
 /// Rows per batch: small enough that builder memory is reused, big enough that
 /// per-batch costs vanish.
 const BATCH_ROWS: usize = 32 * 1024;
 
-/// Event rows produced since the last flush, appended straight into Arrow builders
-/// (no row vectors to move around: this is the hot path).
-pub struct Rows {
-    pub retransmits: Batcher<Retransmit>,
-    pub state_changes: Batcher<StateChange>,
-    pub resets: Batcher<Reset>,
-    pub rtt_samples: Batcher<RttSample>,
-    pub flows: Batcher<Flow>,
-    pub sockets: Batcher<Socket>,
-}
-
-impl Default for Rows {
-    fn default() -> Self {
-        Rows {
-            retransmits: Batcher::new(BATCH_ROWS),
-            state_changes: Batcher::new(BATCH_ROWS),
-            resets: Batcher::new(BATCH_ROWS),
-            rtt_samples: Batcher::new(BATCH_ROWS),
-            flows: Batcher::new(BATCH_ROWS),
-            sockets: Batcher::new(BATCH_ROWS),
+macro_rules! rows {
+    ($($id:ident $name:ident $row:path;)*) => {
+        /// Event rows produced since the last flush, appended straight into Arrow
+        /// builders (no row vectors to move around: this is the hot path).
+        pub struct Rows {
+            $(pub $name: Batcher<$row>,)*
         }
-    }
-}
 
-/// Rows of one flush, as batches per table.
-#[derive(Default)]
-pub struct Batches {
-    pub retransmits: Vec<RecordBatch>,
-    pub state_changes: Vec<RecordBatch>,
-    pub resets: Vec<RecordBatch>,
-    pub rtt_samples: Vec<RecordBatch>,
-    pub flows: Vec<RecordBatch>,
-    pub sockets: Vec<RecordBatch>,
-}
-
-impl Rows {
-    /// The rows so far as batches.
-    pub fn finish(&mut self) -> Batches {
-        Batches {
-            retransmits: self.retransmits.finish(),
-            state_changes: self.state_changes.finish(),
-            resets: self.resets.finish(),
-            rtt_samples: self.rtt_samples.finish(),
-            flows: self.flows.finish(),
-            sockets: self.sockets.finish(),
+        impl Default for Rows {
+            fn default() -> Self {
+                Rows { $($name: Batcher::new(BATCH_ROWS),)* }
+            }
         }
-    }
+
+        /// Rows of one flush, as batches per event table.
+        #[derive(Default)]
+        pub struct Batches {
+            $(pub $name: Vec<RecordBatch>,)*
+        }
+
+        impl Rows {
+            /// The rows so far as batches.
+            pub fn finish(&mut self) -> Batches {
+                Batches { $($name: self.$name.finish(),)* }
+            }
+        }
+
+        impl Batches {
+            /// Rows per event table, in [`TableId::ALL`] order (the others count 0).
+            pub fn rows(&self) -> [u64; TableId::COUNT] {
+                let n = |b: &[RecordBatch]| b.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                let mut c = [0; TableId::COUNT];
+                $(c[TableId::$id.index()] = n(&self.$name);)*
+                c
+            }
+
+            /// Hands the batches to the recording writer.
+            pub fn push_into(self, w: &mut tcpfr_schema::write::RecordingWriter) {
+                $(self.$name.into_iter().for_each(|b| w.$name.push_batch(b));)*
+            }
+        }
+    };
 }
+tcpfr_schema::for_each_event_table!(rows);
 
 /// Per-stream counts since the last `recorder_stats` row.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct StreamCounts {
-    pub seen: [u64; stream::COUNT],
-    pub filtered: [u64; stream::COUNT],
+    pub seen: [u64; TableId::COUNT],
+    pub filtered: [u64; TableId::COUNT],
 }
 
 pub struct Enricher {
@@ -101,7 +78,7 @@ pub struct Enricher {
     pub sockets: SocketTable,
     pub filter: Filter,
     /// Which tables to write (indexes of `stream`).
-    pub enabled: [bool; stream::COUNT],
+    pub enabled: [bool; TableId::COUNT],
     /// `enum sk_rst_reason` names of this kernel.
     pub reset_reasons: HashMap<u32, Str>,
     pub rows: Rows,
@@ -123,7 +100,7 @@ impl Enricher {
             addrs: AddrCache::default(),
             sockets,
             filter,
-            enabled: [true; stream::COUNT],
+            enabled: [true; TableId::COUNT],
             reset_reasons: HashMap::new(),
             rows: Rows::default(),
             counts: StreamCounts::default(),
@@ -161,16 +138,16 @@ impl Enricher {
         }
     }
 
-    /// Whether a row of `stream` about this socket is kept (enabled and not filtered);
+    /// Whether a row of `table` about this socket is kept (enabled and not filtered);
     /// counts it as filtered otherwise.
-    pub fn keep(&mut self, stream: usize, ends: &crate::net::Endpoints, owner: Option<&Owner>) -> bool {
-        if !self.enabled[stream] {
+    pub fn keep(&mut self, table: TableId, ends: &crate::net::Endpoints, owner: Option<&Owner>) -> bool {
+        if !self.enabled[table.index()] {
             return false;
         }
         if self.filter.is_empty() || self.filter.keeps(ends, owner) {
             true
         } else {
-            self.counts.filtered[stream] += 1;
+            self.counts.filtered[table.index()] += 1;
             false
         }
     }

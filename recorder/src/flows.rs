@@ -1,16 +1,17 @@
 //! sock_ops counters at close, plus each socket's life from the socket table →
 //! `flows` rows.
 
+use tcpfr_schema::TableId;
 use tcpfr_schema::flows::{counters, handshake, Flow, RawFlowCounters};
 use tcpfr_schema::raw::tcp_state::{SYN_RECV, SYN_SENT};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{owner_cols, stream, Enricher};
+use crate::enrich::{owner_cols, Enricher};
 use crate::socket_table::{errno_name, state_name, Socket};
 
 /// Counters arrive just before the CLOSE state change of the same socket.
 pub fn handle_counters(e: &mut Enricher, ev: &RawFlowCounters) {
-    e.counts.seen[stream::FLOWS] += 1;
+    e.counts.seen[TableId::Flows.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs, time_ns);
     s.counters = Some(*ev);
@@ -58,7 +59,7 @@ fn handshake_wait(s: &Socket, close_ns: Option<i64>) -> Option<i64> {
 /// when — still open at the end, or its close was missed). `closed_from` is the state
 /// it left and `sk_err` when we saw it reach CLOSE.
 pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, closed_from: Option<(u8, i32)>) {
-    if !e.keep(stream::FLOWS, &s.ends, s.owner.as_deref()) {
+    if !e.keep(TableId::Flows, &s.ends, s.owner.as_deref()) {
         return;
     }
     let c = s.counters.filter(|_| close_ns.is_some());

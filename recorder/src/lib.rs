@@ -42,7 +42,7 @@ pub mod tracefs;
 pub mod writer;
 
 
-pub use options::{Options, StreamName};
+pub use options::Options;
 
 /// An error and its causes on one line, each said once (see
 /// [`tcpfr_schema::error::chain_text`]); for logs and the control socket's replies.

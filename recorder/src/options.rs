@@ -4,18 +4,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use tcpfr_schema::TableId;
 
 use crate::{filter, host_counters};
 
-/// Streams the recorder can record (one per table fed by the kernel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamName {
-    Retransmits,
-    StateChanges,
-    Resets,
-    RttSamples,
-    Flows,
+/// Names of the tables the kernel feeds: what `--streams` chooses from.
+fn stream_names() -> impl Iterator<Item = &'static str> {
+    TableId::ALL.into_iter().filter(|t| t.stream_bit() != 0).map(TableId::name)
+}
+
+/// One `--streams` value: a table the kernel feeds, by its table name.
+fn stream_parser() -> impl clap::builder::TypedValueParser<Value = TableId> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(stream_names())
+        .map(|s: String| TableId::from_name(&s).expect("the parser only accepts table names"))
+}
+
+fn ser_tables<S: serde::Serializer>(t: &[TableId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(t.iter().map(|t| t.name()))
 }
 
 /// Record TCP trouble (retransmits, failed handshakes, resets, RTT) into Parquet.
@@ -105,9 +111,10 @@ pub struct Options {
     #[serde(serialize_with = "ser_duration")]
     pub rtt_interval: Duration,
 
-    /// Streams to record (default: all).
-    #[arg(long, value_delimiter = ',', value_name = "STREAM")]
-    pub streams: Vec<StreamName>,
+    /// Streams to record, by table name (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "STREAM", value_parser = stream_parser())]
+    #[serde(serialize_with = "ser_tables")]
+    pub streams: Vec<TableId>,
 
     /// Only connections with this local or remote port (or range 8000-8100); repeatable.
     #[arg(long = "port", value_name = "PORT[-PORT]", value_parser = filter::parse_port_range)]

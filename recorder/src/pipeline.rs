@@ -2,25 +2,26 @@
 //! with host counters and recorder statistics every interval, until a signal or the
 //! `--duration` ends it; then everything still open is written and the manifest closed.
 
+use tcpfr_schema::TableId;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
-use tcpfr_schema::raw::{stream as kstream, KernelConfig, RAW_ABI_VERSION};
+use tcpfr_schema::raw::{KernelConfig, RAW_ABI_VERSION};
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter, WriterOptions};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::clock::{mono_ns, Clock};
-use crate::enrich::{stream, Enricher};
+use crate::enrich::Enricher;
 use crate::filter::Filter;
 use crate::host_counters::CounterReader;
 use crate::procinfo::Cgroups;
 use crate::socket_table::SocketTable;
 use crate::writer::{Msg, WriterHandle};
-use crate::{loader, recorder_stats, Options, StreamName};
+use crate::{loader, recorder_stats, Options};
 
 /// Events with kernel timestamps this much before a drain are all in the ring by then.
 const WATERMARK_LAG_NS: i64 = 20_000_000;
@@ -28,17 +29,10 @@ const WATERMARK_LAG_NS: i64 = 20_000_000;
 /// How often the ring is read when the programs have not asked for it.
 const RING_POLL: Duration = Duration::from_millis(50);
 
-/// Rows of each table that are enabled, from `--streams`.
-fn enabled_streams(opts: &Options) -> [bool; stream::COUNT] {
-    let all = opts.streams.is_empty();
-    let on = |s: StreamName| all || opts.streams.contains(&s);
-    let mut e = [true; stream::COUNT];
-    e[stream::RETRANSMITS] = on(StreamName::Retransmits);
-    e[stream::STATE_CHANGES] = on(StreamName::StateChanges);
-    e[stream::RESETS] = on(StreamName::Resets);
-    e[stream::RTT_SAMPLES] = on(StreamName::RttSamples);
-    e[stream::FLOWS] = on(StreamName::Flows);
-    e
+/// Rows of each table that are enabled, from `--streams` (tables no kernel program
+/// feeds are always on).
+fn enabled_streams(opts: &Options) -> [bool; TableId::COUNT] {
+    TableId::ALL.map(|t| t.stream_bit() == 0 || opts.streams.is_empty() || opts.streams.contains(&t))
 }
 
 /// Snapshots' limits; without --max-snapshot-disk they may take half of --max-disk.
@@ -134,18 +128,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
         tracing::warn!("{w}");
     }
     let enabled = enabled_streams(&opts);
-    let mut streams = 0;
-    for (i, bit) in [
-        (stream::RETRANSMITS, kstream::RETRANSMITS),
-        (stream::STATE_CHANGES, kstream::STATE_CHANGES),
-        (stream::RESETS, kstream::RESETS),
-        (stream::RTT_SAMPLES, kstream::RTT_SAMPLES),
-        (stream::FLOWS, kstream::FLOWS),
-    ] {
-        if enabled[i] {
-            streams |= bit;
-        }
-    }
+    let streams = TableId::ALL.into_iter().filter(|t| enabled[t.index()]).fold(0, |bits, t| bits | t.stream_bit());
     let config = KernelConfig {
         abi_version: RAW_ABI_VERSION,
         streams,
@@ -219,7 +202,7 @@ pub async fn run(mut opts: Options) -> Result<()> {
     enr.total_retrans_known = kernel_btf.offsets.tcp_total_retrans != tcpfr_schema::raw::NO_OFFSET;
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
-    let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[stream::FLOWS])?;
+    let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[TableId::Flows.index()])?;
     // Owners of sockets that already exist, before events about them are read. Scanned
     // after the programs are attached: a socket born between a scan and the attachment
     // would be in neither.

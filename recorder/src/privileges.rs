@@ -38,7 +38,8 @@ use anyhow::{bail, Context, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 
 use crate::host_counters::NetnsMode;
-use crate::{Options, StreamName};
+use crate::Options;
+use tcpfr_schema::TableId;
 
 /// A thread of the recorder, for what it keeps after start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub const CAPABILITIES: &[Need] = &[
 
 /// The capabilities these options need.
 pub fn required(opts: &Options) -> Vec<&'static Need> {
-    let flows = opts.streams.is_empty() || opts.streams.contains(&StreamName::Flows);
+    let flows = opts.streams.is_empty() || opts.streams.contains(&TableId::Flows);
     CAPABILITIES
         .iter()
         .filter(|n| match n.cap {

@@ -5,30 +5,30 @@ use std::sync::atomic::Ordering;
 
 use tcpfr_schema::raw::{counter, kind};
 use tcpfr_schema::recorder_stats::{stream as rs_stream, RecorderStats};
-use tcpfr_schema::{Str, UtcNanos, TABLES};
+use tcpfr_schema::{Str, TableId, UtcNanos};
 
-use crate::enrich::{stream, StreamCounts};
+use crate::enrich::StreamCounts;
 use crate::writer::WriterStats;
 
 /// The table a kernel event kind feeds (for per-stream loss counts).
-pub fn stream_of_kind(k: usize) -> Option<usize> {
+pub fn stream_of_kind(k: usize) -> Option<TableId> {
     Some(match k as u8 {
-        kind::RETRANSMIT | kind::RETRANSMIT_SYNACK => stream::RETRANSMITS,
-        kind::STATE_CHANGE => stream::STATE_CHANGES,
-        kind::RESET_SENT | kind::RESET_RECEIVED => stream::RESETS,
-        kind::RTT_SAMPLE => stream::RTT_SAMPLES,
-        kind::FLOW_COUNTERS => stream::FLOWS,
+        kind::RETRANSMIT | kind::RETRANSMIT_SYNACK => TableId::Retransmits,
+        kind::STATE_CHANGE => TableId::StateChanges,
+        kind::RESET_SENT | kind::RESET_RECEIVED => TableId::Resets,
+        kind::RTT_SAMPLE => TableId::RttSamples,
+        kind::FLOW_COUNTERS => TableId::Flows,
         _ => return None,
     })
 }
 
 /// The table a program feeds (for the kernel's per-program recursion misses).
-pub fn stream_of_program(name: &str) -> Option<usize> {
+pub fn stream_of_program(name: &str) -> Option<TableId> {
     Some(match name {
-        "tcp_retransmit_skb" | "tcp_retransmit_synack" => stream::RETRANSMITS,
-        "inet_sock_set_state" => stream::STATE_CHANGES,
-        "tcp_send_reset" | "tcp_receive_reset" => stream::RESETS,
-        "tcpfr_sock_ops" => stream::FLOWS,
+        "tcp_retransmit_skb" | "tcp_retransmit_synack" => TableId::Retransmits,
+        "inet_sock_set_state" => TableId::StateChanges,
+        "tcp_send_reset" | "tcp_receive_reset" => TableId::Resets,
+        "tcpfr_sock_ops" => TableId::Flows,
         // tcp_probe runs per ACK and samples are rate-limited: a skipped run rarely
         // costs a sample, so its misses are reported in a note, not as lost events.
         _ => return None,
@@ -41,8 +41,8 @@ pub struct StatsState {
     misses: std::collections::HashMap<String, u64>,
     lost: [u64; kind::COUNT],
     rate_limited: u64,
-    written: [u64; stream::COUNT],
-    dropped: [u64; stream::COUNT],
+    written: [u64; TableId::COUNT],
+    dropped: [u64; TableId::COUNT],
     last_ns: i64,
 }
 
@@ -63,45 +63,43 @@ pub fn rows(
     rate_limited: u64,
     misses: &[(String, u64)],
     writer: &WriterStats,
-    enabled: &[bool; stream::COUNT],
+    enabled: &[bool; TableId::COUNT],
 ) -> Vec<RecorderStats> {
-    let mut per_stream_lost = [0i64; stream::COUNT];
+    let mut per_stream_lost = [0i64; TableId::COUNT];
     for (k, total) in lost.iter().enumerate() {
         if let Some(s) = stream_of_kind(k) {
-            per_stream_lost[s] += (total - st.lost[k]) as i64;
+            per_stream_lost[s.index()] += (total - st.lost[k]) as i64;
         }
     }
     st.lost = lost;
     // The kernel skips a program that is already running on the CPU (an interrupt
     // arrived while it ran): those events are lost too, and said so.
-    let mut per_stream_missed = [0i64; stream::COUNT];
+    let mut per_stream_missed = [0i64; TableId::COUNT];
     let mut probe_skipped = 0;
     for (name, total) in misses {
         let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);
         let delta = total.saturating_sub(prev) as i64;
         match stream_of_program(name) {
-            Some(s) => per_stream_missed[s] += delta,
+            Some(s) => per_stream_missed[s.index()] += delta,
             None if name == "tcp_probe" => probe_skipped += delta,
             None => {}
         }
     }
     let mut filtered = counts.filtered.map(|v| v as i64);
-    filtered[stream::RTT_SAMPLES] += (rate_limited - st.rate_limited) as i64;
+    filtered[TableId::RttSamples.index()] += (rate_limited - st.rate_limited) as i64;
     st.rate_limited = rate_limited;
     let interval = now - st.last_ns;
     st.last_ns = now;
     let mut out = Vec::new();
-    for (i, name) in TABLES.iter().enumerate() {
-        if i == stream::HOST_COUNTERS || i == stream::RECORDER_STATS || !enabled[i] {
-            continue;
-        }
+    for table in TableId::ALL.into_iter().filter(|t| t.is_event() && enabled[t.index()]) {
+        let i = table.index();
         let written = writer.rows_written[i].load(Ordering::Relaxed);
         let dropped = writer.rows_dropped[i].load(Ordering::Relaxed);
         out.push(RecorderStats {
             host: host.clone(),
             time: UtcNanos(now),
             interval_ns: interval,
-            stream: Str::from(*name),
+            stream: Str::from(table.name()),
             events_seen: counts.seen[i] as i64,
             events_lost: per_stream_lost[i] + per_stream_missed[i],
             events_filtered: filtered[i],
@@ -109,7 +107,7 @@ pub fn rows(
             rows_dropped: (dropped - st.dropped[i]) as i64,
             gap_start: None,
             gap_end: None,
-            note: lost_note(per_stream_lost[i], per_stream_missed[i], if i == stream::RTT_SAMPLES { probe_skipped } else { 0 }),
+            note: lost_note(per_stream_lost[i], per_stream_missed[i], if i == TableId::RttSamples.index() { probe_skipped } else { 0 }),
             shipped_files: None,
             shipped_bytes: None,
             unshipped_files: None,

@@ -1,16 +1,17 @@
 //! `tcp_send_reset` / `tcp_receive_reset` events → `resets` rows.
 
+use tcpfr_schema::TableId;
 use std::sync::Arc;
 
 use tcpfr_schema::raw::kind;
 use tcpfr_schema::resets::{RawReset, Reset};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{nonzero, owner_cols, stream, Enricher};
+use crate::enrich::{nonzero, owner_cols, Enricher};
 use crate::socket_table::state_name;
 
 pub fn handle(e: &mut Enricher, ev: &RawReset) {
-    e.counts.seen[stream::RESETS] += 1;
+    e.counts.seen[TableId::Resets.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let time = UtcNanos(time_ns);
     let netns = nonzero(ev.hdr.netns);
@@ -30,7 +31,7 @@ pub fn handle(e: &mut Enricher, ev: &RawReset) {
         }
         r
     };
-    if !e.keep(stream::RESETS, &ends, owner.as_deref()) {
+    if !e.keep(TableId::Resets, &ends, owner.as_deref()) {
         return;
     }
     let reason = if sent && ev.reason != u32::MAX {

@@ -1,10 +1,11 @@
 //! `tcp_retransmit_skb` / `tcp_retransmit_synack` events → `retransmits` rows.
 
+use tcpfr_schema::TableId;
 use tcpfr_schema::raw::kind;
 use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit, Retransmit};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{nonzero, owner_cols, stream, Enricher};
+use crate::enrich::{nonzero, owner_cols, Enricher};
 use crate::socket_table::{state_name, Socket};
 
 /// Whether the kernel counted this attempt in RetransSegs / total_retrans. Exact when
@@ -27,7 +28,7 @@ fn counted(s: &mut Socket, ev: &RawRetransmit, exact: bool) -> bool {
 }
 
 pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
-    e.counts.seen[stream::RETRANSMITS] += 1;
+    e.counts.seen[TableId::Retransmits.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let time = UtcNanos(time_ns);
     let netns = nonzero(ev.hdr.netns);
@@ -55,7 +56,7 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
     if due {
         crate::sockets::announce(e, ev.hdr.sk, time_ns, false);
     }
-    if !e.keep(stream::RETRANSMITS, &ends, owner.as_deref()) {
+    if !e.keep(TableId::Retransmits, &ends, owner.as_deref()) {
         return;
     }
     let o = owner_cols(owner.as_ref());

@@ -1,12 +1,13 @@
 //! `tcp_probe` events (already rate-limited in the kernel) → `rtt_samples` rows.
 
+use tcpfr_schema::TableId;
 use tcpfr_schema::rtt_samples::{RawRttSample, RttSample, TCP_INFINITE_SSTHRESH};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{stream, Enricher};
+use crate::enrich::Enricher;
 
 pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
-    e.counts.seen[stream::RTT_SAMPLES] += 1;
+    e.counts.seen[TableId::RttSamples.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let time = UtcNanos(time_ns);
     // tcp_probe runs per ACK; its program skips the namespace read to stay cheap.
@@ -18,11 +19,11 @@ pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
     if due {
         crate::sockets::announce(e, ev.hdr.sk, time_ns, false);
     }
-    if !e.enabled[stream::RTT_SAMPLES] {
+    if !e.enabled[TableId::RttSamples.index()] {
         return;
     }
     if !keep {
-        e.counts.filtered[stream::RTT_SAMPLES] += 1;
+        e.counts.filtered[TableId::RttSamples.index()] += 1;
         return;
     }
     e.rows.rtt_samples.push(&RttSample {

@@ -1,10 +1,11 @@
 //! `sockets` rows: one per socket, written once its addresses are known (for
 //! connect(), when the local port has been chosen), or at its close at the latest.
 
+use tcpfr_schema::TableId;
 use tcpfr_schema::sockets::Socket as SocketRow;
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{owner_cols, stream, Enricher};
+use crate::enrich::{owner_cols, Enricher};
 
 /// Whether the socket's row is still to be written and can be.
 #[inline]
@@ -21,8 +22,8 @@ pub fn announce(e: &mut Enricher, sk: u64, time_ns: i64, force: bool) {
     }
     s.announced = true;
     let (id, origin, netns, ends, owner) = (s.id, s.origin, s.netns, s.ends.clone(), s.owner.clone());
-    e.counts.seen[stream::SOCKETS] += 1;
-    if !e.keep(stream::SOCKETS, &ends, owner.as_deref()) {
+    e.counts.seen[TableId::Sockets.index()] += 1;
+    if !e.keep(TableId::Sockets, &ends, owner.as_deref()) {
         return;
     }
     let o = owner_cols(owner.as_ref());

@@ -1,15 +1,16 @@
 //! `inet_sock_set_state` events → `state_changes` rows, and the life of each socket:
 //! births (with their owners), handshakes, and closes (which write `flows` rows).
 
+use tcpfr_schema::TableId;
 use tcpfr_schema::raw::tcp_state::{CLOSE, ESTABLISHED, LISTEN, SYN_RECV, SYN_SENT};
 use tcpfr_schema::state_changes::{RawStateChange, StateChange};
 use tcpfr_schema::UtcNanos;
 
-use crate::enrich::{nonzero, owner_cols, stream, Enricher};
+use crate::enrich::{nonzero, owner_cols, Enricher};
 use crate::socket_table::{errno_name, state_name, Birth};
 
 pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
-    e.counts.seen[stream::STATE_CHANGES] += 1;
+    e.counts.seen[TableId::StateChanges.index()] += 1;
     let time = e.clock.utc(ev.hdr.ts_ns);
     let netns = nonzero(ev.hdr.netns);
     let sk = ev.hdr.sk;
@@ -40,7 +41,7 @@ pub fn handle(e: &mut Enricher, ev: &RawStateChange) {
         crate::sockets::announce(e, sk, time, ev.new_state == CLOSE);
     }
     let error = (ev.new_state == CLOSE && ev.sk_err != 0).then(|| errno_name(ev.sk_err));
-    if e.keep(stream::STATE_CHANGES, &ends, owner.as_deref()) {
+    if e.keep(TableId::StateChanges, &ends, owner.as_deref()) {
         let o = owner_cols(owner.as_ref());
         let row = StateChange {
             host: e.host.clone(),

@@ -1,6 +1,7 @@
 //! The writer thread: owns the `RecordingWriter` so that Parquet encoding and disk I/O
 //! never stall the thread that drains the ring buffer.
 
+use tcpfr_schema::TableId;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -46,8 +47,8 @@ pub enum Msg {
 /// What the writer did, read by the pipeline for `recorder_stats`.
 #[derive(Default)]
 pub struct WriterStats {
-    pub rows_written: [AtomicU64; crate::enrich::stream::COUNT],
-    pub rows_dropped: [AtomicU64; crate::enrich::stream::COUNT],
+    pub rows_written: [AtomicU64; TableId::COUNT],
+    pub rows_dropped: [AtomicU64; TableId::COUNT],
     pub last_error: Mutex<Option<String>>,
     /// Segments (and their bytes) deleted by the flight-recorder ring.
     pub evicted_segments: AtomicU64,
@@ -129,33 +130,11 @@ fn give_up(w: &mut RecordingWriter, e: &tcpfr_schema::FormatError, stats: &Write
     Degraded { since, reason, dropped, next_probe: now + PROBE_INTERVAL_NS }
 }
 
-/// Rows per table (in `TABLES` order) of one flush message.
-fn count_rows(b: &Batches, host_counters: usize, recorder_stats: usize) -> [u64; crate::enrich::stream::COUNT] {
-    let n = |v: &[arrow_array::RecordBatch]| v.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-    let mut c = [0u64; crate::enrich::stream::COUNT];
-    c[crate::enrich::stream::RETRANSMITS] = n(&b.retransmits);
-    c[crate::enrich::stream::STATE_CHANGES] = n(&b.state_changes);
-    c[crate::enrich::stream::RESETS] = n(&b.resets);
-    c[crate::enrich::stream::RTT_SAMPLES] = n(&b.rtt_samples);
-    c[crate::enrich::stream::FLOWS] = n(&b.flows);
-    c[crate::enrich::stream::SOCKETS] = n(&b.sockets);
-    c[crate::enrich::stream::HOST_COUNTERS] = host_counters as u64;
-    c[crate::enrich::stream::RECORDER_STATS] = recorder_stats as u64;
-    c
-}
-
-/// Rows still buffered in the writer at stop, per table (in `TABLES` order).
-fn pending_rows(w: &RecordingWriter) -> [u64; crate::enrich::stream::COUNT] {
-    use crate::enrich::stream;
-    let mut c = [0u64; stream::COUNT];
-    c[stream::RETRANSMITS] = w.retransmits.pending() as u64;
-    c[stream::STATE_CHANGES] = w.state_changes.pending() as u64;
-    c[stream::RESETS] = w.resets.pending() as u64;
-    c[stream::RTT_SAMPLES] = w.rtt_samples.pending() as u64;
-    c[stream::FLOWS] = w.flows.pending() as u64;
-    c[stream::SOCKETS] = w.sockets.pending() as u64;
-    c[stream::HOST_COUNTERS] = w.host_counters.pending() as u64;
-    c[stream::RECORDER_STATS] = w.recorder_stats.pending() as u64;
+/// Rows per table (in [`TableId::ALL`] order) of one flush message.
+fn count_rows(b: &Batches, host_counters: usize, recorder_stats: usize) -> [u64; TableId::COUNT] {
+    let mut c = b.rows();
+    c[TableId::HostCounters.index()] = host_counters as u64;
+    c[TableId::RecorderStats.index()] = recorder_stats as u64;
     c
 }
 
@@ -165,7 +144,7 @@ fn pending_rows(w: &RecordingWriter) -> [u64; crate::enrich::stream::COUNT] {
 /// table that promises nothing was lost silently counts exactly).
 fn count_final_rows(w: &RecordingWriter, rows: &Batches, recorder_stats: &mut [RecorderStats], stats: &WriterStats) {
     let incoming = count_rows(rows, 0, 0);
-    let pending = pending_rows(w);
+    let pending = w.pending_rows();
     for (i, table) in tcpfr_schema::TABLES.iter().enumerate() {
         let n = pending[i] + incoming[i];
         let last = recorder_stats.iter_mut().rev().find(|r| r.interval_ns > 0 && r.gap_start.is_none() && &*r.stream == *table);
@@ -210,12 +189,7 @@ fn describe(e: &tcpfr_schema::FormatError) -> String {
 
 /// Hands a flush's rows to the recording writer.
 pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostCounters>, stats: Vec<RecorderStats>) {
-    rows.retransmits.into_iter().for_each(|b| w.retransmits.push_batch(b));
-    rows.state_changes.into_iter().for_each(|b| w.state_changes.push_batch(b));
-    rows.resets.into_iter().for_each(|b| w.resets.push_batch(b));
-    rows.rtt_samples.into_iter().for_each(|b| w.rtt_samples.push_batch(b));
-    rows.flows.into_iter().for_each(|b| w.flows.push_batch(b));
-    rows.sockets.into_iter().for_each(|b| w.sockets.push_batch(b));
+    rows.push_into(w);
     host_counters.into_iter().for_each(|r| w.host_counters.push(r));
     stats.into_iter().for_each(|r| w.recorder_stats.push(r));
 }

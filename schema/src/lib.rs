@@ -5,6 +5,7 @@
 //! next to this crate documents it for them (a test keeps that document and the
 //! schemas here in agreement).
 //!
+//! * [`tables`]: the list of tables ([`TableId`], [`for_each_table!`]).
 //! * [`raw`] and the `Raw*` structs of each table module: the `#[repr(C)]` events the
 //!   eBPF programs put in the ring buffer. These build without `std` (the eBPF crate
 //!   uses this crate with `default-features = false`).
@@ -18,6 +19,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod raw;
+pub mod tables;
 
 pub mod flows;
 pub mod host_counters;
@@ -58,54 +60,43 @@ pub const FORMAT_MAJOR: u32 = 1;
 /// Record format minor version: additions only (new columns, new tables).
 pub const FORMAT_MINOR: u32 = 1;
 
-/// Every table of format v1, in a fixed order.
-pub const TABLES: [&str; 8] = [
-    "retransmits",
-    "state_changes",
-    "resets",
-    "rtt_samples",
-    "flows",
-    "sockets",
-    "host_counters",
-    "recorder_stats",
-];
+pub use tables::{TableId, TABLES};
 
 #[cfg(feature = "std")]
 pub use error::{FormatError, Result};
 #[cfg(feature = "std")]
 pub use table::{Batcher, Str, Table, TableBuilder, UtcNanos};
 
+macro_rules! lookups {
+    ($($id:ident $name:ident $row:path;)*) => {
+        #[cfg(feature = "std")]
+        impl TableId {
+            /// The table's Arrow schema.
+            pub fn schema(self) -> arrow_schema::SchemaRef {
+                match self {
+                    $(TableId::$id => <$row as Table>::schema(),)*
+                }
+            }
+
+            /// The table's description and its columns' (for docs and `\d`).
+            pub fn describe(self) -> (&'static str, &'static [table::ColumnInfo]) {
+                match self {
+                    $(TableId::$id => (<$row as Table>::DOC, <$row as Table>::columns()),)*
+                }
+            }
+        }
+    };
+}
+for_each_table!(lookups);
+
 /// Arrow schema of a table by name.
 #[cfg(feature = "std")]
 pub fn schema_of(table: &str) -> Option<arrow_schema::SchemaRef> {
-    Some(match table {
-        "retransmits" => retransmits::Retransmit::schema(),
-        "state_changes" => state_changes::StateChange::schema(),
-        "resets" => resets::Reset::schema(),
-        "rtt_samples" => rtt_samples::RttSample::schema(),
-        "flows" => flows::Flow::schema(),
-        "sockets" => sockets::Socket::schema(),
-        "host_counters" => host_counters::HostCounters::schema(),
-        "recorder_stats" => recorder_stats::RecorderStats::schema(),
-        _ => return None,
-    })
+    TableId::from_name(table).map(TableId::schema)
 }
 
 /// Column descriptions and table description of a table by name (for docs and `\d`).
 #[cfg(feature = "std")]
 pub fn describe(table: &str) -> Option<(&'static str, &'static [table::ColumnInfo])> {
-    fn d<T: Table>() -> (&'static str, &'static [table::ColumnInfo]) {
-        (T::DOC, T::columns())
-    }
-    Some(match table {
-        "retransmits" => d::<retransmits::Retransmit>(),
-        "state_changes" => d::<state_changes::StateChange>(),
-        "resets" => d::<resets::Reset>(),
-        "rtt_samples" => d::<rtt_samples::RttSample>(),
-        "flows" => d::<flows::Flow>(),
-        "sockets" => d::<sockets::Socket>(),
-        "host_counters" => d::<host_counters::HostCounters>(),
-        "recorder_stats" => d::<recorder_stats::RecorderStats>(),
-        _ => return None,
-    })
+    TableId::from_name(table).map(TableId::describe)
 }

@@ -263,11 +263,12 @@ pub mod kernel_flag {
 
 /// Bits of [`KernelConfig::streams`].
 pub mod stream {
-    pub const RETRANSMITS: u32 = 1;
-    pub const STATE_CHANGES: u32 = 2;
-    pub const RESETS: u32 = 4;
-    pub const RTT_SAMPLES: u32 = 8;
-    pub const FLOWS: u32 = 16;
+    use crate::TableId;
+    pub const RETRANSMITS: u32 = TableId::Retransmits.stream_bit();
+    pub const STATE_CHANGES: u32 = TableId::StateChanges.stream_bit();
+    pub const RESETS: u32 = TableId::Resets.stream_bit();
+    pub const RTT_SAMPLES: u32 = TableId::RttSamples.stream_bit();
+    pub const FLOWS: u32 = TableId::Flows.stream_bit();
 }
 
 const EMPTY_ADDR: AddrOffsets = AddrOffsets {

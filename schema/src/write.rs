@@ -36,6 +36,7 @@ pub use crate::file_options::{writer_properties, WriterOptions};
 use crate::file_options::file_kv;
 use crate::fs::{create_dir_all, create_file, sync_dir, sync_parent, write_atomically, write_err, HashingWriter};
 use crate::layout;
+use crate::TableId;
 use crate::manifest::{FileEntry, Manifest};
 use crate::table::{Table, TableBuilder};
 use crate::time::rfc3339;
@@ -55,47 +56,53 @@ pub struct RecordingInfo {
 /// Result of one [`RecordingWriter::flush`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FlushReport {
-    /// Rows written per table, in [`crate::TABLES`] order.
-    pub rows_written: [u64; crate::TABLES.len()],
+    /// Rows written per table, in [`TableId::ALL`] order.
+    pub rows_written: [u64; TableId::COUNT],
     /// Whether this flush rotated to a new segment.
     pub rotated: bool,
 }
 
-/// Writes one recording directory.
-pub struct RecordingWriter {
-    dir: PathBuf,
-    manifest: Manifest,
-    opts: WriterOptions,
-    segment: u64,
-    segment_start_ns: i64,
-    /// Files given up by [`Self::abandon`] whose complete row groups could not be
-    /// kept yet.
-    unsalvaged: Vec<(&'static str, PathBuf)>,
-    pub retransmits: TableWriter<crate::retransmits::Retransmit>,
-    pub state_changes: TableWriter<crate::state_changes::StateChange>,
-    pub resets: TableWriter<crate::resets::Reset>,
-    pub rtt_samples: TableWriter<crate::rtt_samples::RttSample>,
-    pub flows: TableWriter<crate::flows::Flow>,
-    pub sockets: TableWriter<crate::sockets::Socket>,
-    pub host_counters: TableWriter<crate::host_counters::HostCounters>,
-    pub recorder_stats: TableWriter<crate::recorder_stats::RecorderStats>,
-}
+macro_rules! recording_writer {
+    ($($id:ident $name:ident $row:path;)*) => {
+        /// Writes one recording directory.
+        pub struct RecordingWriter {
+            dir: PathBuf,
+            manifest: Manifest,
+            opts: WriterOptions,
+            segment: u64,
+            segment_start_ns: i64,
+            /// Files given up by [`Self::abandon`] whose complete row groups could not be
+            /// kept yet.
+            unsalvaged: Vec<(TableId, PathBuf)>,
+            $(pub $name: TableWriter<$row>,)*
+        }
 
-macro_rules! each_table {
-    ($self:ident, |$t:ident| $body:expr) => {{
-        // Same order as crate::TABLES.
-        [
-            { let $t = &mut $self.retransmits as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.state_changes as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.resets as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.rtt_samples as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.flows as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.sockets as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.host_counters as &mut dyn AnyTableWriter; $body },
-            { let $t = &mut $self.recorder_stats as &mut dyn AnyTableWriter; $body },
-        ]
-    }};
+        impl RecordingWriter {
+            fn with_tables(dir: &Path, manifest: Manifest, opts: WriterOptions, start_ns: i64, ctx: Arc<FileContext>) -> Self {
+                RecordingWriter {
+                    dir: dir.to_path_buf(),
+                    manifest,
+                    opts,
+                    segment: 1,
+                    segment_start_ns: start_ns,
+                    unsalvaged: Vec::new(),
+                    $($name: TableWriter::new(ctx.clone()),)*
+                }
+            }
+
+            /// Every table's writer, in [`TableId::ALL`] order.
+            fn tables(&mut self) -> [&mut dyn AnyTableWriter; TableId::COUNT] {
+                [$(&mut self.$name,)*]
+            }
+
+            /// Rows buffered and not yet written, per table in [`TableId::ALL`] order.
+            pub fn pending_rows(&self) -> [u64; TableId::COUNT] {
+                [$(self.$name.pending() as u64,)*]
+            }
+        }
+    };
 }
+crate::for_each_table!(recording_writer);
 
 impl RecordingWriter {
     /// Creates `dir` (must not already hold a recording) and its first manifest.
@@ -117,23 +124,7 @@ impl RecordingWriter {
             host: manifest.host.clone(),
             opts: opts.clone(),
         };
-        let ctx = Arc::new(ctx);
-        Ok(RecordingWriter {
-            dir: dir.to_path_buf(),
-            manifest,
-            segment: 1,
-            segment_start_ns: info.start_ns,
-            unsalvaged: Vec::new(),
-            retransmits: TableWriter::new(ctx.clone()),
-            state_changes: TableWriter::new(ctx.clone()),
-            resets: TableWriter::new(ctx.clone()),
-            rtt_samples: TableWriter::new(ctx.clone()),
-            flows: TableWriter::new(ctx.clone()),
-            sockets: TableWriter::new(ctx.clone()),
-            host_counters: TableWriter::new(ctx.clone()),
-            recorder_stats: TableWriter::new(ctx),
-            opts,
-        })
+        Ok(RecordingWriter::with_tables(dir, manifest, opts, info.start_ns, Arc::new(ctx)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -149,7 +140,7 @@ impl RecordingWriter {
     pub fn flush(&mut self, watermark_ns: i64, now_ns: i64) -> Result<FlushReport> {
         let mut report = FlushReport::default();
         let (segment, start) = (self.segment, self.segment_start_ns);
-        let results = each_table!(self, |t| t.flush(Some(watermark_ns), segment, start));
+        let results = self.tables().map(|t| t.flush(Some(watermark_ns), segment, start));
         let mut first_err = None;
         for (i, r) in results.into_iter().enumerate() {
             match r {
@@ -162,7 +153,7 @@ impl RecordingWriter {
         if let Some(e) = first_err {
             return Err(e);
         }
-        let biggest = each_table!(self, |t| t.current_bytes()).into_iter().max().unwrap_or(0);
+        let biggest = self.tables().map(|t| t.current_bytes()).into_iter().max().unwrap_or(0);
         if now_ns - self.segment_start_ns >= self.opts.rotate_interval_ns || biggest >= self.opts.rotate_size {
             self.rotate(now_ns)?;
             report.rotated = true;
@@ -175,8 +166,8 @@ impl RecordingWriter {
     pub fn rotate(&mut self, now_ns: i64) -> Result<()> {
         let (segment, start) = (self.segment, self.segment_start_ns);
         // Everything still pending belongs to the closing segment.
-        let flushed = each_table!(self, |t| t.flush(None, segment, start));
-        let closed = each_table!(self, |t| t.close());
+        let flushed = self.tables().map(|t| t.flush(None, segment, start));
+        let closed = self.tables().map(|t| t.close());
         let mut first_err = flushed.into_iter().find_map(|r| r.err());
         for c in closed {
             match c {
@@ -199,22 +190,23 @@ impl RecordingWriter {
     /// Gives up the files being written after a write error (disk full, read-only file
     /// system), without needing free space: each keeps its complete row groups (sealed
     /// in place, listed in the manifest if it can still be stored); rows buffered or in
-    /// write-ahead logs are dropped and counted, per table in [`crate::TABLES`] order.
+    /// write-ahead logs are dropped and counted, per table in [`TableId::ALL`] order.
     /// Writing continues with a new segment at `now_ns` once the caller sees space again.
-    pub fn abandon(&mut self, now_ns: i64) -> [u64; crate::TABLES.len()] {
-        let given_up = each_table!(self, |t| t.abandon());
-        let mut lost = [0u64; crate::TABLES.len()];
-        for (i, (path, n)) in given_up.into_iter().enumerate() {
+    pub fn abandon(&mut self, now_ns: i64) -> [u64; TableId::COUNT] {
+        let given_up = self.tables().map(|t| t.abandon());
+        let mut lost = [0u64; TableId::COUNT];
+        for ((path, n), table) in given_up.into_iter().zip(TableId::ALL) {
+            let i = table.index();
             lost[i] = n;
             if let Some(path) = path {
-                match crate::recover::salvage(&self.dir, crate::TABLES[i], &path) {
+                match crate::recover::salvage(&self.dir, table.name(), &path) {
                     Ok(Some(entry)) => {
                         lost[i] = lost[i].saturating_sub(entry.rows);
                         self.manifest.files.push(entry);
                     }
                     Ok(None) => {}
                     // E.g. a read-only file system: try again when it can be written.
-                    Err(_) => self.unsalvaged.push((crate::TABLES[i], path)),
+                    Err(_) => self.unsalvaged.push((table, path)),
                 }
             }
         }
@@ -229,7 +221,7 @@ impl RecordingWriter {
     pub fn retry_salvage(&mut self) -> u64 {
         let mut kept = 0;
         for (table, path) in std::mem::take(&mut self.unsalvaged) {
-            match crate::recover::salvage(&self.dir, table, &path) {
+            match crate::recover::salvage(&self.dir, table.name(), &path) {
                 Ok(Some(entry)) => {
                     kept += entry.rows;
                     self.manifest.files.push(entry);
@@ -267,19 +259,9 @@ impl RecordingWriter {
         self.rotate(end_ns)?;
         let segment = self.segment - 1;
         let start = self.segment_start_ns;
-        for name in crate::TABLES {
-            if self.manifest.files_of(name).next().is_none() {
-                let entry = match name {
-                    "retransmits" => self.retransmits.write_empty(segment, start)?,
-                    "state_changes" => self.state_changes.write_empty(segment, start)?,
-                    "resets" => self.resets.write_empty(segment, start)?,
-                    "rtt_samples" => self.rtt_samples.write_empty(segment, start)?,
-                    "flows" => self.flows.write_empty(segment, start)?,
-                    "sockets" => self.sockets.write_empty(segment, start)?,
-                    "host_counters" => self.host_counters.write_empty(segment, start)?,
-                    "recorder_stats" => self.recorder_stats.write_empty(segment, start)?,
-                    other => unreachable!("table {other} not handled"),
-                };
+        for table in TableId::ALL {
+            if self.manifest.files_of(table.name()).next().is_none() {
+                let entry = self.tables()[table.index()].write_empty(segment, start)?;
                 self.manifest.files.push(entry);
             }
         }
@@ -348,6 +330,7 @@ struct FileContext {
 /// Table-independent view of a [`TableWriter`], so a recording can loop over tables.
 trait AnyTableWriter {
     fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64>;
+    fn write_empty(&mut self, segment: u64, segment_start_ns: i64) -> Result<FileEntry>;
     fn close(&mut self) -> Result<Option<FileEntry>>;
     fn current_bytes(&self) -> u64;
     /// Drops the open file and every buffered row: the file's final path (to salvage)
@@ -482,12 +465,6 @@ impl<T: Table> TableWriter<T> {
         Ok(self.open.as_mut().expect("just opened"))
     }
 
-    /// Writes an empty file (schema only) for a table that had no rows at all.
-    fn write_empty(&mut self, segment: u64, segment_start_ns: i64) -> Result<FileEntry> {
-        self.open_file(segment, segment_start_ns)?;
-        Ok(self.close()?.expect("a file was open"))
-    }
-
     fn sidecar_paths(f: &OpenFile) -> (PathBuf, PathBuf, PathBuf) {
         (
             layout::inprogress_path(&f.final_path),
@@ -498,6 +475,12 @@ impl<T: Table> TableWriter<T> {
 }
 
 impl<T: Table> AnyTableWriter for TableWriter<T> {
+    /// Writes an empty file (schema only) for a table that had no rows at all.
+    fn write_empty(&mut self, segment: u64, segment_start_ns: i64) -> Result<FileEntry> {
+        self.open_file(segment, segment_start_ns)?;
+        Ok(self.close()?.expect("a file was open"))
+    }
+
     fn flush(&mut self, watermark_ns: Option<i64>, segment: u64, segment_start_ns: i64) -> Result<u64> {
         let mut written = Vec::new();
         let mut rest = Vec::new();

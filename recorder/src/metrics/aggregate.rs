@@ -1,6 +1,7 @@
 //! The event families, added up live: each flush's rows (on the writer thread) into
 //! counters and an RTT histogram per label set, published as a copy for scrapes.
 
+use tcpfr_schema::TableId;
 use std::sync::{Arc, Mutex};
 
 use ahash::AHashMap as HashMap;
@@ -13,7 +14,7 @@ use tcpfr_services::Matcher;
 
 use super::families;
 use super::text::{float, Text};
-use crate::enrich::{stream, Batches};
+use crate::enrich::Batches;
 
 /// Strings interned to small ids, in the order first seen.
 #[derive(Default, Clone)]
@@ -152,8 +153,8 @@ struct Series {
     rtt: HashMap<(u32, u32), Histogram>,
     host_out_segs: u64,
     host_retrans_segs: u64,
-    events: [u64; stream::COUNT],
-    events_lost: [u64; stream::COUNT],
+    events: [u64; TableId::COUNT],
+    events_lost: [u64; TableId::COUNT],
 }
 
 struct State {
@@ -305,8 +306,8 @@ impl Metrics {
             rtt: HashMap::new(),
             host_out_segs: 0,
             host_retrans_segs: 0,
-            events: [0; stream::COUNT],
-            events_lost: [0; stream::COUNT],
+            events: [0; TableId::COUNT],
+            events_lost: [0; TableId::COUNT],
         };
         Metrics {
             published: Mutex::new(Arc::new(series.clone())),
@@ -404,12 +405,12 @@ impl Metrics {
         let name = family(t, &contract::HOST_RETRANS_SEGMENTS);
         t.sample(&name, &[], st.host_retrans_segs);
         t.family(families::EVENTS, "counter", "Kernel events received, by kind (the table they feed).");
-        for (i, name) in TABLES.iter().enumerate().take(stream::HOST_COUNTERS) {
-            t.sample(families::EVENTS, &[("kind", name)], st.events[i]);
+        for table in TableId::ALL.into_iter().filter(|t| t.is_event()) {
+            t.sample(families::EVENTS, &[("kind", table.name())], st.events[table.index()]);
         }
         t.family(families::EVENTS_LOST, "counter", "Kernel events lost (ring buffer full, or skipped by the kernel), by kind.");
-        for (i, name) in TABLES.iter().enumerate().take(stream::HOST_COUNTERS) {
-            t.sample(families::EVENTS_LOST, &[("kind", name)], st.events_lost[i]);
+        for table in TableId::ALL.into_iter().filter(|t| t.is_event()) {
+            t.sample(families::EVENTS_LOST, &[("kind", table.name())], st.events_lost[table.index()]);
         }
     }
 }
