@@ -194,132 +194,27 @@ pub fn push_all(w: &mut RecordingWriter, rows: Batches, host_counters: Vec<HostC
     stats.into_iter().for_each(|r| w.recorder_stats.push(r));
 }
 
-fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Config) -> Result<Manifest> {
-    let Config { out, retention, snapshots, metrics, ship } = cfg;
-    let mut snaps = crate::snapshot::Snapshots::new(&out, snapshots);
-    let error = |what: &str, e: anyhow::Error| {
-        let text = format!("{what}: {}", crate::error_text(&e));
-        tracing::error!("{text}");
-        *stats.last_error.lock().unwrap() = Some(text);
-    };
-    let ring = |w: &mut RecordingWriter, now: i64| {
-        if !retention.is_set() {
-            return;
-        }
-        match crate::ring::enforce(&out, w, &retention, now) {
-            Ok(e) => {
-                if e.segments > 0 {
-                    tracing::debug!("ring: deleted {} segments ({} bytes); {} bytes in use", e.segments, e.bytes, e.in_use);
-                }
-                stats.evicted_segments.fetch_add(e.segments, Ordering::Relaxed);
-                stats.evicted_bytes.fetch_add(e.bytes, Ordering::Relaxed);
-                if let Some(ship) = &ship {
-                    let mut by_rec: Vec<(&str, Vec<tcpfr_schema::manifest::FileEntry>)> = Vec::new();
-                    for (id, f) in &e.files {
-                        match by_rec.iter_mut().find(|(r, _)| r == id) {
-                            Some((_, v)) => v.push(f.clone()),
-                            None => by_rec.push((id, vec![f.clone()])),
-                        }
-                    }
-                    for (id, files) in by_rec {
-                        ship.evicted(id, &files);
-                    }
-                }
-            }
-            Err(e) => error("enforcing --max-disk/--max-age", e),
-        }
-    };
-    ring(&mut w, crate::clock::realtime_ns());
+fn run(w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Config) -> Result<Manifest> {
+    let mut t = WriterThread::new(w, stats, cfg);
+    t.ring(crate::clock::realtime_ns());
     let mut end = None;
-    // Set while the output cannot be written (disk full, read-only): rows are counted
-    // and dropped, the kernel side goes on, and writing resumes once a probe succeeds.
-    let mut degraded: Option<Degraded> = None;
-    let dir = w.dir().to_path_buf();
     for msg in rx {
         match msg {
             Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
                 // Counted whether or not they can be written: the metrics are about
                 // the traffic, the health families say what reached the disk.
-                if let Some(m) = &metrics {
+                if let Some(m) = &t.metrics {
                     m.observe(&rows, &host_counters, &recorder_stats);
                 }
-                if let Some(d) = degraded.as_mut() {
-                    let n = count_rows(&rows, host_counters.len(), recorder_stats.len());
-                    for (i, k) in n.iter().enumerate() {
-                        stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
-                        d.dropped += k;
-                    }
-                    if now < d.next_probe {
-                        continue;
-                    }
-                    // Old segments may be what fills the disk: --max-age and --max-disk
-                    // go on freeing space while nothing can be written.
-                    ring(&mut w, now);
-                    if !writable(&dir) {
-                        d.next_probe = now + PROBE_INTERVAL_NS;
-                        continue;
-                    }
-                    let d = degraded.take().expect("degraded");
-                    let kept = w.retry_salvage();
-                    if kept > 0 {
-                        tracing::info!("kept {kept} rows of files given up while the output was not writable");
-                    }
-                    let host = tcpfr_schema::Str::from(w.manifest().host.as_str());
-                    let mut row = crate::recorder_stats::gap(
-                        &host,
-                        d.since,
-                        now,
-                        format!("{}: nothing written, {} rows dropped; writing resumed", d.reason, d.dropped),
-                    );
-                    // The interval rows of the gap were dropped too: the total is here.
-                    row.rows_dropped = d.dropped as i64;
-                    w.recorder_stats.push(row);
-                    // Make the gap row durable at once: another failure would lose
-                    // what is only buffered or logged.
-                    tracing::warn!("the output is writable again: recording resumed ({} rows were dropped)", d.dropped);
-                    if let Err(e) = w.rotate(now) {
-                        degraded = Some(give_up(&mut w, &e, &stats, watermark, now));
-                    }
-                    continue;
-                }
-                push_all(&mut w, rows, host_counters, recorder_stats);
-                let files_before = w.manifest().files.len();
-                let flushed = w.flush(watermark, now).and_then(|mut report| {
-                    // A snapshot whose window has ended completes now, not at the next rotation.
-                    if !report.rotated && snaps.window_passed(watermark) {
-                        w.rotate(now)?;
-                        report.rotated = true;
-                    }
-                    Ok(report)
-                });
-                match flushed {
-                    Ok(report) => {
-                        let files = w.manifest().files.len().saturating_sub(files_before);
-                        stats.files_written.fetch_add(files as u64, Ordering::Relaxed);
-                        if files > 0 {
-                            if let Some(ship) = &ship {
-                                ship.wake();
-                            }
-                        }
-                        if report.rotated || report.rows_written.iter().any(|n| *n > 0) {
-                            stats.last_write_ns.store(crate::clock::realtime_ns(), Ordering::Relaxed);
-                        }
-                        if report.rotated {
-                            // Link into snapshots before the ring may delete anything.
-                            if let Err(e) = snaps.update(&w, watermark) {
-                                error("snapshot", e);
-                            }
-                            ring(&mut w, now);
-                        }
-                        for (i, n) in report.rows_written.iter().enumerate() {
-                            stats.rows_written[i].fetch_add(*n, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => degraded = Some(give_up(&mut w, &e, &stats, watermark, now)),
+                if t.degraded.is_some() {
+                    t.drop_while_degraded(count_rows(&rows, host_counters.len(), recorder_stats.len()), watermark, now);
+                } else {
+                    push_all(&mut t.w, rows, host_counters, recorder_stats);
+                    t.flush(watermark, now);
                 }
             }
             Msg::Snapshot { req, reply } => {
-                let r = snaps.trigger(&req, &w);
+                let r = t.snaps.trigger(&req, &t.w);
                 match &r {
                     Ok(dir) => tracing::info!("snapshot ({}: {}): {}", req.source, req.reason, dir.display()),
                     Err(e) => tracing::error!("snapshot failed: {}", crate::error_text(e)),
@@ -332,31 +227,168 @@ fn run(mut w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: 
                 let _ = reply.send(());
             }
             Msg::Finish { rows, host_counters, mut recorder_stats, end: e } => {
-                if let Some(m) = &metrics {
+                if let Some(m) = &t.metrics {
                     m.observe(&rows, &host_counters, &recorder_stats);
                 }
-                if degraded.is_none() {
-                    count_final_rows(&w, &rows, &mut recorder_stats, &stats);
+                if t.degraded.is_none() {
+                    count_final_rows(&t.w, &rows, &mut recorder_stats, &t.stats);
                 }
-                push_all(&mut w, rows, host_counters, recorder_stats);
+                push_all(&mut t.w, rows, host_counters, recorder_stats);
                 end = Some(e);
                 break;
             }
         }
     }
-    let end = end.unwrap_or_else(crate::clock::realtime_ns);
-    let fallback = w.manifest().clone();
-    let manifest = match w.finish(end) {
-        Ok(m) => m,
-        Err(e) if degraded.is_some() => {
-            // Left unfinished: the next start completes it (crash recovery).
-            tracing::error!("cannot close the recording ({e}); the next start will complete it");
-            return Ok(fallback);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(e) = snaps.finish(&manifest, &dir) {
-        tracing::error!("completing the snapshot: {}", crate::error_text(&e));
+    t.finish(end.unwrap_or_else(crate::clock::realtime_ns))
+}
+
+/// The writer thread's state between messages.
+struct WriterThread {
+    w: RecordingWriter,
+    stats: Arc<WriterStats>,
+    out: PathBuf,
+    retention: Retention,
+    snaps: crate::snapshot::Snapshots,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    ship: Option<Arc<crate::ship::ShipStats>>,
+    /// Set while the output cannot be written (disk full, read-only): rows are counted
+    /// and dropped, the kernel side goes on, and writing resumes once a probe succeeds.
+    degraded: Option<Degraded>,
+}
+
+impl WriterThread {
+    fn new(w: RecordingWriter, stats: Arc<WriterStats>, cfg: Config) -> Self {
+        let Config { out, retention, snapshots, metrics, ship } = cfg;
+        let snaps = crate::snapshot::Snapshots::new(&out, snapshots);
+        WriterThread { w, stats, out, retention, snaps, metrics, ship, degraded: None }
     }
-    Ok(manifest)
+
+    fn error(&self, what: &str, e: anyhow::Error) {
+        let text = format!("{what}: {}", crate::error_text(&e));
+        tracing::error!("{text}");
+        *self.stats.last_error.lock().unwrap() = Some(text);
+    }
+
+    /// The flight-recorder ring, and the uploader told which files it deleted.
+    fn ring(&mut self, now: i64) {
+        if !self.retention.is_set() {
+            return;
+        }
+        let e = match crate::ring::enforce(&self.out, &mut self.w, &self.retention, now) {
+            Ok(e) => e,
+            Err(e) => return self.error("enforcing --max-disk/--max-age", e),
+        };
+        if e.segments > 0 {
+            tracing::debug!("ring: deleted {} segments ({} bytes); {} bytes in use", e.segments, e.bytes, e.in_use);
+        }
+        self.stats.evicted_segments.fetch_add(e.segments, Ordering::Relaxed);
+        self.stats.evicted_bytes.fetch_add(e.bytes, Ordering::Relaxed);
+        if let Some(ship) = &self.ship {
+            let mut by_rec: Vec<(&str, Vec<tcpfr_schema::manifest::FileEntry>)> = Vec::new();
+            for (id, f) in &e.files {
+                match by_rec.iter_mut().find(|(r, _)| r == id) {
+                    Some((_, v)) => v.push(f.clone()),
+                    None => by_rec.push((id, vec![f.clone()])),
+                }
+            }
+            for (id, files) in by_rec {
+                ship.evicted(id, &files);
+            }
+        }
+    }
+
+    /// Writes what is due, rotating when a snapshot's window has ended.
+    fn flush(&mut self, watermark: i64, now: i64) {
+        let files_before = self.w.manifest().files.len();
+        let (w, snaps) = (&mut self.w, &self.snaps);
+        let flushed = w.flush(watermark, now).and_then(|mut report| {
+            // A snapshot whose window has ended completes now, not at the next rotation.
+            if !report.rotated && snaps.window_passed(watermark) {
+                w.rotate(now)?;
+                report.rotated = true;
+            }
+            Ok(report)
+        });
+        let report = match flushed {
+            Ok(report) => report,
+            Err(e) => {
+                self.degraded = Some(give_up(&mut self.w, &e, &self.stats, watermark, now));
+                return;
+            }
+        };
+        let files = self.w.manifest().files.len().saturating_sub(files_before);
+        self.stats.files_written.fetch_add(files as u64, Ordering::Relaxed);
+        if let Some(ship) = self.ship.as_ref().filter(|_| files > 0) {
+            ship.wake();
+        }
+        if report.rotated || report.rows_written.iter().any(|n| *n > 0) {
+            self.stats.last_write_ns.store(crate::clock::realtime_ns(), Ordering::Relaxed);
+        }
+        if report.rotated {
+            // Link into snapshots before the ring may delete anything.
+            if let Err(e) = self.snaps.update(&self.w, watermark) {
+                self.error("snapshot", e);
+            }
+            self.ring(now);
+        }
+        for (i, n) in report.rows_written.iter().enumerate() {
+            self.stats.rows_written[i].fetch_add(*n, Ordering::Relaxed);
+        }
+    }
+
+    /// While degraded: counts a flush's rows as dropped and, at each probe interval,
+    /// frees what the ring may and resumes if the output is writable again.
+    fn drop_while_degraded(&mut self, rows: [u64; TableId::COUNT], watermark: i64, now: i64) {
+        let d = self.degraded.as_mut().expect("degraded");
+        for (i, k) in rows.iter().enumerate() {
+            self.stats.rows_dropped[i].fetch_add(*k, Ordering::Relaxed);
+            d.dropped += k;
+        }
+        if now < d.next_probe {
+            return;
+        }
+        // Old segments may be what fills the disk: --max-age and --max-disk go on
+        // freeing space while nothing can be written.
+        self.ring(now);
+        if !writable(self.w.dir()) {
+            self.degraded.as_mut().expect("degraded").next_probe = now + PROBE_INTERVAL_NS;
+            return;
+        }
+        let d = self.degraded.take().expect("degraded");
+        let kept = self.w.retry_salvage();
+        if kept > 0 {
+            tracing::info!("kept {kept} rows of files given up while the output was not writable");
+        }
+        let host = tcpfr_schema::Str::from(self.w.manifest().host.as_str());
+        let note = format!("{}: nothing written, {} rows dropped; writing resumed", d.reason, d.dropped);
+        let mut row = crate::recorder_stats::gap(&host, d.since, now, note);
+        // The interval rows of the gap were dropped too: the total is here.
+        row.rows_dropped = d.dropped as i64;
+        self.w.recorder_stats.push(row);
+        tracing::warn!("the output is writable again: recording resumed ({} rows were dropped)", d.dropped);
+        // Make the gap row durable at once: another failure would lose what is only
+        // buffered or logged.
+        if let Err(e) = self.w.rotate(now) {
+            self.degraded = Some(give_up(&mut self.w, &e, &self.stats, watermark, now));
+        }
+    }
+
+    /// Closes the recording at `end` and completes a snapshot still open.
+    fn finish(mut self, end: i64) -> Result<Manifest> {
+        let dir = self.w.dir().to_path_buf();
+        let fallback = self.w.manifest().clone();
+        let manifest = match self.w.finish(end) {
+            Ok(m) => m,
+            Err(e) if self.degraded.is_some() => {
+                // Left unfinished: the next start completes it (crash recovery).
+                tracing::error!("cannot close the recording ({e}); the next start will complete it");
+                return Ok(fallback);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.snaps.finish(&manifest, &dir) {
+            tracing::error!("completing the snapshot: {}", crate::error_text(&e));
+        }
+        Ok(manifest)
+    }
 }
