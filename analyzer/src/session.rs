@@ -53,12 +53,14 @@ fn view_sql_with(table: &str, source: &dyn Fn(&str) -> String, window: &Window, 
     }
     match table {
         // Samples carry only the socket id: addresses, owner and service come from the
-        // socket's row (every socket is in `sockets`, whatever the window).
+        // socket's row (every socket is in `sockets`, whatever the window). `sockets`
+        // is written first so that it is the build side of the hash join even where
+        // no statistics say it is the small one (a cluster's shuffled inputs).
         "rtt_samples" => format!(
-            "CREATE VIEW rtt_samples AS SELECT r.*, {SOCKET_COLUMNS}, {service} AS service FROM {} AS r \
-             LEFT JOIN {} AS s ON r.host = s.host AND r.socket_id = s.socket_id{}",
-            source("rtt_samples"),
+            "CREATE VIEW rtt_samples AS SELECT r.*, {SOCKET_COLUMNS}, {service} AS service FROM {} AS s \
+             RIGHT JOIN {} AS r ON r.host = s.host AND r.socket_id = s.socket_id{}",
             source("sockets"),
+            source("rtt_samples"),
             window.sql_filter("r.time")
         ),
         // A dimension: not cut by the window.
@@ -98,11 +100,11 @@ fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Windo
     };
     match table {
         "rtt_samples" => format!(
-            "CREATE VIEW rtt_samples AS SELECT {}, {SOCKET_COLUMNS}, {service} AS service FROM {} AS r \
-             LEFT JOIN {} AS s ON r.host = s.host AND r.socket_id = s.socket_id{}",
+            "CREATE VIEW rtt_samples AS SELECT {}, {SOCKET_COLUMNS}, {service} AS service FROM {} AS s \
+             RIGHT JOIN {} AS r ON r.host = s.host AND r.socket_id = s.socket_id{}",
             cols("rtt_samples", "r."),
-            source("rtt_samples"),
             source("sockets"),
+            source("rtt_samples"),
             filter("r.time", "r.")
         ),
         "sockets" => format!("CREATE VIEW sockets AS SELECT {}, {service} AS service FROM {}", cols("sockets", ""), source("sockets")),
