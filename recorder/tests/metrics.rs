@@ -139,6 +139,15 @@ impl Prometheus {
         result.first().map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
     }
 
+    /// An instant query's raw result (every series with its labels), for messages.
+    fn raw(&self, promql: &str) -> String {
+        let enc: String = promql
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        get(self.port, &format!("/api/v1/query?query={enc}")).1
+    }
+
     /// Polls `promql` until it returns `want` (bounded); returns the last value.
     fn wait_for(&self, promql: &str, want: f64) -> Option<f64> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -324,7 +333,13 @@ fn prometheus_sees_what_the_kernel_counted() {
     let direct = sum(&s, "tcpfr_retransmitted_segments_total", &[("peer", &bed.server_ip)]);
     let seen = prom.wait_for(&promql, retrans as f64);
     eprintln!("RetransSegs +{retrans}; endpoint {direct}; Prometheus {seen:?}");
-    assert_eq!(seen, Some(retrans as f64), "{promql}: endpoint says {direct}");
+    assert_eq!(
+        seen,
+        Some(retrans as f64),
+        "{promql}: endpoint says {direct}; Prometheus has {}; the endpoint now:\n{}",
+        prom.raw(&format!("tcpfr_retransmitted_segments_total{{peer=\"{}\"}}", bed.server_ip)),
+        get(mport, "/metrics").1
+    );
     let bulk = format!("sum(tcpfr_retransmitted_segments_total{{service=\"bulk\",kind=\"data\",peer=\"{}\"}})", bed.server_ip);
     assert_eq!(prom.query(&bulk), Some(retrans as f64), "{bulk}");
     let other = prom.query("sum(tcpfr_handshake_failures_total{job=\"tcpfr\",peer=\"other\",cause=\"refused\"})");
