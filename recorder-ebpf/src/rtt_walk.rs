@@ -2,7 +2,9 @@
 //! socket once per `--rtt-interval` (by reading an iterator instance), so RTT sampling
 //! costs per socket per walk instead of per received segment. A socket gets a sample
 //! only if something happened on it since the previous walk (bytes acknowledged or
-//! received, a retransmission, a state change), so an idle host writes nothing.
+//! received, a retransmission, a state change), so an idle host writes nothing. A
+//! connection also gets a last sample when it leaves ESTABLISHED (from
+//! `inet_sock_set_state`), so one shorter than the interval is not missed.
 //!
 //! The last walk's progress value of each socket is kept in `RTT_LAST` (the per-ACK
 //! mode's rate-limit map; only one of the two modes is loaded), which the close and
@@ -52,23 +54,33 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     ) {
         return 0;
     }
+    sample(sk, state, scratch_slot::RTT_WALK);
+    0
+}
+
+/// Writes a sample of full socket `sk` in `state` if it made progress since its last
+/// sample (walk or close). `slot`: the caller's scratch slot.
+#[inline(always)]
+pub fn sample(sk: u64, state: u8, slot: u32) {
+    let b = &config().btf;
     let acked: u64 = kernel::read(sk, b.tcp_bytes_acked);
     let received: u64 = kernel::read(sk, b.tcp_bytes_received);
     let retrans = kernel::total_retrans(sk) as u64;
     // Equal values mean no progress; a wrap-around collision only skips one sample.
     let progress = acked.wrapping_add(received).wrapping_add(retrans << 40) ^ ((state as u64) << 56);
     if let Some(last) = RTT_LAST.get_ptr_mut(sk) {
-        // SAFETY: this socket's map value; the walk is the only writer in this mode.
+        // SAFETY: this socket's map value; a walk racing the close of the same socket
+        // can only add or skip one sample.
         unsafe {
             if *last == progress {
-                return 0;
+                return;
             }
             *last = progress;
         }
     } else {
         let _ = RTT_LAST.insert(sk, progress, 0);
     }
-    let Some(mut entry) = reserve::<RawRttSample>(kind::RTT_SAMPLE) else { return 0 };
+    let Some(mut entry) = reserve::<RawRttSample>(kind::RTT_SAMPLE) else { return };
     // SAFETY: a zeroed, reserved RawRttSample.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.hdr.kind = kind::RTT_SAMPLE;
@@ -76,7 +88,7 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.hdr.sk = sk;
     ev.hdr.netns = kernel::netns(sk);
-    sock::tuple(sk, scratch_slot::RTT_WALK, &mut ev.tuple);
+    sock::tuple(sk, slot, &mut ev.tuple);
     // As tcp:tcp_probe reports it: srtt_us holds the smoothed RTT × 8.
     ev.srtt_us = kernel::read::<u32>(sk, b.tcp_srtt_us) >> 3;
     ev.rttvar_us = kernel::rtt_var_us(sk);
@@ -88,5 +100,4 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     let una: u32 = kernel::read(sk, b.tcp_snd_una);
     ev.bytes_in_flight = nxt.wrapping_sub(una);
     crate::maps::submit(entry);
-    0
 }

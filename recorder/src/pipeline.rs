@@ -167,6 +167,9 @@ pub async fn run(mut opts: Options) -> Result<()> {
             streams |= bit;
         }
     }
+    if rtt_mode == loader::RttMode::Walk {
+        streams |= kstream::RTT_AT_CLOSE;
+    }
     let config = KernelConfig {
         abi_version: RAW_ABI_VERSION,
         streams,

@@ -179,3 +179,26 @@ fn per_ack_mode_samples_every_ack() {
     assert!(close > 100, "samples less than 1 ms apart: {close}");
     assert!(rows.iter().all(|r| r.srtt_us > 0 && r.cwnd > 0));
 }
+
+/// A connection that opens and closes between two walks gets one sample, taken when
+/// it leaves ESTABLISHED.
+#[test]
+fn a_connection_shorter_than_the_interval_is_sampled_at_close() {
+    let _serial = serial();
+    let bed = Bed::new("rttc", 43, false);
+    let port = 5043;
+    // The first walk runs at start; the next one not within this test.
+    let rec = Recorder::start(&["--rtt-interval", "1h"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _server = bed.serve(port, &[]);
+    let (_, out) = bed.send(port, 5_000_000, 2, &[], Duration::from_secs(60));
+    assert_eq!(out, vec!["ok 5000000"; 2]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (recording, _d) = rec.stop();
+    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
+    assert_eq!(by_socket.len(), 2, "{by_socket:?}");
+    for (id, rows) in &by_socket {
+        assert_eq!(rows.len(), 1, "socket {id}: {rows:?}");
+        assert!(rows[0].srtt_us > 0 && rows[0].cwnd > 0, "{rows:?}");
+    }
+}

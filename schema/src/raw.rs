@@ -287,6 +287,9 @@ pub mod stream {
     pub const RESETS: u32 = 4;
     pub const RTT_SAMPLES: u32 = 8;
     pub const FLOWS: u32 = 16;
+    /// Not a table: with the socket walk, also sample a connection when it leaves
+    /// ESTABLISHED (if it moved since the last walk).
+    pub const RTT_AT_CLOSE: u32 = 32;
 }
 
 const EMPTY_ADDR: AddrOffsets = AddrOffsets {

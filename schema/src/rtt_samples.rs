@@ -41,14 +41,15 @@ mod table {
         /// connection that made progress since the previous walk (bytes acknowledged or
         /// received, a retransmission, a state change): a connection idle since the last
         /// walk gets no row, and the first walk that sees a connection always writes
-        /// one. With `--rtt-per-ack` (in the manifest as `rtt_per_ack`) rows are taken
+        /// one. A connection that moved since the last walk also gets a row when it
+        /// leaves ESTABLISHED, so one shorter than the interval has one too. With `--rtt-per-ack` (in the manifest as `rtt_per_ack`) rows are taken
         /// when an ACK arrives instead, at most one per socket per interval (0: every
         /// ACK). Addresses and owner are in `sockets` (join on host, socket_id):
         /// repeating them on every sample would double the size of the busiest table.
         pub struct RttSample in "rtt_samples" ordered by time {
             /// Host name of the machine that made the recording.
             host: Str,
-            /// When the walk read the socket, or with `--rtt-per-ack` when the ACK was processed (UTC).
+            /// When the walk read the socket (or the connection left ESTABLISHED), or with `--rtt-per-ack` when the ACK was processed (UTC).
             time: UtcNanos => "ns",
             /// Socket sampled; joins with `sockets` and the other tables on (host, socket_id).
             socket_id: i64,
