@@ -29,7 +29,8 @@ const WATERMARK_LAG_NS: i64 = 20_000_000;
 const RING_POLL: Duration = Duration::from_millis(50);
 
 /// The shortest `--rtt-interval` of the socket walk: each walk visits every TCP socket
-/// of the host, so below this it would cost more than the per-ACK mode it replaces.
+/// of the namespaces followed, and `0` (every ACK in the per-ACK mode) must not turn
+/// it into a busy loop.
 const MIN_WALK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Rows of each table that are enabled, from `--streams`.
