@@ -92,6 +92,17 @@ pub fn read_current() -> Result<Snapshot> {
     ))
 }
 
+/// The calling thread's namespace's TCP segments received, sent and retransmitted
+/// (`Tcp: InSegs OutSegs RetransSegs`). No TCP socket in the namespace acknowledged or
+/// received a byte, retransmitted or changed state without one of these moving.
+pub fn segment_counts() -> Option<[i64; 3]> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").ok()?;
+    let mut all = HashMap::new();
+    parse_proc_counters(&text, &mut all);
+    let get = |n: &str| all.get(&("Tcp".to_string(), n.to_string())).copied();
+    Some([get("InSegs")?, get("OutSegs")?, get("RetransSegs")?])
+}
+
 struct Target {
     name: Option<String>,
     /// A path that enters the namespace (/run/netns/NAME or /proc/PID/ns/net).

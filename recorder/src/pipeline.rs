@@ -504,6 +504,10 @@ impl CountersThread {
             // The first walk at once: it samples every connection open now.
             let mut next_walk = walk.as_ref().map(|_| std::time::Instant::now());
             let mut walk_errors = 0u64;
+            // Per namespace, its segment counters at its last walk: a namespace where
+            // no segment moved since has nothing to sample, and is not walked (the
+            // walk costs per socket, idle or not).
+            let mut walked_at: std::collections::HashMap<u32, [i64; 3]> = std::collections::HashMap::new();
             loop {
                 let due = next_walk.map_or(next, |w| w.min(next));
                 let wait = due.saturating_duration_since(std::time::Instant::now());
@@ -522,11 +526,22 @@ impl CountersThread {
                 if let (Some(at), Some((w, every))) = (next_walk.as_mut(), walk.as_ref()) {
                     if now >= *at {
                         reader.in_each_namespace(|ns| {
-                            if let Err(e) = w.run() {
-                                // Said once; a walk that fails keeps failing the same way.
-                                walk_errors += 1;
-                                if walk_errors == 1 {
-                                    tracing::warn!("the socket walk (rtt_samples) failed in netns {ns}: {e}");
+                            let segs = crate::host_counters::segment_counts();
+                            if segs.is_some() && walked_at.get(&ns) == segs.as_ref() {
+                                return;
+                            }
+                            match w.run() {
+                                Ok(()) => {
+                                    if let Some(segs) = segs {
+                                        walked_at.insert(ns, segs);
+                                    }
+                                }
+                                Err(e) => {
+                                    // Said once; a walk that fails keeps failing the same way.
+                                    walk_errors += 1;
+                                    if walk_errors == 1 {
+                                        tracing::warn!("the socket walk (rtt_samples) failed in netns {ns}: {e}");
+                                    }
                                 }
                             }
                         });
