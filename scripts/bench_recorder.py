@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What tracing costs the traced workload: one bulk transfer over a veth pair, run
-without tracing, with tcpfr-recorder (RTT sampled on every ACK), and with `tcpdump -w`,
-in turns, in one run.
+without tracing, with tcpfr-recorder (defaults: RTT from the socket walk), with
+tcpfr-recorder --rtt-per-ack (tcp_probe on every received segment, rate-limited), and
+with `tcpdump -w`, in turns, in one run.
 
 Offloads are off on the veth (`ethtool -K … tso off gso off gro off`) so packets are
 wire-sized as on a real NIC; with offloads on, tcpdump sees 64 KB super-packets and
@@ -12,10 +13,12 @@ Reports per variant (median of the rounds): throughput; the tracer's own CPU tim
 (user + system of its process); for the recorder, the kernel-side cost of its eBPF
 programs (kernel.bpf_stats_enabled: run time ÷ run count per program), events/s and
 events lost (from the recording's own recorder_stats); and the whole machine's CPU
-seconds per GB moved, whose increase over the untraced run is what the workload pays.
+seconds per GB moved, whose increase over the untraced run is what the workload pays, and that increase as
+a fraction of what `tcpdump -w` adds (the goal: the recorder adds at most 1/10 of it).
 
-    sudo scripts/bench_recorder.py [--bytes 2000000000] [--rounds 3]
-Needs release builds: cargo build --release -p tcpfr-recorder --bins
+    sudo scripts/bench_recorder.py [--bytes 1000000000] [--rounds 3] [--every-ack]
+Needs release builds: cargo build --release -p tcpfr-recorder --bins (in
+$CARGO_TARGET_DIR/release, or target/release; TCPFR_BIN overrides).
 """
 import argparse
 import json
@@ -29,7 +32,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
+BIN = os.environ.get("TCPFR_BIN") or os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
 NS_C, NS_S = f"tfb-{os.getpid()}-c", f"tfb-{os.getpid()}-s"
 PORT = 5099
 
@@ -112,8 +115,10 @@ def run_recorder(nbytes, work, extra):
     rss = peak_rss_mb(rec.pid)
     rec.send_signal(signal.SIGINT)
     rec.wait(60)
-    run_ns = sum(after[k][0] - before.get(k, (0, 0))[0] for k in after)
-    runs = sum(after[k][1] - before.get(k, (0, 0))[1] for k in after)
+    # The socket walk runs inside the recorder's own read(), already in its process
+    # CPU; the tracepoint programs run in the traffic's context.
+    run_ns = sum(after[k][0] - before.get(k, (0, 0))[0] for k in after if k != "tcpfr_rtt_walk")
+    runs = sum(after[k][1] - before.get(k, (0, 0))[1] for k in after if k != "tcpfr_rtt_walk")
     per_prog = {k: (after[k][0] - before.get(k, (0, 0))[0]) / max(1, after[k][1] - before.get(k, (0, 0))[1])
                 for k in after if after[k][1] - before.get(k, (0, 0))[1] > 0}
     stats = recording_stats(out)
@@ -126,7 +131,7 @@ def run_recorder(nbytes, work, extra):
 def recording_stats(out):
     import duckdb
     db = duckdb.connect()
-    rec = [os.path.join(out, d) for d in os.listdir(out)][0]
+    rec = [os.path.join(out, d) for d in os.listdir(out) if not d.startswith(".")][0]  # not the lock
     seen, lost, secs = db.execute(
         f"SELECT sum(events_seen), sum(events_lost), (epoch_ns(max(time)) - epoch_ns(min(time))) / 1e9 "
         f"FROM read_parquet('{rec}/recorder_stats/*.parquet') WHERE stream <> 'recorder'").fetchone()
@@ -160,8 +165,9 @@ def median(rows, key):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bytes", type=int, default=2_000_000_000)
+    ap.add_argument("--bytes", type=int, default=1_000_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--every-ack", action="store_true", help="also --rtt-per-ack --rtt-interval 0 (a sample per ACK)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root")
@@ -171,13 +177,16 @@ def main():
     srv = subprocess.Popen(["ip", "netns", "exec", NS_S, os.path.join(BIN, "tcpfr-traffic"), "serve", "--listen", f"0.0.0.0:{PORT}"],
                            stdout=subprocess.PIPE, text=True)
     srv.stdout.readline()
-    every_ack = "recorder, all ACKs"
-    results = {"none": [], "tcpfr-recorder": [], every_ack: [], "tcpdump -w": []}
+    per_ack, every_ack = "--rtt-per-ack", "per-ack, 0 s"
+    recorders = {"tcpfr-recorder": [], per_ack: ["--rtt-per-ack"]}
+    if a.every_ack:
+        recorders[every_ack] = ["--rtt-per-ack", "--rtt-interval", "0", "--ring-size", "64MiB"]
+    results = {"none": [], **{k: [] for k in recorders}, "tcpdump -w": []}
     try:
         for r in range(a.rounds):
             results["none"].append(run_plain(a.bytes))
-            results["tcpfr-recorder"].append(run_recorder(a.bytes, work, []))
-            results[every_ack].append(run_recorder(a.bytes, work, ["--rtt-interval", "0", "--ring-size", "64MiB"]))
+            for name, extra in recorders.items():
+                results[name].append(run_recorder(a.bytes, work, extra))
             results["tcpdump -w"].append(run_tcpdump(a.bytes, work))
             print(f"round {r + 1}: " + json.dumps({k: v[-1] for k, v in results.items()}, default=str), file=sys.stderr)
     finally:
@@ -196,7 +205,15 @@ def main():
               f"{(tracer if tracer is not None else 0):>14.3f}{(bpf if bpf is not None else 0):>12.3f}"
               f"{(median(rows, 'bpf_ns_per_run') or 0):>8.0f}{(median(rows, 'peak_events_per_s') or 0):>11.0f}{(median(rows, 'events_lost') or 0):>6.0f}")
     td = results["tcpdump -w"]
-    for name in ("tcpfr-recorder", every_ack):
+    # Machine CPU added over the untraced run, per round (rounds alternate, so each
+    # round's own baseline cancels slow drifts of the machine).
+    def added(name):
+        return statistics.median(r["machine_cpu_s_per_gb"] - b["machine_cpu_s_per_gb"] for r, b in zip(results[name], results["none"]))
+    td_added = added("tcpdump -w")
+    print(f"machine CPU added per GB (median of per-round differences): tcpdump -w {td_added:.3f} s")
+    for name in recorders:
+        print(f"  {name}: {added(name):.3f} s = {added(name) / td_added:.3f} of tcpdump's" if td_added > 0 else f"  {name}: {added(name):.3f} s")
+    for name in recorders:
         rec = results[name]
         total_rec = median(rec, "tracer_cpu_s") + median(rec, "bpf_cpu_s")
         print(f"{name}: total CPU (process + eBPF) {total_rec:.3f} s vs tcpdump process {median(td, 'tracer_cpu_s'):.3f} s: "

@@ -24,6 +24,8 @@ mod retransmits;
 #[cfg(target_arch = "bpf")]
 mod rtt_samples;
 #[cfg(target_arch = "bpf")]
+mod rtt_walk;
+#[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]
 mod state_changes;

@@ -25,8 +25,10 @@ pub struct Scratch {
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(scratch_slot::COUNT, 0);
 
-/// Last RTT sample time per socket (`struct sock *`), for the per-socket rate limit.
-/// LRU: sockets we never see close cannot fill it up.
+/// Per socket (`struct sock *`): the last RTT sample time, for the per-ACK mode's rate
+/// limit, or the socket walk's last progress value, to skip idle sockets. LRU: sockets
+/// we never see close cannot fill it up (beyond its size, the walk samples the least
+/// recently changed sockets again).
 #[map]
 pub static RTT_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 

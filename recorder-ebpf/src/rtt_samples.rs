@@ -1,8 +1,10 @@
-//! Classic tracepoint `tcp:tcp_probe` (every incoming segment of an established
+//! With `--rtt-per-ack` only (the default is the socket walk, `rtt_walk`): classic
+//! tracepoint `tcp:tcp_probe` (every incoming segment of an established
 //! connection) → `rtt_samples`, at most one per socket per `rtt_interval_ns`, decided
 //! here so that skipped samples cost no ring-buffer space. The kernel has already put
 //! srtt, cwnd, windows and sequence numbers in its record. Raw tracepoint
-//! `tcp_destroy_sock(sk)` forgets a socket's last-sample time.
+//! `tcp_destroy_sock(sk)` forgets a socket's last-sample time (or the walk's last
+//! progress value).
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,

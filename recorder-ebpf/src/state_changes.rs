@@ -22,7 +22,7 @@ const IPPROTO_TCP: u16 = 6;
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     let cfg = config();
     // Flows are built from state changes, so they need this program too.
-    if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS) == 0 {
+    if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS | stream::RTT_AT_CLOSE) == 0 {
         return 0;
     }
     let sk: u64 = ctx.arg(0);
@@ -31,8 +31,16 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     }
     let old_state = ctx.arg::<u64>(1) as u8;
     let new_state = ctx.arg::<u64>(2) as u8;
+    // The socket walk's last sample of a connection (still in its old state here),
+    // if it moved since the last walk: one shorter than the interval gets one too.
+    if old_state == tcp_state::ESTABLISHED && cfg.streams & stream::RTT_AT_CLOSE != 0 {
+        crate::rtt_walk::sample(sk, old_state, scratch_slot::STATE);
+    }
     if new_state == tcp_state::CLOSE {
         let _ = RTT_LAST.remove(sk);
+    }
+    if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS) == 0 {
+        return 0;
     }
     let Some(mut entry) = reserve::<RawStateChange>(kind::STATE_CHANGE) else { return 0 };
     // SAFETY: a zeroed, reserved RawStateChange.

@@ -11,6 +11,29 @@ use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, TP_RECORD_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
+/// What a missing `tcp_sock` field of the socket walk costs.
+const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
+
+impl Kernel {
+    /// Whether every `tcp_sock` field the socket walk reads was found.
+    pub fn can_walk(&self) -> bool {
+        let o = &self.offsets;
+        [
+            o.tcp_srtt_us,
+            o.tcp_snd_cwnd,
+            o.tcp_snd_ssthresh,
+            o.tcp_snd_wnd,
+            o.tcp_rcv_wnd,
+            o.tcp_snd_nxt,
+            o.tcp_snd_una,
+            o.tcp_bytes_acked,
+            o.tcp_bytes_received,
+        ]
+        .iter()
+        .all(|&off| off != NO_OFFSET)
+    }
+}
+
 struct Bytes<'a>(&'a [u8]);
 
 impl Readable for Bytes<'_> {
@@ -176,7 +199,15 @@ pub fn load(path: &Path) -> Result<Kernel> {
         ),
         skb_dev: optional("sk_buff", "dev", "resets sent without a socket will have no netns"),
         dev_net: optional("net_device", "nd_net.net", "resets sent without a socket will have no netns"),
-        _pad: 0,
+        tcp_srtt_us: optional("tcp_sock", "srtt_us", WALK),
+        tcp_snd_cwnd: optional("tcp_sock", "snd_cwnd", WALK),
+        tcp_snd_ssthresh: optional("tcp_sock", "snd_ssthresh", WALK),
+        tcp_snd_wnd: optional("tcp_sock", "snd_wnd", WALK),
+        tcp_rcv_wnd: optional("tcp_sock", "rcv_wnd", WALK),
+        tcp_snd_nxt: optional("tcp_sock", "snd_nxt", WALK),
+        tcp_snd_una: optional("tcp_sock", "snd_una", WALK),
+        tcp_bytes_acked: optional("tcp_sock", "bytes_acked", WALK),
+        tcp_bytes_received: optional("tcp_sock", "bytes_received", WALK),
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {
@@ -222,6 +253,7 @@ mod tests {
         assert!(o.skb_gso_segs >= 40 && o.skb_gso_segs < 40 + 48, "{o:?}");
         assert!(o.sk_head_len > 0 && o.sk_head_len < 136, "{o:?}");
         assert!(o.tcp_mdev_us > 1000, "{o:?}");
+        assert!(k.can_walk(), "{o:?}");
         assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
         assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
     }

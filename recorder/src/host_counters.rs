@@ -92,6 +92,17 @@ pub fn read_current() -> Result<Snapshot> {
     ))
 }
 
+/// The calling thread's namespace's TCP segments received, sent and retransmitted
+/// (`Tcp: InSegs OutSegs RetransSegs`). No TCP socket in the namespace acknowledged or
+/// received a byte, retransmitted or changed state without one of these moving.
+pub fn segment_counts() -> Option<[i64; 3]> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").ok()?;
+    let mut all = HashMap::new();
+    parse_proc_counters(&text, &mut all);
+    let get = |n: &str| all.get(&("Tcp".to_string(), n.to_string())).copied();
+    Some([get("InSegs")?, get("OutSegs")?, get("RetransSegs")?])
+}
+
 struct Target {
     name: Option<String>,
     /// A path that enters the namespace (/run/netns/NAME or /proc/PID/ns/net).
@@ -209,21 +220,40 @@ impl CounterReader {
     }
 
     fn read_in(&self, ns: u32) -> Option<Snapshot> {
+        self.within(ns, || read_current().ok()).flatten()
+    }
+
+    /// Runs `f` inside each namespace followed (ours first), for what the kernel
+    /// scopes to the caller's namespace (the socket walk's iterators see only the
+    /// sockets of the namespace they were created in).
+    pub fn in_each_namespace(&self, mut f: impl FnMut(u32)) {
+        let mut namespaces: Vec<u32> = self.wanted.iter().copied().collect();
+        namespaces.sort_by_key(|ns| (*ns != self.own_inode, *ns));
+        for ns in namespaces {
+            self.within(ns, || f(ns));
+        }
+    }
+
+    /// Runs `f` inside namespace `ns` and returns to ours; `None` if it cannot be entered.
+    fn within<T>(&self, ns: u32, f: impl FnOnce() -> T) -> Option<T> {
+        if ns == self.own_inode {
+            return Some(f());
+        }
         let target = self.targets.get(&ns)?;
-        let f = File::open(&target.path).ok()?;
+        let file = File::open(&target.path).ok()?;
         // The file may now be another namespace (pid reused): check before trusting it.
-        if ns_inode_of_fd(&f) != Some(ns) {
+        if ns_inode_of_fd(&file) != Some(ns) {
             return None;
         }
         // SAFETY: setns on the calling thread only; we switch back right after.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return None;
         }
-        let snap = read_current().ok();
+        let out = f();
         // SAFETY: as above. Failing to return would leave this thread in the wrong
-        // namespace; it only ever reads counters, and the next read re-enters.
+        // namespace; it only reads counters and runs walks, and the next one re-enters.
         unsafe { libc::setns(self.own_ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        snap
+        Some(out)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint};
+use aya::programs::{CgroupAttachMode, Iter, RawTracePoint, SockOps, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tcpfr_schema::raw::{counter, KernelConfig, RAW_ABI_VERSION};
 
@@ -25,6 +25,83 @@ pub struct Kernel {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The socket walk that samples RTT ([`RttMode::Walk`] only).
+    pub walk: Option<RttWalk>,
+}
+
+/// Where `rtt_samples` come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RttMode {
+    /// Not recorded: neither program is loaded.
+    Off,
+    /// The `iter/tcp` walk, run by the recorder every `--rtt-interval`: nothing runs
+    /// on the packet path.
+    Walk,
+    /// `tcp:tcp_probe` on every received segment (`--rtt-per-ack`).
+    PerAck,
+}
+
+/// The iterator program's name in the object (`recorder-ebpf/src/rtt_walk.rs`).
+pub const RTT_WALK: &str = "tcpfr_rtt_walk";
+
+/// The attached `iter/tcp` program. Each [`RttWalk::run`] makes a new iterator
+/// instance from the link and reads it to the end, which runs the program once per TCP
+/// socket; the program writes its samples into the ring buffer, not into the read.
+pub struct RttWalk {
+    link: std::os::fd::OwnedFd,
+}
+
+impl RttWalk {
+    /// Walks every TCP socket once.
+    pub fn run(&self) -> std::io::Result<()> {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+        attr.iter_create.link_fd = self.link.as_raw_fd() as u32;
+        // SAFETY: BPF_ITER_CREATE reads `attr` and returns a new file descriptor.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                aya_obj::generated::bpf_cmd::BPF_ITER_CREATE as libc::c_long,
+                &mut attr as *mut _,
+                std::mem::size_of_val(&attr),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor that nothing else owns.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd as i32) };
+        // The program prints nothing, so one read normally runs the whole walk.
+        let mut buf = [0u8; 512];
+        while file.read(&mut buf)? > 0 {}
+        Ok(())
+    }
+}
+
+/// Creates the iterator link of a loaded `iter/*` program. aya's own link can make
+/// only one iterator instance (`IterLink::into_file` consumes it); the walk needs one
+/// per interval.
+fn iter_link(prog: &Iter) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    let prog_fd = prog.fd().context("the iterator program is not loaded")?;
+    let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
+    attr.link_create.__bindgen_anon_1.prog_fd = prog_fd.as_fd().as_raw_fd() as u32;
+    attr.link_create.attach_type = aya_obj::generated::bpf_attach_type::BPF_TRACE_ITER as u32;
+    // SAFETY: BPF_LINK_CREATE reads `attr` and returns a new file descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            aya_obj::generated::bpf_cmd::BPF_LINK_CREATE as libc::c_long,
+            &mut attr as *mut _,
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("creating the iterator link of the socket walk (iter/tcp)");
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Raw tracepoints (program name = tracepoint name): the kernel guards each of these
@@ -38,7 +115,8 @@ pub const RAW_TRACEPOINTS: &[&str] = &[
     "tcp_destroy_sock",
 ];
 
-/// Classic tracepoints (category, name = program name).
+/// Classic tracepoints (category, name = program name), attached with
+/// [`RttMode::PerAck`] only.
 pub const TRACEPOINTS: &[(&str, &str)] = &[("tcp", "tcp_probe")];
 
 /// Where cgroup v2 is mounted (from /proc/self/mountinfo).
@@ -56,7 +134,7 @@ pub fn cgroup2_root() -> Result<PathBuf> {
     bail!("no cgroup v2 filesystem is mounted (needed for the sock_ops program that counts per-connection segments); mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`")
 }
 
-pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Result<Kernel> {
+pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode) -> Result<Kernel> {
     if OBJECT.is_empty() {
         bail!("this tcpfr-recorder was built with AYA_BUILD_SKIP=1 and has no eBPF programs; rebuild it after running scripts/bootstrap.sh");
     }
@@ -91,7 +169,20 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Resul
         p.load().with_context(|| format!("the kernel rejected program {name}"))?;
         p.attach(name).with_context(|| format!("attaching to raw tracepoint {name}"))?;
     }
-    for (category, name) in TRACEPOINTS {
+    let mut walk = None;
+    if rtt == RttMode::Walk {
+        let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket walk")?;
+        let p: &mut Iter = ebpf
+            .program_mut(RTT_WALK)
+            .with_context(|| format!("program {RTT_WALK} missing from the object"))?
+            .try_into()?;
+        p.load("tcp", &btf).context(
+            "the kernel rejected the socket walk (iter/tcp, kernel 5.9 or later); --rtt-per-ack samples RTT without it",
+        )?;
+        walk = Some(RttWalk { link: iter_link(p)? });
+    }
+    let tracepoints: &[(&str, &str)] = if rtt == RttMode::PerAck { TRACEPOINTS } else { &[] };
+    for (category, name) in tracepoints {
         let p: &mut TracePoint = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -106,6 +197,7 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool) -> Resul
         ebpf,
         ring,
         counters,
+        walk,
     })
 }
 

@@ -29,6 +29,11 @@ const WATERMARK_LAG_NS: i64 = 20_000_000;
 /// How often the ring is read when the programs have not asked for it.
 const RING_POLL: Duration = Duration::from_millis(50);
 
+/// The shortest `--rtt-interval` of the socket walk: each walk visits every TCP socket
+/// of the namespaces followed, and `0` (every ACK in the per-ACK mode) must not turn
+/// it into a busy loop.
+const MIN_WALK_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Rows of each table that are enabled, from `--streams` (tables no kernel program
 /// feeds are always on).
 fn enabled_streams(opts: &Options) -> [bool; TableId::COUNT] {
@@ -128,7 +133,27 @@ pub async fn run(mut opts: Options) -> Result<()> {
         tracing::warn!("{w}");
     }
     let enabled = enabled_streams(&opts);
-    let streams = TableId::ALL.into_iter().filter(|t| enabled[t.index()]).fold(0, |bits, t| bits | t.stream_bit());
+    let rtt_mode = if !enabled[TableId::RttSamples.index()] {
+        loader::RttMode::Off
+    } else if opts.rtt_per_ack {
+        loader::RttMode::PerAck
+    } else {
+        if opts.rtt_interval < MIN_WALK_INTERVAL {
+            bail!(
+                "--rtt-interval {} is shorter than the socket walk allows ({}); sampling every ACK needs --rtt-per-ack",
+                humantime::format_duration(opts.rtt_interval),
+                humantime::format_duration(MIN_WALK_INTERVAL)
+            );
+        }
+        if !kernel_btf.can_walk() {
+            bail!("this kernel's BTF lacks tcp_sock fields the socket walk reads (see the warnings above): record RTT with --rtt-per-ack, or leave rtt_samples out with --streams");
+        }
+        loader::RttMode::Walk
+    };
+    let mut streams = TableId::ALL.into_iter().filter(|t| enabled[t.index()]).fold(0, |bits, t| bits | t.stream_bit());
+    if rtt_mode == loader::RttMode::Walk {
+        streams |= tcpfr_schema::raw::stream::RTT_AT_CLOSE;
+    }
     let config = KernelConfig {
         abi_version: RAW_ABI_VERSION,
         streams,
@@ -202,7 +227,8 @@ pub async fn run(mut opts: Options) -> Result<()> {
     enr.total_retrans_known = kernel_btf.offsets.tcp_total_retrans != tcpfr_schema::raw::NO_OFFSET;
     enr.reset_reasons = tps.reset_reasons.iter().map(|(k, v)| (*k, tcpfr_schema::Str::from(v.as_str()))).collect();
 
-    let loader::Kernel { ebpf: programs, ring, counters } = loader::load(config, opts.ring_size as u32, enabled[TableId::Flows.index()])?;
+    let loader::Kernel { ebpf: programs, ring, counters, walk } =
+        loader::load(config, opts.ring_size as u32, enabled[TableId::Flows.index()], rtt_mode)?;
     // Owners of sockets that already exist, before events about them are read. Scanned
     // after the programs are attached: a socket born between a scan and the attachment
     // would be in neither.
@@ -228,7 +254,9 @@ pub async fn run(mut opts: Options) -> Result<()> {
 
     // Host counters: a thread of their own (it switches network namespaces). Its first
     // reading is the baseline, taken before we report ready.
-    let counters_thread = CountersThread::spawn(enr.host.clone(), opts.netns, opts.counters_interval)?;
+    // The socket walk runs there too: it needs to enter each namespace as well.
+    let walk = walk.map(|w| (w, opts.rtt_interval));
+    let counters_thread = CountersThread::spawn(enr.host.clone(), opts.netns, opts.counters_interval, walk)?;
     crate::privileges::drop_after_startup(|| counters.get(&0, 0).is_ok())?;
     tracing::info!("recording to {}", rec_dir.display());
 
@@ -434,7 +462,13 @@ enum CountersCmd {
 }
 
 impl CountersThread {
-    fn spawn(host: tcpfr_schema::Str, mode: crate::host_counters::NetnsMode, interval: Duration) -> Result<Self> {
+    /// `walk`: the socket walk and how often to run it, in every namespace followed.
+    fn spawn(
+        host: tcpfr_schema::Str,
+        mode: crate::host_counters::NetnsMode,
+        interval: Duration,
+        walk: Option<(loader::RttWalk, Duration)>,
+    ) -> Result<Self> {
         let (cmd_tx, cmd_rx) = mpsc::channel::<CountersCmd>();
         let (rows_tx, rows_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
@@ -450,8 +484,16 @@ impl CountersThread {
             let _ = reader.sample(crate::clock::realtime_ns(), &host);
             let _ = ready_tx.send(Ok(()));
             let mut next = std::time::Instant::now() + interval;
+            // The first walk at once: it samples every connection open now.
+            let mut next_walk = walk.as_ref().map(|_| std::time::Instant::now());
+            let mut walk_errors = 0u64;
+            // Per namespace, its segment counters at its last walk: a namespace where
+            // no segment moved since has nothing to sample, and is not walked (the
+            // walk costs per socket, idle or not).
+            let mut walked_at: std::collections::HashMap<u32, [i64; 3]> = std::collections::HashMap::new();
             loop {
-                let wait = next.saturating_duration_since(std::time::Instant::now());
+                let due = next_walk.map_or(next, |w| w.min(next));
+                let wait = due.saturating_duration_since(std::time::Instant::now());
                 match cmd_rx.recv_timeout(wait) {
                     Ok(CountersCmd::Seen(ns)) => {
                         reader.discover(&ns);
@@ -463,10 +505,39 @@ impl CountersThread {
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                 }
-                next += interval;
-                let _ = rows_tx.send(reader.sample(crate::clock::realtime_ns(), &host));
-                // Every tenth reading, look for new named namespaces.
-                reader.tick_discover();
+                let now = std::time::Instant::now();
+                if let (Some(at), Some((w, every))) = (next_walk.as_mut(), walk.as_ref()) {
+                    if now >= *at {
+                        reader.in_each_namespace(|ns| {
+                            let segs = crate::host_counters::segment_counts();
+                            if segs.is_some() && walked_at.get(&ns) == segs.as_ref() {
+                                return;
+                            }
+                            match w.run() {
+                                Ok(()) => {
+                                    if let Some(segs) = segs {
+                                        walked_at.insert(ns, segs);
+                                    }
+                                }
+                                Err(e) => {
+                                    // Said once; a walk that fails keeps failing the same way.
+                                    walk_errors += 1;
+                                    if walk_errors == 1 {
+                                        tracing::warn!("the socket walk (rtt_samples) failed in netns {ns}: {e}");
+                                    }
+                                }
+                            }
+                        });
+                        // A late walk does not make the next one come sooner.
+                        *at = (*at + *every).max(std::time::Instant::now() + *every / 2);
+                    }
+                }
+                if now >= next {
+                    next += interval;
+                    let _ = rows_tx.send(reader.sample(crate::clock::realtime_ns(), &host));
+                    // Every tenth reading, look for new named namespaces.
+                    reader.tick_discover();
+                }
             }
         })?;
         ready_rx.recv().context("the host-counters thread died")??;

@@ -1,4 +1,5 @@
-//! `tcp_probe` events (already rate-limited in the kernel) → `rtt_samples` rows.
+//! Samples of the socket walk (or, with `--rtt-per-ack`, of `tcp_probe`, already
+//! rate-limited in the kernel) → `rtt_samples` rows.
 
 use tcpfr_schema::TableId;
 use tcpfr_schema::rtt_samples::{RawRttSample, RttSample, TCP_INFINITE_SSTHRESH};
@@ -10,8 +11,9 @@ pub fn handle(e: &mut Enricher, ev: &RawRttSample) {
     e.counts.seen[TableId::RttSamples.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let time = UtcNanos(time_ns);
-    // tcp_probe runs per ACK; its program skips the namespace read to stay cheap.
-    let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs, time_ns);
+    // tcp_probe runs per ACK; its program skips the namespace read (0) to stay cheap.
+    let netns = (ev.hdr.netns != 0).then_some(ev.hdr.netns);
+    let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
     let id = s.id;
     let due = crate::sockets::due(s);
     // Filters decide on the socket's addresses and owner; the sample carries neither.

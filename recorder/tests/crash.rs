@@ -28,7 +28,7 @@ fn realtime_ns() -> i64 {
 
 /// Starts the recorder on `out` and waits until it records.
 fn start(out: &Path) -> Child {
-    spawn_recorder(out, &["--rtt-interval", "0", "--log", "warn,tcpfr_recorder=info"])
+    spawn_recorder(out, &["--rtt-per-ack", "--rtt-interval", "0", "--log", "warn,tcpfr_recorder=info"])
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn full_disk_and_read_only_output_are_survived() {
     let out = fs.path().join("rec");
     let mut child = Child(
         Command::new(recorder_bin())
-            .args(["--out", out.to_str().unwrap(), "--rtt-interval", "0", "--rotate-size", "1MiB", "--log", "warn"])
+            .args(["--out", out.to_str().unwrap(), "--rtt-per-ack", "--rtt-interval", "0", "--rotate-size", "1MiB", "--log", "warn"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),

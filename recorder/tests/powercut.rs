@@ -46,7 +46,7 @@ fn realtime_ns() -> i64 {
 /// Starts the recorder on `out` and waits until it records. Segments of 2 s: cuts also
 /// fall while files are closed and manifests stored.
 fn start(out: &Path) -> Child {
-    spawn_recorder(out, &["--rtt-interval", "0", "--rotate-interval", "2s", "--log", "warn,tcpfr_recorder=info"])
+    spawn_recorder(out, &["--rtt-per-ack", "--rtt-interval", "0", "--rotate-interval", "2s", "--log", "warn,tcpfr_recorder=info"])
 }
 
 fn tcpfr_bin() -> PathBuf {

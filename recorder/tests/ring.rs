@@ -40,6 +40,7 @@ fn disk_use_stays_within_max_disk_under_load() {
         &max_disk.to_string(),
         "--rotate-size",
         &rotate.to_string(),
+        "--rtt-per-ack",
         "--rtt-interval",
         "0",
         "--zstd-level",

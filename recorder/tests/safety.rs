@@ -195,6 +195,7 @@ fn snapshots_count_against_max_disk() {
         &max_disk.to_string(),
         "--rotate-size",
         &rotate.to_string(),
+        "--rtt-per-ack",
         "--rtt-interval",
         "0",
         "--zstd-level",

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 4;
+pub const RAW_ABI_VERSION: u32 = 5;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -24,7 +24,9 @@ pub mod kind {
     pub const RESET_SENT: u8 = 4;
     /// `tcp:tcp_receive_reset` → `RawReset`
     pub const RESET_RECEIVED: u8 = 5;
-    /// `tcp:tcp_probe` (rate-limited per socket) → `RawRttSample`
+    /// The `iter/tcp` walk every `--rtt-interval` (sockets with progress since the
+    /// last walk), or with `--rtt-per-ack` `tcp:tcp_probe` (rate-limited per socket)
+    /// → `RawRttSample`
     pub const RTT_SAMPLE: u8 = 6;
     /// sock_ops `STATE_CB` when a socket reaches CLOSE → `RawFlowCounters`
     pub const FLOW_COUNTERS: u8 = 7;
@@ -222,7 +224,20 @@ pub struct BtfOffsets {
     /// the namespace of a reset sent without a socket.
     pub skb_dev: u32,
     pub dev_net: u32,
-    pub _pad: u32,
+    /// `tcp_sock` fields the socket walk (`iter/tcp`) reads, as `tcp:tcp_probe` reports
+    /// them: `srtt_us` (u32, smoothed RTT × 8), `snd_cwnd`, `snd_ssthresh`, `snd_wnd`,
+    /// `rcv_wnd`, `snd_nxt`, `snd_una` (u32), and the progress counters
+    /// `bytes_acked`, `bytes_received` (u64) that tell a walk whether anything happened
+    /// on the socket since the last one.
+    pub tcp_srtt_us: u32,
+    pub tcp_snd_cwnd: u32,
+    pub tcp_snd_ssthresh: u32,
+    pub tcp_snd_wnd: u32,
+    pub tcp_rcv_wnd: u32,
+    pub tcp_snd_nxt: u32,
+    pub tcp_snd_una: u32,
+    pub tcp_bytes_acked: u32,
+    pub tcp_bytes_received: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -233,7 +248,9 @@ pub struct BtfOffsets {
 /// kernel guards raw tracepoint programs one program at a time, whereas classic
 /// tracepoint programs share one guard per CPU, so a retransmit in softirq that
 /// interrupts any other tracing program on that CPU would be skipped. RTT samples come
-/// from the classic `tcp:tcp_probe` record (already formatted by the kernel).
+/// from a walk over the TCP sockets (`iter/tcp`, [`BtfOffsets`]) or, with
+/// `--rtt-per-ack`, from the classic `tcp:tcp_probe` record (already formatted by the
+/// kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
@@ -241,7 +258,9 @@ pub struct KernelConfig {
     pub abi_version: u32,
     /// Bit set of [`stream`]s to record.
     pub streams: u32,
-    /// Minimum time between two RTT samples of one socket (0 = every ACK).
+    /// With `--rtt-per-ack`: minimum time between two `tcp_probe` samples of one
+    /// socket (0 = every ACK). The socket walk does not use it (userspace runs it
+    /// every interval).
     pub rtt_interval_ns: u64,
     /// Bit set of [`kernel_flag`]s.
     pub flags: u32,
@@ -269,6 +288,9 @@ pub mod stream {
     pub const RESETS: u32 = TableId::Resets.stream_bit();
     pub const RTT_SAMPLES: u32 = TableId::RttSamples.stream_bit();
     pub const FLOWS: u32 = TableId::Flows.stream_bit();
+    /// Not a table: with the socket walk, also sample a connection when it leaves
+    /// ESTABLISHED (if it moved since the last walk).
+    pub const RTT_AT_CLOSE: u32 = 1 << 31;
 }
 
 const EMPTY_ADDR: AddrOffsets = AddrOffsets {
@@ -313,7 +335,15 @@ impl BtfOffsets {
         tcp_total_retrans: NO_OFFSET,
         skb_dev: NO_OFFSET,
         dev_net: NO_OFFSET,
-        _pad: 0,
+        tcp_srtt_us: NO_OFFSET,
+        tcp_snd_cwnd: NO_OFFSET,
+        tcp_snd_ssthresh: NO_OFFSET,
+        tcp_snd_wnd: NO_OFFSET,
+        tcp_rcv_wnd: NO_OFFSET,
+        tcp_snd_nxt: NO_OFFSET,
+        tcp_snd_una: NO_OFFSET,
+        tcp_bytes_acked: NO_OFFSET,
+        tcp_bytes_received: NO_OFFSET,
     };
 }
 
@@ -339,7 +369,8 @@ pub mod scratch_slot {
     pub const SEND_RESET: u32 = 3;
     pub const RECEIVE_RESET: u32 = 4;
     pub const PROBE: u32 = 5;
-    pub const COUNT: u32 = 6;
+    pub const RTT_WALK: u32 = 6;
+    pub const COUNT: u32 = 7;
 }
 
 /// Indexes of the per-CPU counter array `COUNTERS` (besides per-kind losses).

@@ -1,5 +1,7 @@
-//! `rtt_samples`: congestion-control snapshots from `tcp:tcp_probe`, which fires on
-//! every incoming ACK; the kernel side keeps at most one per socket per sample interval.
+//! `rtt_samples`: congestion-control snapshots from a walk over the TCP sockets every
+//! sample interval (a BPF iterator; sockets without progress since the last walk are
+//! skipped) or, with `--rtt-per-ack`, from `tcp:tcp_probe`, which fires on every
+//! incoming ACK and of which the kernel side keeps at most one per socket per interval.
 
 use crate::raw::{RawHeader, RawTuple};
 
@@ -33,15 +35,21 @@ mod table {
     use crate::table::{Str, UtcNanos};
 
     crate::define_table! {
-        /// Periodic samples of a connection's RTT and congestion state, taken when an ACK
-        /// arrives, at most one per socket per sample interval (recorder option
-        /// `--rtt-interval`, in the manifest). Addresses and owner are in `sockets`
-        /// (join on host, socket_id): repeating them on every sample would double the
-        /// size of the busiest table.
+        /// Periodic samples of a connection's RTT and congestion state. By default the
+        /// recorder walks the host's TCP sockets every sample interval (recorder option
+        /// `--rtt-interval`, default 1 s, in the manifest) and writes one row per
+        /// connection that made progress since the previous walk (bytes acknowledged or
+        /// received, a retransmission, a state change): a connection idle since the last
+        /// walk gets no row, and the first walk that sees a connection always writes
+        /// one. A connection that moved since the last walk also gets a row when it
+        /// leaves ESTABLISHED, so one shorter than the interval has one too. With `--rtt-per-ack` (in the manifest as `rtt_per_ack`) rows are taken
+        /// when an ACK arrives instead, at most one per socket per interval (0: every
+        /// ACK). Addresses and owner are in `sockets` (join on host, socket_id):
+        /// repeating them on every sample would double the size of the busiest table.
         pub struct RttSample in "rtt_samples" ordered by time {
             /// Host name of the machine that made the recording.
             host: Str,
-            /// When the ACK was processed (UTC).
+            /// When the walk read the socket (or the connection left ESTABLISHED), or with `--rtt-per-ack` when the ACK was processed (UTC).
             time: UtcNanos => "ns",
             /// Socket sampled; joins with `sockets` and the other tables on (host, socket_id).
             socket_id: i64,
@@ -51,7 +59,7 @@ mod table {
             rttvar_us: Option<u32> => "us",
             /// Congestion window.
             cwnd: u32 => "segments",
-            /// Slow-start threshold; null while the kernel has none yet (initial slow start).
+            /// Slow-start threshold; null while the kernel has none yet (initial slow start). The walk reads the kernel's snd_ssthresh; tcp_probe (`--rtt-per-ack`) reports tcp_current_ssthresh, which outside recovery is at least ¾ of cwnd.
             ssthresh: Option<u32> => "segments",
             /// Send window the peer advertised.
             snd_wnd: u32 => "bytes",
