@@ -42,9 +42,16 @@ pub async fn connect(_ctx: SessionContext, url: &str) -> Result<SessionContext> 
     )
 }
 
-/// Adds what to do when the scheduler at `url` cannot be reached.
+/// Adds what to do when the scheduler at `url` cannot be reached, or an executor's
+/// memory pool was too small for the question.
 pub fn explain(msg: &str, url: Option<&str>) -> Option<String> {
     let url = url?;
+    if msg.contains("Resources exhausted") || msg.contains("ResourcesExhausted") {
+        return Some(format!(
+            "an executor of {url} ran out of its memory pool for this question (it spilled what it could): \
+             start the executors with a larger --memory-pool-size, or fewer --vcores each (cluster/README.md, \"Memory\")"
+        ));
+    }
     let unreachable = ["transport error", "Connection refused", "tcp connect error", "dns error"];
     unreachable
         .iter()

@@ -63,7 +63,7 @@ impl Drop for Proc {
     }
 }
 
-/// A scheduler and two executors on loopback, reading `sw`.
+/// A scheduler and executors on loopback, reading `sw`.
 struct Cluster {
     url: String,
     scheduler: Proc,
@@ -71,7 +71,13 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A scheduler and two executors.
     fn start(sw: &Seaweed, dir: &Path) -> Cluster {
+        Self::start_with(sw, dir, 2, &[])
+    }
+
+    /// A scheduler and `n` executors started with `extra` arguments too.
+    fn start_with(sw: &Seaweed, dir: &Path, n: usize, extra: &[&str]) -> Cluster {
         let port = free_port();
         let s = |v: &str| v.to_string();
         let mut scheduler = Proc::spawn(
@@ -82,7 +88,7 @@ impl Cluster {
         );
         scheduler.wait_for("tcpfr-scheduler listening");
         let mut executors = Vec::new();
-        for i in 0..2 {
+        for i in 0..n {
             let work = dir.join(format!("executor-{i}"));
             std::fs::create_dir_all(&work).unwrap();
             let mut e = Proc::spawn(
@@ -105,7 +111,10 @@ impl Cluster {
                     s("2"),
                     s("--work-dir"),
                     work.to_string_lossy().into_owned(),
-                ],
+                ]
+                .into_iter()
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect::<Vec<_>>(),
                 dir.join(format!("executor-{i}.log")),
             );
             e.wait_for("Executor registration succeed");
@@ -252,6 +261,48 @@ fn every_question_answers_on_the_cluster_as_in_one_process() {
         assert!(log.contains("task"), "{} ran no task:\n{log}", e.log.display());
     }
     assert!(cluster.scheduler.log().contains("job"), "the scheduler saw no job:\n{}", cluster.scheduler.log());
+}
+
+/// An executor with a small memory pool (`--memory-pool-size 32MiB`, 16 MiB per vcore):
+/// a sort of every RTT sample (joined to its socket) either completes by spilling, with
+/// the answer of one process, or fails with "Resources exhausted", the pool's size and
+/// what to do (DataFusion's sorts can still fail when a pool is shared: both are
+/// accepted, an executor killed or a panic is not); either way the executor stays up and
+/// answers the next question.
+#[test]
+fn a_small_memory_pool_spills_or_fails_cleanly_and_the_executor_stays_up() {
+    let sw = Seaweed::start("smallmem");
+    let tmp = tempfile::tempdir().unwrap();
+    let generated = generate(&bin_dir().join("examples"), &tmp.path().join("gen"), 4, 400_000);
+    let url = sw.url("gen");
+    let mut args: Vec<&str> = vec!["ship"];
+    args.extend(generated.iter().map(String::as_str));
+    args.push(&url);
+    ok(&sw, &args);
+    let mut cluster = Cluster::start_with(&sw, tmp.path(), 1, &["--memory-pool-size", "32MiB"]);
+    let log = cluster.executors[0].log();
+    assert!(log.contains("Executor memory pool: 32.0 MiB (configured via --memory-pool-size)"), "{log}");
+
+    let sql = "SELECT host, time, socket_id, srtt_us, comm, laddr, raddr FROM rtt_samples ORDER BY srtt_us DESC, host, time, socket_id";
+    let q = ["query", url.as_str(), sql, "--format", "csv"];
+    let want = ok(&sw, &q);
+    assert!(want.lines().count() > 10_000, "{} rows", want.lines().count());
+    let got = tcpfr(&sw, &[&["--cluster", cluster.url.as_str()][..], &q[..]].concat());
+    assert!(!got.stderr.contains("panicked"), "{}", got.stderr);
+    if got.ok {
+        assert_eq!(got.stdout, want, "answered as one process");
+        assert!(cluster.executors[0].log().contains("spill"), "completed without spilling:\n{}", cluster.log_tails());
+    } else {
+        let clean = ["ResourcesExhausted", "pool_size: 32.0 MB", "--memory-pool-size"];
+        assert!(clean.iter().all(|n| got.stderr.contains(n)), "{}\n{}", got.stderr, cluster.log_tails());
+    }
+    eprintln!("a sort of every RTT sample in a 32 MiB pool: {}", if got.ok { "completed by spilling" } else { "failed cleanly" });
+
+    assert!(cluster.executors[0].child.try_wait().unwrap().is_none(), "the executor died:\n{}", cluster.log_tails());
+    let q = ["resets", url.as_str(), "--format", "csv"];
+    let want = ok(&sw, &q);
+    let got = ok(&sw, &[&["--cluster", cluster.url.as_str()][..], &q[..]].concat());
+    assert_eq!(got, want, "the next question on the same executor");
 }
 
 #[test]
