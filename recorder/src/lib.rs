@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod options;
 pub mod privileges;
 pub mod procinfo;
+pub mod programs;
 pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;

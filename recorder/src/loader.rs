@@ -9,6 +9,8 @@ use aya::programs::{CgroupAttachMode, Iter, RawTracePoint, SockOps, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use tcpfr_schema::raw::{counter, KernelConfig, RAW_ABI_VERSION};
 
+use crate::programs::{self, Hook};
+
 /// The object built by build.rs from `recorder-ebpf/`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpfr-recorder-ebpf"));
 
@@ -40,9 +42,6 @@ pub enum RttMode {
     /// `tcp:tcp_probe` on every received segment (`--rtt-per-ack`).
     PerAck,
 }
-
-/// The iterator program's name in the object (`recorder-ebpf/src/rtt_walk.rs`).
-pub const RTT_WALK: &str = "tcpfr_rtt_walk";
 
 /// The attached `iter/tcp` program. Each [`RttWalk::run`] makes a new iterator
 /// instance from the link and reads it to the end, which runs the program once per TCP
@@ -104,21 +103,6 @@ fn iter_link(prog: &Iter) -> Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Raw tracepoints (program name = tracepoint name): the kernel guards each of these
-/// programs on its own, so one running cannot make the kernel skip another.
-pub const RAW_TRACEPOINTS: &[&str] = &[
-    "tcp_retransmit_skb",
-    "tcp_retransmit_synack",
-    "inet_sock_set_state",
-    "tcp_send_reset",
-    "tcp_receive_reset",
-    "tcp_destroy_sock",
-];
-
-/// Classic tracepoints (category, name = program name), attached with
-/// [`RttMode::PerAck`] only.
-pub const TRACEPOINTS: &[(&str, &str)] = &[("tcp", "tcp_probe")];
-
 /// Where cgroup v2 is mounted (from /proc/self/mountinfo).
 pub fn cgroup2_root() -> Result<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
@@ -132,6 +116,11 @@ pub fn cgroup2_root() -> Result<PathBuf> {
         }
     }
     bail!("no cgroup v2 filesystem is mounted (needed for the sock_ops program that counts per-connection segments); mount one, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`")
+}
+
+/// The one program attached with `hook`.
+fn only(hook: Hook) -> &'static str {
+    programs::with_hook(hook).next().expect("the program list has one").name
 }
 
 pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode) -> Result<Kernel> {
@@ -153,15 +142,16 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
     if with_sock_ops {
         let root = cgroup2_root()?;
         let cgroup = std::fs::File::open(&root).with_context(|| format!("opening cgroup {}", root.display()))?;
+        let name = only(Hook::SockOps);
         let p: &mut SockOps = ebpf
-            .program_mut("tcpfr_sock_ops")
-            .context("program tcpfr_sock_ops missing from the object")?
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
         p.load().context("the kernel rejected the sock_ops program")?;
         p.attach(&cgroup, CgroupAttachMode::default())
             .with_context(|| format!("attaching sock_ops to cgroup {}", root.display()))?;
     }
-    for name in RAW_TRACEPOINTS {
+    for name in programs::with_hook(Hook::RawTracepoint).map(|p| p.name) {
         let p: &mut RawTracePoint = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -172,17 +162,18 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
     let mut walk = None;
     if rtt == RttMode::Walk {
         let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket walk")?;
+        let name = only(Hook::TcpIter);
         let p: &mut Iter = ebpf
-            .program_mut(RTT_WALK)
-            .with_context(|| format!("program {RTT_WALK} missing from the object"))?
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
         p.load("tcp", &btf).context(
             "the kernel rejected the socket walk (iter/tcp, kernel 5.9 or later); --rtt-per-ack samples RTT without it",
         )?;
         walk = Some(RttWalk { link: iter_link(p)? });
     }
-    let tracepoints: &[(&str, &str)] = if rtt == RttMode::PerAck { TRACEPOINTS } else { &[] };
-    for (category, name) in tracepoints {
+    let classic = programs::with_hook(Hook::Tracepoint).filter(|_| rtt == RttMode::PerAck);
+    for (category, name) in classic.map(|p| (p.group, p.name)) {
         let p: &mut TracePoint = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -251,4 +242,23 @@ pub fn check_kernel() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The object's programs are exactly those listed in `programs::PROGRAMS`: a program
+    /// added to `recorder-ebpf` without a line there would never be attached.
+    #[test]
+    fn the_object_holds_exactly_the_listed_programs() {
+        if super::OBJECT.is_empty() {
+            eprintln!("built with AYA_BUILD_SKIP=1: no object to compare");
+            return;
+        }
+        let object = aya_obj::Object::parse(super::OBJECT).expect("the built object parses");
+        let in_object: BTreeSet<&str> = object.programs.keys().map(String::as_str).collect();
+        let listed: BTreeSet<&str> = crate::programs::PROGRAMS.iter().map(|p| p.name).collect();
+        assert_eq!(in_object, listed);
+    }
 }

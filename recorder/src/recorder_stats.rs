@@ -22,19 +22,6 @@ pub fn stream_of_kind(k: usize) -> Option<TableId> {
     })
 }
 
-/// The table a program feeds (for the kernel's per-program recursion misses).
-pub fn stream_of_program(name: &str) -> Option<TableId> {
-    Some(match name {
-        "tcp_retransmit_skb" | "tcp_retransmit_synack" => TableId::Retransmits,
-        "inet_sock_set_state" => TableId::StateChanges,
-        "tcp_send_reset" | "tcp_receive_reset" => TableId::Resets,
-        "tcpfr_sock_ops" => TableId::Flows,
-        // tcp_probe runs per ACK and samples are rate-limited: a skipped run rarely
-        // costs a sample, so its misses are reported in a note, not as lost events.
-        _ => return None,
-    })
-}
-
 /// Cumulative counters at the previous row, to turn totals into per-interval deltas.
 #[derive(Default)]
 pub struct StatsState {
@@ -79,7 +66,7 @@ pub fn rows(
     for (name, total) in misses {
         let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);
         let delta = total.saturating_sub(prev) as i64;
-        match stream_of_program(name) {
+        match crate::programs::feeds(name) {
             Some(s) => per_stream_missed[s.index()] += delta,
             None if name == "tcp_probe" => probe_skipped += delta,
             None => {}

@@ -213,17 +213,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Every tracepoint the programs attach to, as (group, name).
-pub const TRACEPOINTS: &[(&str, &str)] = &[
-    ("tcp", "tcp_retransmit_skb"),
-    ("tcp", "tcp_retransmit_synack"),
-    ("sock", "inet_sock_set_state"),
-    ("tcp", "tcp_send_reset"),
-    ("tcp", "tcp_receive_reset"),
-    ("tcp", "tcp_probe"),
-    ("tcp", "tcp_destroy_sock"),
-];
-
 /// What the programs need from tracefs.
 #[derive(Debug, Clone)]
 pub struct Tracepoints {
@@ -235,9 +224,9 @@ pub struct Tracepoints {
 
 pub fn load(root: &Path) -> Result<Tracepoints> {
     let mut reset_fmt = Format::default();
-    for (group, name) in TRACEPOINTS {
+    for (group, name) in crate::programs::tracepoints() {
         let fmt = read_format(root, group, name)?;
-        if *name == "tcp_send_reset" {
+        if name == "tcp_send_reset" {
             reset_fmt = fmt;
         }
     }
