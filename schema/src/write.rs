@@ -358,6 +358,12 @@ struct OpenFile {
     rel_path: String,
     segment: u64,
     writer: ArrowWriter<HashingWriter>,
+    /// The rows of the row group in progress (the same rows as the write-ahead log),
+    /// handed to `writer` only when the row group is closed: Parquet's column writers
+    /// (encoders, dictionaries, a zstd compression and decompression context per column)
+    /// then live for the moment of a flush, not for the whole time a quiet table takes
+    /// to fill a row group.
+    staged: Staged,
     /// Key-value metadata as it will be in the final footer (for partial footers).
     kv: Vec<KeyValue>,
     rows: u64,
@@ -395,6 +401,13 @@ impl<T: Table> TableWriter<T> {
             self.pending_rows += batch.num_rows();
             self.pending.push(batch);
         }
+    }
+
+    /// Bytes Parquet's writer holds for the file in progress between flushes (column
+    /// writers, encoders, buffered pages): zero while the row group in progress is only
+    /// staged.
+    pub fn parquet_memory(&self) -> usize {
+        self.open.as_ref().map_or(0, |f| f.writer.memory_size())
     }
 
     /// Rows buffered and not yet handed to Parquet.
@@ -453,6 +466,7 @@ impl<T: Table> TableWriter<T> {
                 rel_path: rel.to_string_lossy().replace('\\', "/"),
                 segment,
                 writer,
+                staged: Staged::default(),
                 kv,
                 rows: 0,
                 time_min: i64::MAX,
@@ -511,7 +525,7 @@ impl<T: Table> AnyTableWriter for TableWriter<T> {
         if let Some(f) = self.open.as_mut() {
             let (tmp, footer, wal) = Self::sidecar_paths(f);
             let durable = self.ctx.opts.fsync;
-            if f.writer.in_progress_rows() >= self.ctx.opts.min_row_group_rows {
+            if f.staged.rows >= self.ctx.opts.min_row_group_rows {
                 flush_row_group(f, &tmp, &footer, &wal, durable)?;
             } else if !written.is_empty() {
                 for b in &written {
@@ -545,7 +559,7 @@ impl<T: Table> AnyTableWriter for TableWriter<T> {
     fn current_bytes(&self) -> u64 {
         self.open
             .as_ref()
-            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
+            .map(|f| (f.writer.bytes_written() + f.staged.bytes) as u64)
             .unwrap_or(0)
     }
 }
@@ -572,7 +586,7 @@ impl<T: Table> TableWriter<T> {
         let (tmp, footer, wal) = Self::sidecar_paths(f);
         let mut offset = 0;
         while offset < cut {
-            let room = max_rg - f.writer.in_progress_rows().min(max_rg);
+            let room = max_rg - f.staged.rows.min(max_rg);
             if room == 0 {
                 flush_row_group(f, &tmp, &footer, &wal, self.ctx.opts.fsync)?;
                 written.clear();
@@ -580,7 +594,7 @@ impl<T: Table> TableWriter<T> {
             }
             let chunk = ready.slice(offset, room.min(cut - offset));
             offset += chunk.num_rows();
-            f.writer.write(&chunk).map_err(|e| write_err(&tmp, e))?;
+            f.staged.push(chunk.clone());
             written.push(chunk);
         }
         f.rows += cut as u64;
@@ -598,6 +612,9 @@ impl<T: Table> TableWriter<T> {
             f.writer.append_key_value_metadata(KeyValue::new(layout::kv::SORTED_BY.into(), T::TIME_COLUMN.to_string()));
         }
         // Writes the last row group and the footer.
+        for b in f.staged.take() {
+            f.writer.write(&b).map_err(|e| write_err(&tmp, e))?;
+        }
         let hw = f.writer.into_inner().map_err(|e| write_err(&tmp, e))?;
         let (file, digest, bytes) = hw.finish();
         if self.ctx.opts.fsync {
@@ -637,8 +654,11 @@ impl<T: Table> TableWriter<T> {
 /// `durable`: the row group is fsynced before the footer that describes it is saved
 /// (durably too), and the log deleted only then.
 fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path, durable: bool) -> Result<()> {
-    if f.writer.in_progress_rows() == 0 {
+    if f.staged.rows == 0 {
         return Ok(());
+    }
+    for b in f.staged.take() {
+        f.writer.write(&b).map_err(|e| write_err(tmp, e))?;
     }
     f.writer.flush().map_err(|e| write_err(tmp, e))?;
     // Only hands the buffered bytes to the file; the fdatasync is ours.
@@ -661,6 +681,30 @@ fn flush_row_group(f: &mut OpenFile, tmp: &Path, footer: &Path, wal: &Path, dura
     f.wal = None;
     let _ = std::fs::remove_file(wal);
     Ok(())
+}
+
+/// Batches of the row group in progress, with their row count and an estimate of their
+/// size in the file (Arrow's size of the rows, before encoding and compression).
+#[derive(Default)]
+struct Staged {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Staged {
+    fn push(&mut self, batch: RecordBatch) {
+        self.rows += batch.num_rows();
+        // The slice's own bytes: a slice shares its parent's buffers.
+        self.bytes += batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>();
+        self.batches.push(batch);
+    }
+
+    fn take(&mut self) -> Vec<RecordBatch> {
+        self.rows = 0;
+        self.bytes = 0;
+        std::mem::take(&mut self.batches)
+    }
 }
 
 fn append_wal(f: &mut OpenFile, wal: &Path, batch: &RecordBatch) -> Result<()> {

@@ -177,6 +177,32 @@ fn unfinished_files_are_hidden_from_globs_and_the_manifest() {
     assert_eq!(rec.read_table::<Retransmit>().unwrap().len(), 10);
 }
 
+/// Rows of a row group in progress wait as Arrow batches (and in the write-ahead log),
+/// not in Parquet's column writers: a quiet table must not hold an encoder, dictionary
+/// and zstd contexts per column between flushes.
+#[test]
+fn a_row_group_in_progress_holds_no_parquet_writer_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec_dir = dir.path().join("rec");
+    let opts = WriterOptions { min_row_group_rows: 1000, ..WriterOptions::default() };
+    let mut w = RecordingWriter::create(&rec_dir, info(T0), opts).unwrap();
+    for i in 0..500 {
+        w.rtt_samples.push(rtt(T0 + i, i % 5, 100));
+    }
+    w.flush(T0 + SEC, T0 + SEC).unwrap();
+    assert_eq!(w.rtt_samples.parquet_memory(), 0, "500 rows staged, below the row group size");
+    for i in 500..1000 {
+        w.rtt_samples.push(rtt(T0 + i, i % 5, 100));
+    }
+    w.flush(T0 + SEC, T0 + SEC).unwrap();
+    assert_eq!(w.rtt_samples.parquet_memory(), 0, "the row group was written and closed");
+    let m = w.finish(T0 + 2 * SEC).unwrap();
+    let rtt_file = m.files.iter().find(|f| f.table == "rtt_samples").unwrap();
+    assert_eq!(rtt_file.rows, 1000);
+    let md = tcpfr_schema::read::read_footer(&rec_dir.join(&rtt_file.path)).unwrap();
+    assert_eq!(md.num_row_groups(), 1, "one row group of the 1000 rows");
+}
+
 #[test]
 fn files_and_directories_are_not_world_readable() {
     use std::os::unix::fs::PermissionsExt;
