@@ -14,7 +14,7 @@ pub fn handle_counters(e: &mut Enricher, ev: &RawFlowCounters) {
     e.counts.seen[TableId::Flows.index()] += 1;
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs, time_ns);
-    s.counters = Some(*ev);
+    s.counters = Some(Box::new(*ev));
 }
 
 /// How a connection's handshake went, from what we saw of it.
@@ -62,7 +62,7 @@ pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, 
     if !e.keep(TableId::Flows, &s.ends, s.owner.as_deref()) {
         return;
     }
-    let c = s.counters.filter(|_| close_ns.is_some());
+    let c = s.counters.as_deref().copied().filter(|_| close_ns.is_some());
     let counters_note = if s.pre_existing {
         counters::OPENED_BEFORE_RECORDING
     } else if close_ns.is_none() {

@@ -53,7 +53,9 @@ pub struct Socket {
     /// `tcp_sock.total_retrans` as of the last retransmit event (None: not known, e.g.
     /// a socket older than the recording), to tell counted attempts from others.
     pub total_retrans: Option<u32>,
-    pub counters: Option<RawFlowCounters>,
+    /// Boxed: a socket gets them only at its close, and the table holds every open
+    /// socket of the host.
+    pub counters: Option<Box<RawFlowCounters>>,
     /// Time (UTC ns) of the last event, for evicting sockets whose close we missed.
     pub last_seen: i64,
 }
