@@ -63,6 +63,22 @@ def status_mb(pid, key):
     return 0
 
 
+def rss_by_mapping(pid, top=8):
+    """RSS (kB) per mapping of `pid`, largest first: which of the ring buffer, the
+    binary, the heap and thread arenas hold the memory."""
+    rows, name = [], None
+    for line in open(f"/proc/{pid}/smaps"):
+        f = line.split()
+        if "-" in f[0] and not f[0].endswith(":"):
+            name = f[5] if len(f) > 5 else f"[anon {f[0]}]"
+        elif f[0] == "Rss:":
+            rows.append((int(f[1]), name))
+    by = {}
+    for kb, n in rows:
+        by[n] = by.get(n, 0) + kb
+    return sorted(by.items(), key=lambda kv: -kv[1])[:top]
+
+
 def walk_stats():
     for p in json.loads(sh("bpftool", "prog", "show", "--json")):
         if p.get("name") == "tcpfr_rtt_walk":
@@ -113,6 +129,7 @@ def main():
         time.sleep(a.seconds)
         cpu1, (rt1, rc1) = proc_cpu(rec.pid), walk_stats()
         rss, hwm = status_mb(rec.pid, "VmRSS"), status_mb(rec.pid, "VmHWM")
+        mappings = rss_by_mapping(rec.pid)
         rec.send_signal(signal.SIGINT)
         rec.wait(60)
         rec = None
@@ -124,7 +141,9 @@ def main():
         print(f"walk eBPF: {run_ns / 1e6:.1f} ms in {runs} program runs = {run_ns / max(1, runs):.0f} ns per socket visit, "
               f"{run_ns / 1e9 / a.seconds * 100:.3f} % of a core")
         print(f"rtt_samples rows: {total} in all (the first walk), {window} during the measured window")
-        print(f"recorder RSS {rss:.0f} MB, peak {hwm:.0f} MB")
+        print(f"recorder RSS {rss:.0f} MB, peak {hwm:.0f} MB; largest mappings:")
+        for name, kb in mappings:
+            print(f"  {kb / 1024:7.1f} MB  {name}")
     finally:
         if rec is not None:
             rec.kill()
