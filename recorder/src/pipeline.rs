@@ -316,9 +316,17 @@ pub async fn run(mut opts: Options) -> Result<()> {
                 let counts = std::mem::take(&mut enr.counts);
                 let mut rs = std::mem::take(&mut pending_stats);
                 rs.extend(recorder_stats::rows(
-                    &mut stats, &enr.host, now, &counts, loader::lost(&counters),
-                    loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
-                    &loader::recursion_misses(&programs), &writer.stats, &enr.enabled,
+                    &mut stats,
+                    recorder_stats::Inputs {
+                        host: &enr.host,
+                        now,
+                        counts: &counts,
+                        lost: loader::lost(&counters),
+                        rate_limited: loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
+                        misses: &loader::recursion_misses(&programs),
+                        writer: &writer.stats,
+                        enabled: &enr.enabled,
+                    },
                 ));
                 if let Some(err) = writer.stats.last_error.lock().unwrap().take() {
                     rs.push(recorder_stats::note(&enr.host, now, format!("write error: {err}")));
@@ -404,14 +412,16 @@ pub async fn run(mut opts: Options) -> Result<()> {
     let mut rs = std::mem::take(&mut pending_stats);
     rs.extend(recorder_stats::rows(
         &mut stats,
-        &enr.host,
-        end,
-        &counts,
-        loader::lost(&counters),
-        loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
-        &loader::recursion_misses(&programs),
-        &writer.stats,
-        &enr.enabled,
+        recorder_stats::Inputs {
+            host: &enr.host,
+            now: end,
+            counts: &counts,
+            lost: loader::lost(&counters),
+            rate_limited: loader::counter(&counters, recorder_stats::RTT_RATE_LIMITED),
+            misses: &loader::recursion_misses(&programs),
+            writer: &writer.stats,
+            enabled: &enr.enabled,
+        },
     ));
     if let Some(s) = &ship_stats {
         rs.push(recorder_stats::ship(&mut ship_last_ns, &enr.host, end, s));
