@@ -39,19 +39,27 @@ impl StatsState {
     }
 }
 
-/// Builds this interval's rows. `lost` and `rate_limited` are the kernel's totals.
-#[allow(clippy::too_many_arguments)]
-pub fn rows(
-    st: &mut StatsState,
-    host: &Str,
-    now: i64,
-    counts: &StreamCounts,
-    lost: [u64; kind::COUNT],
-    rate_limited: u64,
-    misses: &[(String, u64)],
-    writer: &WriterStats,
-    enabled: &[bool; TableId::COUNT],
-) -> Vec<RecorderStats> {
+/// What an interval's rows are made of. `lost`, `rate_limited` and `misses` are the
+/// kernel's totals; [`StatsState`] turns them into this interval's share.
+pub struct Inputs<'a> {
+    pub host: &'a Str,
+    pub now: i64,
+    /// Events seen and filtered in user space during the interval.
+    pub counts: &'a StreamCounts,
+    /// Per event kind, the events the ring buffer had no room for.
+    pub lost: [u64; kind::COUNT],
+    /// RTT samples the programs did not send (rate limit).
+    pub rate_limited: u64,
+    /// Per program (by name), the runs the kernel skipped.
+    pub misses: &'a [(String, u64)],
+    pub writer: &'a WriterStats,
+    /// The tables recorded (`--streams`): a row for each event table among them.
+    pub enabled: &'a [bool; TableId::COUNT],
+}
+
+/// Builds this interval's rows.
+pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
+    let Inputs { host, now, counts, lost, rate_limited, misses, writer, enabled } = inputs;
     let mut per_stream_lost = [0i64; TableId::COUNT];
     for (k, total) in lost.iter().enumerate() {
         if let Some(s) = stream_of_kind(k) {
