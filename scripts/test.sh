@@ -12,6 +12,9 @@ fi
 scripts/bootstrap.sh
 export PATH="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}/bin:$PATH"
 
+# Layering: no two modules of a crate import each other in a circle (seconds).
+python3 scripts/modcycles.py */src
+
 # Build first, so a compile error is not mistaken for a test failure.
 # With the analyzer's `cluster` feature: the cluster tests run `tcpfr --cluster` (the
 # workspace builds Ballista for tcpfr-cluster anyway; the feature adds only its client).

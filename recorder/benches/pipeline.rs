@@ -75,7 +75,7 @@ fn main() {
     // One "second" of events between flushes, as the recorder does.
     for chunk in events.chunks(2_000_000) {
         for e in chunk {
-            enr.handle_bytes(e);
+            tcpfr_recorder::events::handle_bytes(&mut enr, e);
         }
         let last_ts = tcpfr_recorder::events::decode(chunk.last().unwrap()).unwrap().header().ts_ns;
         push_all(&mut writer, enr.take_rows(), vec![], vec![]);

@@ -117,7 +117,7 @@ fn generate_host(dir: &std::path::Path, host: &str, events: u64, sockets: u64, s
         produced += buf.len() as u64;
         bar.inc(buf.len() as u64);
         for e in &buf {
-            enr.handle_bytes(e);
+            tcpfr_recorder::events::handle_bytes(&mut enr, e);
         }
         let rows = enr.take_rows();
         let now = enr.clock.utc(workload.now_ns());

@@ -9,7 +9,6 @@ use arrow_array::RecordBatch;
 use tcpfr_schema::{Batcher, Str, TableId};
 
 use crate::clock::Clock;
-use crate::events::Event;
 use crate::filter::Filter;
 use crate::net::AddrCache;
 use crate::procinfo::Owner;
@@ -114,28 +113,6 @@ impl Enricher {
     /// A shared string for one of our fixed names (states, kinds, …).
     pub fn name(&mut self, s: &'static str) -> Str {
         self.names.entry(s).or_insert_with(|| Arc::from(s)).clone()
-    }
-
-    /// Handles one ring-buffer record.
-    pub fn handle_bytes(&mut self, bytes: &[u8]) {
-        match crate::events::decode(bytes) {
-            Some(ev) => self.handle(&ev),
-            None => self.undecodable += 1,
-        }
-    }
-
-    pub fn handle(&mut self, ev: &Event) {
-        let ns = ev.header().netns;
-        if ns != 0 {
-            self.netns_seen.insert(ns);
-        }
-        match ev {
-            Event::Retransmit(e) => crate::retransmits::handle(self, e),
-            Event::StateChange(e) => crate::state_changes::handle(self, e),
-            Event::Reset(e) => crate::resets::handle(self, e),
-            Event::RttSample(e) => crate::rtt_samples::handle(self, e),
-            Event::FlowCounters(e) => crate::flows::handle_counters(self, e),
-        }
     }
 
     /// Whether a row of `table` about this socket is kept (enabled and not filtered);

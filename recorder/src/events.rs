@@ -1,4 +1,6 @@
-//! Decoding ring-buffer records into typed kernel events.
+//! Ring-buffer records: decoded into typed kernel events and handed to the handler of
+//! their table (`retransmits.rs`, `state_changes.rs`, …), which turns them into rows
+//! with the shared state in `Enricher`.
 
 use tcpfr_schema::flows::RawFlowCounters;
 use tcpfr_schema::raw::{kind, RawHeader};
@@ -6,6 +8,8 @@ use tcpfr_schema::resets::RawReset;
 use tcpfr_schema::retransmits::RawRetransmit;
 use tcpfr_schema::rtt_samples::RawRttSample;
 use tcpfr_schema::state_changes::RawStateChange;
+
+use crate::enrich::Enricher;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
@@ -55,6 +59,28 @@ impl Event {
 pub fn encode<T: Copy>(ev: &T) -> Vec<u8> {
     // SAFETY: T is a plain #[repr(C)] struct without padding holes (explicit padding).
     unsafe { std::slice::from_raw_parts((ev as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+}
+
+/// Handles one ring-buffer record; one that does not decode is counted.
+pub fn handle_bytes(enr: &mut Enricher, bytes: &[u8]) {
+    match decode(bytes) {
+        Some(ev) => handle(enr, &ev),
+        None => enr.undecodable += 1,
+    }
+}
+
+pub fn handle(enr: &mut Enricher, ev: &Event) {
+    let ns = ev.header().netns;
+    if ns != 0 {
+        enr.netns_seen.insert(ns);
+    }
+    match ev {
+        Event::Retransmit(e) => crate::retransmits::handle(enr, e),
+        Event::StateChange(e) => crate::state_changes::handle(enr, e),
+        Event::Reset(e) => crate::resets::handle(enr, e),
+        Event::RttSample(e) => crate::rtt_samples::handle(enr, e),
+        Event::FlowCounters(e) => crate::flows::handle_counters(enr, e),
+    }
 }
 
 #[cfg(test)]

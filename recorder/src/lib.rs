@@ -41,6 +41,7 @@ pub mod synth;
 pub mod state_changes;
 pub mod tracefs;
 pub mod writer;
+pub mod writer_stats;
 
 
 pub use options::Options;

@@ -8,7 +8,7 @@ use tcpfr_schema::recorder_stats::{stream as rs_stream, RecorderStats};
 use tcpfr_schema::{Str, TableId, UtcNanos};
 
 use crate::enrich::StreamCounts;
-use crate::writer::WriterStats;
+use crate::writer_stats::WriterStats;
 
 /// The table a kernel event kind feeds (for per-stream loss counts).
 pub fn stream_of_kind(k: usize) -> Option<TableId> {

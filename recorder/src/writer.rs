@@ -2,9 +2,9 @@
 //! never stall the thread that drains the ring buffer.
 
 use tcpfr_schema::TableId;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use tcpfr_schema::write::RecordingWriter;
 
 use crate::enrich::Batches;
 use crate::ring::Retention;
+use crate::writer_stats::WriterStats;
 
 pub enum Msg {
     /// Rows to buffer, then write those up to `watermark` (UTC ns); `now` drives rotation.
@@ -44,19 +45,10 @@ pub enum Msg {
     },
 }
 
-/// What the writer did, read by the pipeline for `recorder_stats`.
-#[derive(Default)]
-pub struct WriterStats {
-    pub rows_written: [AtomicU64; TableId::COUNT],
-    pub rows_dropped: [AtomicU64; TableId::COUNT],
-    pub last_error: Mutex<Option<String>>,
-    /// Segments (and their bytes) deleted by the flight-recorder ring.
-    pub evicted_segments: AtomicU64,
-    pub evicted_bytes: AtomicU64,
-    /// Parquet files completed (for the live metrics).
-    pub files_written: AtomicU64,
-    /// When rows were last written (UTC ns; 0 before the first write).
-    pub last_write_ns: AtomicI64,
+/// Sees every flush's rows before they are written, whether or not they can be (the
+/// live metrics are about the traffic; the health families say what reached the disk).
+pub trait FlushObserver: Send + Sync {
+    fn observe(&self, rows: &Batches, host_counters: &[HostCounters], recorder_stats: &[RecorderStats]);
 }
 
 /// What the writer thread does besides writing: the flight-recorder ring (`ring.rs`)
@@ -65,8 +57,8 @@ pub struct Config {
     pub out: PathBuf,
     pub retention: Retention,
     pub snapshots: crate::snapshot::Limits,
-    /// Live metrics (`--metrics-listen`): every flush's rows are counted there first.
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Shown every flush's rows first (the live metrics of `--metrics-listen`).
+    pub observers: Vec<Arc<dyn FlushObserver>>,
     /// `--ship`: poked when files close, told which files the ring deletes.
     pub ship: Option<Arc<crate::ship::ShipStats>>,
 }
@@ -201,10 +193,8 @@ fn run(w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Conf
     for msg in rx {
         match msg {
             Msg::Flush { rows, host_counters, recorder_stats, watermark, now } => {
-                // Counted whether or not they can be written: the metrics are about
-                // the traffic, the health families say what reached the disk.
-                if let Some(m) = &t.metrics {
-                    m.observe(&rows, &host_counters, &recorder_stats);
+                for o in &t.observers {
+                    o.observe(&rows, &host_counters, &recorder_stats);
                 }
                 if t.degraded.is_some() {
                     t.drop_while_degraded(count_rows(&rows, host_counters.len(), recorder_stats.len()), watermark, now);
@@ -227,8 +217,8 @@ fn run(w: RecordingWriter, rx: Receiver<Msg>, stats: Arc<WriterStats>, cfg: Conf
                 let _ = reply.send(());
             }
             Msg::Finish { rows, host_counters, mut recorder_stats, end: e } => {
-                if let Some(m) = &t.metrics {
-                    m.observe(&rows, &host_counters, &recorder_stats);
+                for o in &t.observers {
+                    o.observe(&rows, &host_counters, &recorder_stats);
                 }
                 if t.degraded.is_none() {
                     count_final_rows(&t.w, &rows, &mut recorder_stats, &t.stats);
@@ -249,7 +239,7 @@ struct WriterThread {
     out: PathBuf,
     retention: Retention,
     snaps: crate::snapshot::Snapshots,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    observers: Vec<Arc<dyn FlushObserver>>,
     ship: Option<Arc<crate::ship::ShipStats>>,
     /// Set while the output cannot be written (disk full, read-only): rows are counted
     /// and dropped, the kernel side goes on, and writing resumes once a probe succeeds.
@@ -258,9 +248,9 @@ struct WriterThread {
 
 impl WriterThread {
     fn new(w: RecordingWriter, stats: Arc<WriterStats>, cfg: Config) -> Self {
-        let Config { out, retention, snapshots, metrics, ship } = cfg;
+        let Config { out, retention, snapshots, observers, ship } = cfg;
         let snaps = crate::snapshot::Snapshots::new(&out, snapshots);
-        WriterThread { w, stats, out, retention, snaps, metrics, ship, degraded: None }
+        WriterThread { w, stats, out, retention, snaps, observers, ship, degraded: None }
     }
 
     fn error(&self, what: &str, e: anyhow::Error) {

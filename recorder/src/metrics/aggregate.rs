@@ -292,6 +292,12 @@ impl State {
     }
 }
 
+impl crate::writer::FlushObserver for Metrics {
+    fn observe(&self, rows: &Batches, host_counters: &[HostCounters], recorder_stats: &[RecorderStats]) {
+        Metrics::observe(self, rows, host_counters, recorder_stats);
+    }
+}
+
 impl Metrics {
     pub fn new(services: &tcpfr_services::ServiceMap, max_peers: usize, max_services: usize) -> Self {
         let series = Series {

@@ -11,7 +11,7 @@ use tcpfr_schema::TABLES;
 use super::text::{float, Text};
 use super::{families, Metrics};
 use crate::ring_fill::RingFill;
-use crate::writer::WriterStats;
+use crate::writer_stats::WriterStats;
 
 /// How long a measurement of the output directory's size is reused.
 const DISK_CACHE: Duration = Duration::from_secs(5);

@@ -234,7 +234,7 @@ impl Recorder {
 fn drain_some(ring: &mut Ring, enr: &mut Enricher) {
     for _ in 0..65536 {
         match ring.next() {
-            Some(item) => enr.handle_bytes(&item),
+            Some(item) => crate::events::handle_bytes(enr, &item),
             None => break,
         }
     }
@@ -242,6 +242,6 @@ fn drain_some(ring: &mut Ring, enr: &mut Enricher) {
 
 fn drain(ring: &mut Ring, enr: &mut Enricher) {
     while let Some(item) = ring.next() {
-        enr.handle_bytes(&item);
+        crate::events::handle_bytes(enr, &item);
     }
 }

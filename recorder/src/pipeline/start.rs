@@ -93,7 +93,7 @@ impl Prepared {
                 out: opts.out.clone(),
                 retention: crate::ring::Retention { max_bytes: opts.max_disk, max_age: opts.max_age },
                 snapshots: snapshot_limits(&opts),
-                metrics: metrics.as_ref().map(|(m, _)| m.clone()),
+                observers: metrics.iter().map(|(m, _)| m.clone() as Arc<dyn crate::writer::FlushObserver>).collect(),
                 ship: ship_stats.clone(),
             },
         );
