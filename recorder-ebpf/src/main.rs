@@ -28,6 +28,8 @@ mod rtt_walk;
 #[cfg(target_arch = "bpf")]
 mod sock;
 #[cfg(target_arch = "bpf")]
+mod sockets;
+#[cfg(target_arch = "bpf")]
 mod state_changes;
 
 #[cfg(target_arch = "bpf")]

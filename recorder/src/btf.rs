@@ -14,7 +14,18 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// What a missing `tcp_sock` field of the socket walk costs.
 const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
 
+/// What a missing field of the owner walk costs.
+const OWNERS: &str = "owners of sockets older than the recording are looked up in /proc instead";
+
 impl Kernel {
+    /// Whether every field the owner walk (`iter/task_file`) reads was found.
+    pub fn can_walk_owners(&self) -> bool {
+        let o = &self.offsets;
+        [o.task_tgid, o.file_f_inode, o.inode_i_mode, o.file_private_data, o.socket_sk, o.sk_net, o.net_inum]
+            .iter()
+            .all(|&off| off != NO_OFFSET)
+    }
+
     /// Whether every `tcp_sock` field the socket walk reads was found.
     pub fn can_walk(&self) -> bool {
         let o = &self.offsets;
@@ -208,6 +219,12 @@ pub fn load(path: &Path) -> Result<Kernel> {
         tcp_snd_una: optional("tcp_sock", "snd_una", WALK),
         tcp_bytes_acked: optional("tcp_sock", "bytes_acked", WALK),
         tcp_bytes_received: optional("tcp_sock", "bytes_received", WALK),
+        task_tgid: optional("task_struct", "tgid", OWNERS),
+        file_f_inode: optional("file", "f_inode", OWNERS),
+        inode_i_mode: optional("inode", "i_mode", OWNERS),
+        file_private_data: optional("file", "private_data", OWNERS),
+        socket_sk: optional("socket", "sk", OWNERS),
+        _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {

@@ -7,6 +7,7 @@ use tcpfr_schema::raw::{kind, RawHeader};
 use tcpfr_schema::resets::RawReset;
 use tcpfr_schema::retransmits::RawRetransmit;
 use tcpfr_schema::rtt_samples::RawRttSample;
+use tcpfr_schema::sockets::RawSocketOwner;
 use tcpfr_schema::state_changes::RawStateChange;
 
 use crate::enrich::Enricher;
@@ -18,6 +19,7 @@ pub enum Event {
     Reset(RawReset),
     RttSample(RawRttSample),
     FlowCounters(RawFlowCounters),
+    SocketOwner(RawSocketOwner),
 }
 
 /// Reads a `T` from the front of `bytes` if it is long enough.
@@ -39,6 +41,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         kind::RESET_SENT | kind::RESET_RECEIVED => Event::Reset(read(bytes)?),
         kind::RTT_SAMPLE => Event::RttSample(read(bytes)?),
         kind::FLOW_COUNTERS => Event::FlowCounters(read(bytes)?),
+        kind::SOCKET_OWNER => Event::SocketOwner(read(bytes)?),
         _ => return None,
     })
 }
@@ -51,6 +54,7 @@ impl Event {
             Event::Reset(e) => &e.hdr,
             Event::RttSample(e) => &e.hdr,
             Event::FlowCounters(e) => &e.hdr,
+            Event::SocketOwner(e) => &e.hdr,
         }
     }
 }
@@ -71,7 +75,8 @@ pub fn handle_bytes(enr: &mut Enricher, bytes: &[u8]) {
 
 pub fn handle(enr: &mut Enricher, ev: &Event) {
     let ns = ev.header().netns;
-    if ns != 0 {
+    // Namespaces with traffic; the owner walk lists every socket's, busy or not.
+    if ns != 0 && !matches!(ev, Event::SocketOwner(_)) {
         enr.netns_seen.insert(ns);
     }
     match ev {
@@ -80,6 +85,7 @@ pub fn handle(enr: &mut Enricher, ev: &Event) {
         Event::Reset(e) => crate::resets::handle(enr, e),
         Event::RttSample(e) => crate::rtt_samples::handle(enr, e),
         Event::FlowCounters(e) => crate::flows::handle_counters(enr, e),
+        Event::SocketOwner(e) => crate::sockets::handle_owner(enr, e),
     }
 }
 

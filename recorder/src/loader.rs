@@ -28,7 +28,10 @@ pub struct Kernel {
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
     /// The socket walk that samples RTT ([`RttMode::Walk`] only).
-    pub walk: Option<RttWalk>,
+    pub walk: Option<Walk>,
+    /// The owner walk over every task's open files, run once at start; None where the
+    /// kernel refused it (owners then come from /proc).
+    pub owners: Option<Walk>,
 }
 
 /// Where `rtt_samples` come from.
@@ -43,15 +46,16 @@ pub enum RttMode {
     PerAck,
 }
 
-/// The attached `iter/tcp` program. Each [`RttWalk::run`] makes a new iterator
-/// instance from the link and reads it to the end, which runs the program once per TCP
-/// socket; the program writes its samples into the ring buffer, not into the read.
-pub struct RttWalk {
+/// An attached `iter/*` program (the socket walk, the owner walk). Each [`Walk::run`]
+/// makes a new iterator instance from the link and reads it to the end, which runs the
+/// program once per object (TCP socket, open file); the program writes its records
+/// into the ring buffer, not into the read.
+pub struct Walk {
     link: std::os::fd::OwnedFd,
 }
 
-impl RttWalk {
-    /// Walks every TCP socket once.
+impl Walk {
+    /// Visits every object once.
     pub fn run(&self) -> std::io::Result<()> {
         use std::io::Read;
         use std::os::fd::{AsRawFd, FromRawFd};
@@ -81,7 +85,7 @@ impl RttWalk {
 /// Creates the iterator link of a loaded `iter/*` program. aya's own link can make
 /// only one iterator instance (`IterLink::into_file` consumes it); the walk needs one
 /// per interval.
-fn iter_link(prog: &Iter) -> Result<std::os::fd::OwnedFd> {
+fn iter_link(prog: &Iter, what: &str) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsFd, AsRawFd, FromRawFd};
     let prog_fd = prog.fd().context("the iterator program is not loaded")?;
     let mut attr: aya_obj::generated::bpf_attr = unsafe { std::mem::zeroed() };
@@ -97,7 +101,7 @@ fn iter_link(prog: &Iter) -> Result<std::os::fd::OwnedFd> {
         )
     };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("creating the iterator link of the socket walk (iter/tcp)");
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("creating the iterator link of {what}"));
     }
     // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
@@ -123,7 +127,8 @@ fn only(hook: Hook) -> &'static str {
     programs::with_hook(hook).next().expect("the program list has one").name
 }
 
-pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode) -> Result<Kernel> {
+/// `owners`: try the owner walk (the kernel's BTF has what it reads).
+pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode, owners: bool) -> Result<Kernel> {
     if OBJECT.is_empty() {
         bail!("this tcpfr-recorder was built with AYA_BUILD_SKIP=1 and has no eBPF programs; rebuild it after running scripts/bootstrap.sh");
     }
@@ -159,19 +164,29 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
         p.load().with_context(|| format!("the kernel rejected program {name}"))?;
         p.attach(name).with_context(|| format!("attaching to raw tracepoint {name}"))?;
     }
+    let btf = if rtt == RttMode::Walk || owners {
+        Some(aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket and owner walks")?)
+    } else {
+        None
+    };
     let mut walk = None;
-    if rtt == RttMode::Walk {
-        let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket walk")?;
+    if let (RttMode::Walk, Some(btf)) = (rtt, &btf) {
         let name = only(Hook::TcpIter);
         let p: &mut Iter = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        p.load("tcp", &btf).context(
+        p.load("tcp", btf).context(
             "the kernel rejected the socket walk (iter/tcp, kernel 5.9 or later); --rtt-per-ack samples RTT without it",
         )?;
-        walk = Some(RttWalk { link: iter_link(p)? });
+        walk = Some(Walk { link: iter_link(p, "the socket walk (iter/tcp)")? });
     }
+    let owners = match btf.as_ref().filter(|_| owners) {
+        Some(btf) => owner_walk(&mut ebpf, btf)
+            .inspect_err(|e| tracing::warn!("owners of existing sockets will come from /proc: {}", crate::error_text(e)))
+            .ok(),
+        None => None,
+    };
     let classic = programs::with_hook(Hook::Tracepoint).filter(|_| rtt == RttMode::PerAck);
     for (category, name) in classic.map(|p| (p.group, p.name)) {
         let p: &mut TracePoint = ebpf
@@ -189,7 +204,19 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
         ring,
         counters,
         walk,
+        owners,
     })
+}
+
+/// Loads the owner walk (`iter/task_file`).
+fn owner_walk(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<Walk> {
+    let name = only(Hook::TaskFileIter);
+    let p: &mut Iter = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?;
+    p.load("task_file", btf).context("the kernel rejected the owner walk (iter/task_file)")?;
+    Ok(Walk { link: iter_link(p, "the owner walk (iter/task_file)")? })
 }
 
 /// How often the kernel skipped each program because it was already running on that

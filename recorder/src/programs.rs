@@ -17,6 +17,8 @@ pub enum Hook {
     SockOps,
     /// The socket walk, a BPF iterator over TCP sockets.
     TcpIter,
+    /// The owner walk at start, a BPF iterator over every task's open files.
+    TaskFileIter,
 }
 
 /// One program of the object.
@@ -47,6 +49,7 @@ pub const PROGRAMS: &[Program] = &[
     raw("tcp", "tcp_destroy_sock", None),
     Program { name: "tcpfr_rtt_walk", group: "", hook: Hook::TcpIter, feeds: Some(TableId::RttSamples) },
     Program { name: "tcp_probe", group: "tcp", hook: Hook::Tracepoint, feeds: None },
+    Program { name: "tcpfr_socket_owners", group: "", hook: Hook::TaskFileIter, feeds: None },
 ];
 
 /// The programs attached with `hook`.

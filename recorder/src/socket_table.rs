@@ -109,8 +109,14 @@ pub struct SocketTable {
     pending_synack: HashMap<ConnKey, i32>,
     next_id: i64,
     cgroups: Cgroups,
-    /// Owners of sockets older than the recorder, from /proc.
+    /// Owners of sockets older than the recorder, from /proc (where the owner walk
+    /// cannot run, and for sockets it missed).
     proc_owners: SocketOwners,
+    /// Owners of sockets older than the recorder from the owner walk, by the socket's
+    /// kernel address; an entry is taken when the socket is first seen.
+    walked_owners: HashMap<u64, Arc<Owner>>,
+    /// Processes met by the owner walk: one /proc read of each.
+    walked_pids: HashMap<i32, Arc<Owner>>,
     last_proc_scan: Option<Instant>,
     pub max_sockets: usize,
     /// Sockets dropped from the table because it was full (their flows rows are lost).
@@ -128,6 +134,8 @@ impl SocketTable {
             next_id: first_id,
             cgroups,
             proc_owners: SocketOwners::default(),
+            walked_owners: HashMap::new(),
+            walked_pids: HashMap::new(),
             last_proc_scan: None,
             max_sockets: 2_000_000,
             evicted: 0,
@@ -140,6 +148,37 @@ impl SocketTable {
         self.proc_owners = scan_socket_owners(&mut self.cgroups);
         for (k, o) in &self.proc_owners.listeners {
             self.listeners.entry(*k).or_insert_with(|| o.clone());
+        }
+    }
+
+    /// The owner walk has run: it stands for a /proc scan (rescans for sockets it
+    /// did not list come at most every 10 s, as after a scan).
+    pub fn owners_walked(&mut self) {
+        self.last_proc_scan = Some(Instant::now());
+        self.walked_pids = HashMap::new();
+    }
+
+    /// One socket of the owner walk: `sk` in `netns` (local port, state) is held by
+    /// process `tgid`. The first process listed for a socket is its owner.
+    pub fn owner_found(&mut self, sk: u64, netns: u32, lport: u16, state: u8, tgid: i32) {
+        let owner = match self.walked_pids.get(&tgid) {
+            Some(o) => o.clone(),
+            None => {
+                let o = Arc::new(crate::procinfo::owner_of(tgid, &mut self.cgroups));
+                self.walked_pids.insert(tgid, o.clone());
+                o
+            }
+        };
+        if state == tcp_state::LISTEN && netns != 0 {
+            self.listeners.entry((netns, lport)).or_insert_with(|| owner.clone());
+        }
+        match self.by_sk.get_mut(&sk) {
+            // Seen (adopted) between the attachment and the walk.
+            Some(s) if s.owner.is_none() && s.pre_existing => s.owner = Some(owner),
+            Some(_) => {}
+            None => {
+                self.walked_owners.entry(sk).or_insert(owner);
+            }
         }
     }
 
@@ -182,6 +221,7 @@ impl SocketTable {
     ) -> Option<Socket> {
         let previous = self.by_sk.remove(&sk);
         self.closed.remove(&sk);
+        self.walked_owners.remove(&sk);
         let id = self.new_id();
         let origin = match birth {
             Birth::Connect => tcpfr_schema::sockets::origin::CONNECT,
@@ -226,7 +266,10 @@ impl SocketTable {
         }
         if !self.by_sk.contains_key(&sk) {
             let ends = addrs.endpoints(tuple);
-            let owner = netns.and_then(|ns| self.existing_owner(ns, &ends));
+            let owner = match self.walked_owners.remove(&sk) {
+                Some(o) => Some(o),
+                None => netns.and_then(|ns| self.existing_owner(ns, &ends)),
+            };
             let id = self.new_id();
             self.evict_if_full();
             let mut s = Socket::new(id, netns, ends, owner, tcpfr_schema::sockets::origin::EXISTING, now_ns);
@@ -265,6 +308,7 @@ impl SocketTable {
     /// Removes a socket that reached CLOSE (keeping it a few seconds for trailing
     /// events).
     pub fn remove(&mut self, sk: u64, now_ns: i64) -> Option<Socket> {
+        self.walked_owners.remove(&sk);
         let s = self.by_sk.remove(&sk)?;
         if s.listener {
             if let Some(ns) = s.netns {

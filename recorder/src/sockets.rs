@@ -7,6 +7,12 @@ use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{owner_cols, Enricher};
 
+/// One socket of the owner walk at start (`RawSocketOwner`): remembered for when the
+/// socket is first seen.
+pub fn handle_owner(e: &mut Enricher, ev: &tcpfr_schema::sockets::RawSocketOwner) {
+    e.sockets.owner_found(ev.hdr.sk, ev.hdr.netns, ev.lport, ev.state, ev.tgid as i32);
+}
+
 /// Whether the socket's row is still to be written and can be.
 #[inline]
 pub fn due(s: &crate::socket_table::Socket) -> bool {

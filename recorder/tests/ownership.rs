@@ -96,3 +96,40 @@ fn port_filter_keeps_only_that_port() {
     let filtered: i64 = stats.iter().filter(|s| &*s.stream == "flows").map(|s| s.events_filtered).sum();
     assert!(filtered >= 2, "the other port's flows are counted as filtered: {filtered}");
 }
+
+/// A connection made in a namespace that no process lives in any more (its process
+/// moved itself back to ours after connecting): /proc lists that
+/// namespace's sockets only through a process inside it, so a /proc scan cannot find
+/// the owner; the owner walk over every process's open files does, by the socket itself.
+#[test]
+fn a_socket_whose_namespace_has_no_process_left_gets_its_owner() {
+    let _serial = serial();
+    let bed = Bed::new("nopr", 44, false);
+    let port = 5044;
+    let _server = bed.serve(port, &[]);
+    let client = format!(
+        "import ctypes,os,socket,time\n\
+         c=socket.create_connection(('{}',{port}))\n\
+         fd=os.open('/proc/{}/ns/net',os.O_RDONLY)\n\
+         assert ctypes.CDLL(None,use_errno=True).setns(fd,0x40000000)==0,'setns'\n\
+         print('moved',flush=True)\n\
+         while True:\n    c.send(b'x'*1000)\n    time.sleep(0.02)\n",
+        bed.server_ip,
+        std::process::id()
+    );
+    let mut c = bed.client.spawn(&["python3", "-c", &client]);
+    c.wait_for_line("moved", Duration::from_secs(10));
+    let pids = String::from_utf8(run(&["ip", "netns", "pids", &bed.client.name]).stdout).unwrap();
+    assert!(pids.trim().is_empty(), "no process is left in the client's namespace: {pids}");
+    let rec = Recorder::start(&["--rtt-interval", "200ms"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (recording, _d) = rec.stop();
+
+    let ns = bed.client.inode();
+    let sockets: Vec<tcpfr_schema::sockets::Socket> =
+        recording.read_table::<tcpfr_schema::sockets::Socket>().unwrap().into_iter().filter(|s| s.netns == Some(ns)).collect();
+    assert_eq!(sockets.len(), 1, "the client's connection, seen through its RTT samples: {sockets:#?}");
+    let s = &sockets[0];
+    assert_eq!(&*s.origin, "existing");
+    assert_eq!((s.pid, s.comm.as_deref()), (Some(c.pid() as i32), Some("python3")), "{s:#?}");
+}

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 5;
+pub const RAW_ABI_VERSION: u32 = 6;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -30,8 +30,11 @@ pub mod kind {
     pub const RTT_SAMPLE: u8 = 6;
     /// sock_ops `STATE_CB` when a socket reaches CLOSE → `RawFlowCounters`
     pub const FLOW_COUNTERS: u8 = 7;
+    /// The `iter/task_file` walk at start: which process holds each TCP socket that
+    /// exists already → `RawSocketOwner` (owners in `sockets` and the event tables)
+    pub const SOCKET_OWNER: u8 = 8;
     /// Number of kinds + 1; sizes per-kind counter arrays.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 }
 
 /// Address family values as the kernel uses them.
@@ -238,6 +241,15 @@ pub struct BtfOffsets {
     pub tcp_snd_una: u32,
     pub tcp_bytes_acked: u32,
     pub tcp_bytes_received: u32,
+    /// What the owner walk (`iter/task_file`) reads: `task_struct.tgid` (int),
+    /// `file.f_inode` (pointer) and `inode.i_mode` (u16, to tell a socket's file),
+    /// `file.private_data` (a socket file's `struct socket`), `socket.sk` (pointer).
+    pub task_tgid: u32,
+    pub file_f_inode: u32,
+    pub inode_i_mode: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub _pad: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -344,6 +356,12 @@ impl BtfOffsets {
         tcp_snd_una: NO_OFFSET,
         tcp_bytes_acked: NO_OFFSET,
         tcp_bytes_received: NO_OFFSET,
+        task_tgid: NO_OFFSET,
+        file_f_inode: NO_OFFSET,
+        inode_i_mode: NO_OFFSET,
+        file_private_data: NO_OFFSET,
+        socket_sk: NO_OFFSET,
+        _pad: 0,
     };
 }
 

@@ -5,6 +5,25 @@
 #[cfg(feature = "std")]
 pub use table::*;
 
+use crate::raw::RawHeader;
+
+/// `kind::SOCKET_OWNER`: one TCP socket and the process holding it, from the owner
+/// walk over every task's open files (`iter/task_file`) at start. `hdr.sk` is the
+/// socket, `hdr.netns` its namespace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSocketOwner {
+    pub hdr: RawHeader,
+    /// Thread group id (what userspace calls the pid) of a process with the socket open.
+    pub tgid: u32,
+    /// Local port (host order) and TCP state: listeners are looked up by port.
+    pub lport: u16,
+    pub state: u8,
+    pub _pad: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<RawSocketOwner>() == 32);
+
 #[cfg(feature = "std")]
 mod table {
     use crate::table::{Str, UtcNanos};

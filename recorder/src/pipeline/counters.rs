@@ -30,7 +30,7 @@ impl CountersThread {
         host: tcpfr_schema::Str,
         mode: crate::host_counters::NetnsMode,
         interval: Duration,
-        walk: Option<(loader::RttWalk, Duration)>,
+        walk: Option<(loader::Walk, Duration)>,
     ) -> Result<Self> {
         let (cmd_tx, cmd_rx) = mpsc::channel::<CountersCmd>();
         let (rows_tx, rows_rx) = mpsc::channel();
@@ -113,7 +113,7 @@ type WalkedAt = std::collections::HashMap<u32, [i64; 3]>;
 
 /// Runs the socket walk in each namespace followed where a segment moved since its
 /// last walk. `walk_errors`: the walks that failed so far.
-fn walk_namespaces(reader: &CounterReader, w: &loader::RttWalk, walked_at: &mut WalkedAt, walk_errors: &mut u64) {
+fn walk_namespaces(reader: &CounterReader, w: &loader::Walk, walked_at: &mut WalkedAt, walk_errors: &mut u64) {
     reader.in_each_namespace(|ns| {
         let segs = crate::host_counters::segment_counts();
         if segs.is_some() && walked_at.get(&ns) == segs.as_ref() {

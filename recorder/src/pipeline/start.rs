@@ -81,12 +81,13 @@ impl Prepared {
         let Prepared { opts, rules, metrics, out_dir, control, kernel, recording, uploader, mut enr } = self;
         let Recording { writer, dir: rec_dir, start_ns, gaps, .. } = recording;
         let ship_stats = uploader.as_ref().map(|u| u.stats.clone());
-        let loader::Kernel { ebpf: programs, ring, counters, walk } =
-            loader::load(kernel.config, opts.ring_size as u32, kernel.enabled[TableId::Flows.index()], kernel.rtt_mode)?;
-        // Owners of sockets that already exist, before events about them are read. Scanned
-        // after the programs are attached: a socket born between a scan and the attachment
-        // would be in neither.
-        enr.sockets.scan_proc();
+        let with_flows = kernel.enabled[TableId::Flows.index()];
+        let loader::Kernel { ebpf: programs, mut ring, counters, walk, owners } =
+            loader::load(kernel.config, opts.ring_size as u32, with_flows, kernel.rtt_mode, kernel.btf.can_walk_owners())?;
+        // Owners of sockets that already exist, before events about them are read. Found
+        // after the programs are attached: a socket born between the search and the
+        // attachment would be in neither.
+        find_existing_owners(&mut enr, owners.as_ref(), &mut ring);
         let writer = WriterHandle::spawn(
             writer,
             crate::writer::Config {
@@ -158,6 +159,22 @@ fn bind_metrics(opts: &Options) -> Result<Option<MetricsListen>> {
 }
 
 /// What the programs are loaded with, and what the kernel told us on the way.
+/// Who holds each socket that exists already: the owner walk (its records are handled
+/// here, before any later event), else a /proc scan.
+fn find_existing_owners(enr: &mut Enricher, owners: Option<&loader::Walk>, ring: &mut super::Ring) {
+    match owners.map(loader::Walk::run) {
+        Some(Ok(())) => {
+            super::drain(ring, enr);
+            enr.sockets.owners_walked();
+        }
+        Some(Err(e)) => {
+            tracing::warn!("the owner walk failed ({e}): owners of existing sockets come from /proc");
+            enr.sockets.scan_proc();
+        }
+        None => enr.sockets.scan_proc(),
+    }
+}
+
 struct KernelSetup {
     config: KernelConfig,
     enabled: [bool; TableId::COUNT],
