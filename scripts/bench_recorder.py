@@ -17,6 +17,12 @@ seconds per GB moved, whose increase over the untraced run is what the workload 
 a fraction of what `tcpdump -w` adds (the goal: the recorder adds at most 1/10 of it).
 
     sudo scripts/bench_recorder.py [--bytes 1000000000] [--rounds 3] [--every-ack]
+    sudo scripts/bench_recorder.py --curve 0.1,0.3,1,3 [--seconds 10] [--rounds 3]
+
+`--curve` measures cost against traffic instead: transfers paced at each rate (Gbit/s)
+for `--seconds`, and per variant the tracer's own CPU (its process, plus for the
+recorder the run time of its eBPF programs on the traffic's path) as % of one core, and
+the machine CPU added over an untraced transfer at the same rate.
 Needs release builds: cargo build --release -p tcpfr-recorder --bins (in
 $CARGO_TARGET_DIR/release, or target/release; TCPFR_BIN overrides).
 """
@@ -83,17 +89,19 @@ def bpf_stats():
             if p.get("name", "").startswith(("tcp_", "inet_sock", "tcpfr_"))}
 
 
-def transfer(nbytes):
+def transfer(nbytes, rate=None):
+    """`rate`: bytes per second to pace at (None: as fast as it goes)."""
     c0, t0 = machine_cpu(), time.time()
-    out = ns(NS_C, os.path.join(BIN, "tcpfr-traffic"), "send", "--to", f"10.99.0.2:{PORT}", "--bytes", str(nbytes))
+    pace = ["--rate", str(rate)] if rate else []
+    out = ns(NS_C, os.path.join(BIN, "tcpfr-traffic"), "send", "--to", f"10.99.0.2:{PORT}", "--bytes", str(nbytes), *pace)
     dt = time.time() - t0
     assert out.strip() == f"ok {nbytes}", out
     return nbytes / dt, machine_cpu() - c0
 
 
-def run_plain(nbytes):
-    tput, cpu = transfer(nbytes)
-    return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": cpu / (nbytes / 1e9)}
+def run_plain(nbytes, rate=None):
+    tput, cpu = transfer(nbytes, rate)
+    return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": cpu / (nbytes / 1e9), "seconds": nbytes / tput}
 
 
 def peak_rss_mb(pid):
@@ -103,13 +111,13 @@ def peak_rss_mb(pid):
     return 0
 
 
-def run_recorder(nbytes, work, extra):
+def run_recorder(nbytes, work, extra, rate=None):
     out = tempfile.mkdtemp(dir=work)
     rec = subprocess.Popen([os.path.join(BIN, "tcpfr-recorder"), "--out", out, "--cidr", "10.99.0.0/24", "--log", "warn", *extra],
                            stderr=subprocess.PIPE, text=True)
     time.sleep(3)  # loaded and attached
     before, cpu0 = bpf_stats(), proc_cpu(rec.pid)
-    tput, mcpu = transfer(nbytes)
+    tput, mcpu = transfer(nbytes, rate)
     cpu1, after = proc_cpu(rec.pid), bpf_stats()
     time.sleep(1.5)  # one more stats interval
     rss = peak_rss_mb(rec.pid)
@@ -124,7 +132,7 @@ def run_recorder(nbytes, work, extra):
     stats = recording_stats(out)
     shutil.rmtree(out, ignore_errors=True)
     return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": mcpu / (nbytes / 1e9), "tracer_cpu_s": cpu1 - cpu0,
-            "bpf_cpu_s": run_ns / 1e9, "bpf_ns_per_run": run_ns / max(1, runs), "bpf_ns_per_run_by_program": per_prog,
+            "seconds": nbytes / tput, "bpf_cpu_s": run_ns / 1e9, "bpf_ns_per_run": run_ns / max(1, runs), "bpf_ns_per_run_by_program": per_prog,
             "peak_rss_mb": rss, **stats}
 
 
@@ -140,13 +148,13 @@ def recording_stats(out):
     return {"events": int(seen or 0), "events_lost": int(lost or 0), "peak_events_per_s": peak or 0}
 
 
-def run_tcpdump(nbytes, work):
+def run_tcpdump(nbytes, work, rate=None):
     pcap = os.path.join(work, "bench.pcap")
     td = subprocess.Popen(["ip", "netns", "exec", NS_C, "tcpdump", "-i", "veth0", "-s", "128", "-B", "65536", "-w", pcap,
                            "tcp", "port", str(PORT)], stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     cpu0 = proc_cpu(td.pid)
-    tput, mcpu = transfer(nbytes)
+    tput, mcpu = transfer(nbytes, rate)
     time.sleep(0.5)
     cpu1 = proc_cpu(td.pid)
     td.send_signal(signal.SIGINT)
@@ -155,7 +163,7 @@ def run_tcpdump(nbytes, work):
     os.remove(pcap)
     dropped = [l for l in err.splitlines() if "dropped by kernel" in l]
     return {"gbit_s": tput * 8 / 1e9, "machine_cpu_s_per_gb": mcpu / (nbytes / 1e9), "tracer_cpu_s": cpu1 - cpu0,
-            "pcap_mb": size / 1e6, "tcpdump": dropped[0] if dropped else ""}
+            "seconds": nbytes / tput, "pcap_mb": size / 1e6, "tcpdump": dropped[0] if dropped else ""}
 
 
 def median(rows, key):
@@ -168,6 +176,8 @@ def main():
     ap.add_argument("--bytes", type=int, default=1_000_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--every-ack", action="store_true", help="also --rtt-per-ack --rtt-interval 0 (a sample per ACK)")
+    ap.add_argument("--curve", help="cost against traffic: comma-separated rates in Gbit/s")
+    ap.add_argument("--seconds", type=float, default=10, help="with --curve: length of each paced transfer")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root")
@@ -181,6 +191,15 @@ def main():
     recorders = {"tcpfr-recorder": [], per_ack: ["--rtt-per-ack"]}
     if a.every_ack:
         recorders[every_ack] = ["--rtt-per-ack", "--rtt-interval", "0", "--ring-size", "64MiB"]
+    if a.curve:
+        try:
+            curve(a, work, recorders)
+        finally:
+            srv.kill()
+            teardown()
+            shutil.rmtree(work, ignore_errors=True)
+            sh("sysctl", "-qw", "kernel.bpf_stats_enabled=0")
+        return
     results = {"none": [], **{k: [] for k in recorders}, "tcpdump -w": []}
     try:
         for r in range(a.rounds):
@@ -221,6 +240,41 @@ def main():
         print("  eBPF ns per run by program (last round):", json.dumps({k: round(v) for k, v in rec[-1]["bpf_ns_per_run_by_program"].items()}))
         print("  events recorded (last round):", rec[-1]["events"], "lost:", rec[-1]["events_lost"])
     print("pcap MB:", round(td[-1]["pcap_mb"]), td[-1]["tcpdump"])
+
+
+def curve(a, work, recorders):
+    """Cost against traffic: per rate, alternating rounds of every variant."""
+    rates = [float(x) for x in a.curve.split(",")]
+    rows = []
+    for gbit in rates:
+        rate = gbit * 1e9 / 8
+        nbytes = int(rate * a.seconds)
+        res = {"none": [], **{k: [] for k in recorders}, "tcpdump -w": []}
+        for _ in range(a.rounds):
+            res["none"].append(run_plain(nbytes, rate))
+            for name, extra in recorders.items():
+                res[name].append(run_recorder(nbytes, work, extra, rate))
+            res["tcpdump -w"].append(run_tcpdump(nbytes, work, rate))
+        rows.append((gbit, res))
+        print(f"{gbit} Gbit/s: " + json.dumps({k: v[-1] for k, v in res.items()}, default=str), file=sys.stderr)
+
+    def core_pct(r):
+        return (r["tracer_cpu_s"] + r.get("bpf_cpu_s", 0)) / r["seconds"] * 100
+
+    def added_pct(res, name):
+        # Machine CPU added over the untraced transfer of the same round, as % of a core.
+        return statistics.median((r["machine_cpu_s_per_gb"] - b["machine_cpu_s_per_gb"]) * (r["gbit_s"] / 8) * 100
+                                 for r, b in zip(res[name], res["none"]))
+
+    names = list(recorders) + ["tcpdump -w"]
+    print(f"cost against traffic: medians of {a.rounds} rounds of {a.seconds:.0f} s paced transfers")
+    print(f"{'Gbit/s asked':>12}{'got':>7}" + "".join(f"{n + ' own %':>22}{'machine +%':>12}" for n in names))
+    for gbit, res in rows:
+        got = median(res["none"], "gbit_s")
+        cells = "".join(f"{statistics.median(core_pct(r) for r in res[n]):>22.2f}{added_pct(res, n):>12.1f}" for n in names)
+        print(f"{gbit:>12}{got:>7.2f}{cells}")
+    print("own %: the tracer's process CPU (for the recorder plus its eBPF programs' run time) as % of one core;")
+    print("machine +%: the whole machine's CPU added over the untraced transfer, % of one core (noisy: shared machine)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! tcpfr-traffic serve --listen ADDR:PORT [--abort-after BYTES] [--duration 30s]
-//! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s]
+//! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s] [--rate BYTES_PER_S]
 //! ```
 //! `serve` reads and discards everything; with `--abort-after` it resets each
 //! connection (SO_LINGER 0) once it has read that many bytes. `send` opens K
@@ -90,6 +90,8 @@ fn send(args: &[String]) {
     let bytes: u64 = arg(args, "--bytes").unwrap_or("0").parse().unwrap_or_else(|_| die("bad --bytes"));
     let conns: u32 = arg(args, "--conns").unwrap_or("1").parse().unwrap_or_else(|_| die("bad --conns"));
     let timeout = arg(args, "--connect-timeout").map(duration);
+    // Paced: on average no faster than this (benchmarks of cost against traffic).
+    let rate: Option<f64> = arg(args, "--rate").map(|r| r.parse().unwrap_or_else(|_| die("bad --rate")));
     let chunk = vec![0x5au8; 64 * 1024];
     for _ in 0..conns {
         let c = match timeout {
@@ -105,6 +107,7 @@ fn send(args: &[String]) {
         };
         let mut left = bytes;
         let mut result = Ok(());
+        let started = Instant::now();
         while left > 0 {
             let n = left.min(chunk.len() as u64) as usize;
             if let Err(e) = c.write_all(&chunk[..n]) {
@@ -112,6 +115,10 @@ fn send(args: &[String]) {
                 break;
             }
             left -= n as u64;
+            if let Some(r) = rate {
+                let due = Duration::from_secs_f64((bytes - left) as f64 / r);
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
         }
         match result {
             Ok(()) => {
