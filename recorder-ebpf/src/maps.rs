@@ -1,9 +1,9 @@
 //! Maps shared by the programs.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     macros::map,
-    maps::{ring_buf::RingBufEntry, LruHashMap, PerCpuArray, RingBuf},
+    maps::{ring_buf::RingBufEntry, Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use tcpfr_schema::raw::{counter, scratch_slot, TP_RECORD_MAX};
 
@@ -32,6 +32,11 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(scratch
 #[map]
 pub static RTT_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
+/// The socket walk's state from one walk to the next (see `rtt_walk.rs`), indexed by
+/// `rtt_walk::state`. Walks run one at a time (the recorder reads one iterator at a time).
+#[map]
+pub static WALK_STATE: Array<u32> = Array::with_max_entries(3, 0);
+
 /// Adds one to a per-CPU counter.
 #[inline(always)]
 pub fn count(index: u32) {
@@ -59,6 +64,12 @@ pub fn reserve<T: 'static>(kind: u8) -> Option<RingBufEntry<T>> {
         i += 1;
     }
     Some(entry)
+}
+
+/// Whether unread records fill at least half of the ring.
+#[inline(always)]
+pub fn ring_half_full() -> bool {
+    EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= EVENTS.query(BPF_RB_RING_SIZE as u64) / 2
 }
 
 /// Publishes a reserved event. The reader is woken only when the ring holds

@@ -155,8 +155,10 @@ pub struct Options {
     #[arg(long, value_enum, default_value = "auto")]
     pub netns: host_counters::NetnsMode,
 
-    /// Size of the kernel→recorder ring buffer (a power of two).
-    #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+    /// Size of the kernel→recorder ring buffer (a power of two). Its memory counts twice
+    /// in the recorder's RSS (the kernel maps it twice so records can wrap). Raise it if
+    /// recorder_stats says events were lost or walk samples put off.
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     pub ring_size: u64,
 
     /// Host name to record (default: the system's).

@@ -28,6 +28,7 @@ pub struct StatsState {
     misses: std::collections::HashMap<String, u64>,
     lost: [u64; kind::COUNT],
     rate_limited: u64,
+    walk_deferred: u64,
     written: [u64; TableId::COUNT],
     dropped: [u64; TableId::COUNT],
     last_ns: i64,
@@ -50,6 +51,8 @@ pub struct Inputs<'a> {
     pub lost: [u64; kind::COUNT],
     /// RTT samples the programs did not send (rate limit).
     pub rate_limited: u64,
+    /// RTT samples the socket walk put off to a later walk (the ring was crowded).
+    pub walk_deferred: u64,
     /// Per program (by name), the runs the kernel skipped.
     pub misses: &'a [(String, u64)],
     pub writer: &'a WriterStats,
@@ -59,7 +62,7 @@ pub struct Inputs<'a> {
 
 /// Builds this interval's rows.
 pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
-    let Inputs { host, now, counts, lost, rate_limited, misses, writer, enabled } = inputs;
+    let Inputs { host, now, counts, lost, rate_limited, walk_deferred, misses, writer, enabled } = inputs;
     let mut per_stream_lost = [0i64; TableId::COUNT];
     for (k, total) in lost.iter().enumerate() {
         if let Some(s) = stream_of_kind(k) {
@@ -83,6 +86,8 @@ pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
     let mut filtered = counts.filtered.map(|v| v as i64);
     filtered[TableId::RttSamples.index()] += (rate_limited - st.rate_limited) as i64;
     st.rate_limited = rate_limited;
+    let deferred = walk_deferred.saturating_sub(st.walk_deferred) as i64;
+    st.walk_deferred = walk_deferred;
     let interval = now - st.last_ns;
     st.last_ns = now;
     let mut out = Vec::new();
@@ -102,7 +107,7 @@ pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
             rows_dropped: (dropped - st.dropped[i]) as i64,
             gap_start: None,
             gap_end: None,
-            note: lost_note(per_stream_lost[i], per_stream_missed[i], if i == TableId::RttSamples.index() { probe_skipped } else { 0 }),
+            note: lost_note(per_stream_lost[i], per_stream_missed[i], rtt_only(table, probe_skipped), rtt_only(table, deferred)),
             shipped_files: None,
             shipped_bytes: None,
             unshipped_files: None,
@@ -117,8 +122,15 @@ pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
     out
 }
 
-fn lost_note(ring_full: i64, missed: i64, probe_skipped: i64) -> Option<Str> {
+fn rtt_only(table: TableId, n: i64) -> i64 {
+    if table == TableId::RttSamples { n } else { 0 }
+}
+
+fn lost_note(ring_full: i64, missed: i64, probe_skipped: i64, walk_deferred: i64) -> Option<Str> {
     let mut parts = Vec::new();
+    if walk_deferred > 0 {
+        parts.push(format!("{walk_deferred} samples put off to a later walk: the ring buffer was over half full (raise --ring-size)"));
+    }
     if probe_skipped > 0 {
         parts.push(format!("{probe_skipped} ACKs not looked at: the sampling program was already running on that CPU"));
     }
@@ -167,6 +179,8 @@ pub fn gap(host: &Str, gap_start: i64, gap_end: i64, text: String) -> RecorderSt
 
 /// Index of the rate-limit counter, re-exported for the pipeline.
 pub const RTT_RATE_LIMITED: u32 = counter::RTT_RATE_LIMITED;
+/// Index of the counter of samples the walk put off.
+pub const WALK_DEFERRED: u32 = counter::WALK_DEFERRED;
 
 /// The `ship` row of an interval (`--ship`): the uploader's totals and what waits, the
 /// last error (if any since the previous row) in `note`. `last_ns`: the previous row's time.

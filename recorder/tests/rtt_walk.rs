@@ -255,3 +255,46 @@ fn a_connection_shorter_than_the_interval_is_sampled_at_close() {
         assert!(rows[0].srtt_us > 0 && rows[0].cwnd > 0, "{rows:?}");
     }
 }
+
+/// A walk over many busy sockets cannot flood a small ring buffer: past half of it the
+/// walk puts samples off to later walks (said in recorder_stats), so nothing is lost
+/// and every connection is still sampled.
+#[test]
+fn a_walk_over_many_busy_sockets_leaves_room_in_a_small_ring() {
+    let _serial = serial();
+    let bed = Bed::new("rttf", 45, false);
+    let port = 5045;
+    let conns = 1000;
+    let server = format!(
+        "import selectors,socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('0.0.0.0',{port}))\ns.listen(4096)\nsel=selectors.DefaultSelector()\nsel.register(s,selectors.EVENT_READ)\n\
+         print('listening',flush=True)\nwhile True:\n    for k,_ in sel.select():\n        if k.fileobj is s:\n            \
+         c,_=s.accept()\n            sel.register(c,selectors.EVENT_READ)\n        else:\n            k.fileobj.recv(65536)\n"
+    );
+    let client = format!(
+        "import socket,time\nk=[socket.create_connection(('{}',{port})) for _ in range({conns})]\n\
+         print('connected',flush=True)\nwhile True:\n    for c in k:\n        c.send(b'x'*10)\n    time.sleep(0.05)\n",
+        bed.server_ip
+    );
+    let mut s = bed.server.spawn(&["python3", "-c", &server]);
+    s.wait_for_line("listening", Duration::from_secs(10));
+    let mut c = bed.client.spawn(&["python3", "-c", &client]);
+    c.wait_for_line("connected", Duration::from_secs(20));
+    let rec = Recorder::start(&["--rtt-interval", "200ms", "--ring-size", "64KiB"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (recording, _d) = rec.stop();
+    drop((c, s));
+
+    let stats = recording.read_table::<tcpfr_schema::recorder_stats::RecorderStats>().unwrap();
+    let rtt: Vec<_> = stats.iter().filter(|r| &*r.stream == "rtt_samples").collect();
+    let lost: i64 = rtt.iter().map(|r| r.events_lost).sum();
+    let notes: Vec<&str> = rtt.iter().filter_map(|r| r.note.as_deref()).collect();
+    assert_eq!(lost, 0, "nothing lost: {notes:?}");
+    assert!(notes.iter().any(|n| n.contains("put off to a later walk")), "the walk said it put samples off: {notes:?}");
+    // Busy connections are all sampled still, though not every walk.
+    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
+    let sampled = by_socket.values().filter(|v| !v.is_empty()).count();
+    let samples: usize = by_socket.values().map(Vec::len).sum();
+    eprintln!("{samples} samples of {sampled} sockets; {notes:?}");
+    assert_eq!(sampled, conns, "every busy connection sampled in 4 s of walks");
+}

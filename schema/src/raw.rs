@@ -397,5 +397,7 @@ pub mod counter {
     pub const RTT_RATE_LIMITED: u32 = 0;
     /// Events dropped because the ring buffer was full: `LOST_BASE + kind`.
     pub const LOST_BASE: u32 = 1;
-    pub const COUNT: u32 = LOST_BASE + super::kind::COUNT as u32;
+    /// Samples the socket walk put off to a later walk because the ring was crowded.
+    pub const WALK_DEFERRED: u32 = LOST_BASE + super::kind::COUNT as u32;
+    pub const COUNT: u32 = WALK_DEFERRED + 1;
 }

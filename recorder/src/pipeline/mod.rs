@@ -175,6 +175,7 @@ impl Recorder {
                 counts: &counts,
                 lost: loader::lost(&self.counters),
                 rate_limited: loader::counter(&self.counters, recorder_stats::RTT_RATE_LIMITED),
+                walk_deferred: loader::counter(&self.counters, recorder_stats::WALK_DEFERRED),
                 misses: &loader::recursion_misses(&self.programs),
                 writer: &self.writer.stats,
                 enabled: &self.enr.enabled,
