@@ -133,3 +133,43 @@ fn a_socket_whose_namespace_has_no_process_left_gets_its_owner() {
     assert_eq!(&*s.origin, "existing");
     assert_eq!((s.pid, s.comm.as_deref()), (Some(c.pid() as i32), Some("python3")), "{s:#?}");
 }
+
+/// More sockets at start than the ring buffer holds owner records for: the recorder
+/// says so in the recording and asks /proc for the rest, so an old connection still
+/// gets its owner.
+#[test]
+fn owners_that_do_not_fit_in_the_ring_come_from_proc() {
+    let _serial = serial();
+    let bed = Bed::new("ownf", 46, false);
+    let port = 5046;
+    let _server = bed.serve(port, &[]);
+    let holder = format!(
+        "import socket,time\nl=socket.socket()\nl.bind(('127.0.0.1',0))\nl.listen(1024)\nk=[]\n\
+         for _ in range(300):\n    k.append(socket.create_connection(l.getsockname()))\n    k.append(l.accept()[0])\n\
+         c=socket.create_connection(('{}',{port}))\nprint('ready',flush=True)\n\
+         while True:\n    c.send(b'x'*1000)\n    time.sleep(0.02)\n",
+        bed.server_ip
+    );
+    let mut h = bed.client.spawn(&["python3", "-c", &holder]);
+    h.wait_for_line("ready", Duration::from_secs(20));
+    let rec = Recorder::start(&["--ring-size", "4KiB", "--rtt-interval", "200ms"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (recording, _d) = rec.stop();
+
+    let notes: Vec<String> = recording
+        .read_table::<RecorderStats>()
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.note.map(|n| n.to_string()))
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("did not fit in the ring buffer")), "{notes:#?}");
+    let ns = bed.client.inode();
+    let sockets: Vec<tcpfr_schema::sockets::Socket> = recording
+        .read_table::<tcpfr_schema::sockets::Socket>()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.netns == Some(ns) && s.rport == port)
+        .collect();
+    assert_eq!(sockets.len(), 1, "{sockets:#?}");
+    assert_eq!(sockets[0].pid, Some(h.pid() as i32), "{:#?}", sockets[0]);
+}

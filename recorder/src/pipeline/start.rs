@@ -87,7 +87,7 @@ impl Prepared {
         // Owners of sockets that already exist, before events about them are read. Found
         // after the programs are attached: a socket born between the search and the
         // attachment would be in neither.
-        find_existing_owners(&mut enr, owners.as_ref(), &mut ring);
+        let owners_note = find_existing_owners(&mut enr, owners.as_ref(), &mut ring, &counters);
         let writer = WriterHandle::spawn(
             writer,
             crate::writer::Config {
@@ -111,7 +111,8 @@ impl Prepared {
         tracing::info!("recording to {}", rec_dir.display());
 
         let stats = recorder_stats::StatsState::new(start_ns);
-        let pending_stats = start_notes(&opts, &enr.host, start_ns, kernel.btf.warnings, gaps);
+        let warnings = kernel.btf.warnings.into_iter().chain(owners_note).collect();
+        let pending_stats = start_notes(&opts, &enr.host, start_ns, warnings, gaps);
         // SAFETY: the ring buffer's fd stays open as long as `ring` (owned by AsyncFd).
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1))?;
@@ -160,18 +161,39 @@ fn bind_metrics(opts: &Options) -> Result<Option<MetricsListen>> {
 
 /// What the programs are loaded with, and what the kernel told us on the way.
 /// Who holds each socket that exists already: the owner walk (its records are handled
-/// here, before any later event), else a /proc scan.
-fn find_existing_owners(enr: &mut Enricher, owners: Option<&loader::Walk>, ring: &mut super::Ring) {
+/// here, before any later event), else a /proc scan. The walk writes into the ring that
+/// only this thread reads, so on a host with more sockets than the ring holds records
+/// some are lost: /proc is asked for those, and the returned note says so.
+fn find_existing_owners(
+    enr: &mut Enricher,
+    owners: Option<&loader::Walk>,
+    ring: &mut super::Ring,
+    counters: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+) -> Option<String> {
     match owners.map(loader::Walk::run) {
         Some(Ok(())) => {
             super::drain(ring, enr);
-            enr.sockets.owners_walked();
+            let lost = loader::lost(counters)[tcpfr_schema::raw::kind::SOCKET_OWNER as usize];
+            if lost == 0 {
+                enr.sockets.owners_walked();
+                return None;
+            }
+            let note = format!(
+                "the owners of {lost} existing sockets did not fit in the ring buffer (--ring-size): looked up in /proc instead"
+            );
+            tracing::warn!("{note}");
+            enr.sockets.scan_proc();
+            Some(note)
         }
         Some(Err(e)) => {
             tracing::warn!("the owner walk failed ({e}): owners of existing sockets come from /proc");
             enr.sockets.scan_proc();
+            None
         }
-        None => enr.sockets.scan_proc(),
+        None => {
+            enr.sockets.scan_proc();
+            None
+        }
     }
 }
 
