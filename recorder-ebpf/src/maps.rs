@@ -33,7 +33,7 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(scratch
 pub static RTT_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
 /// The socket walk's state from one walk to the next (see `rtt_walk.rs`), indexed by
-/// `rtt_walk::state`. Walks run one at a time (the recorder reads one iterator at a time).
+/// `rtt_walk::walk_state`. Walks run one at a time (the recorder reads one iterator at a time).
 #[map]
 pub static WALK_STATE: Array<u32> = Array::with_max_entries(3, 0);
 

@@ -68,7 +68,7 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
 }
 
 /// Indices of `WALK_STATE`.
-mod state {
+mod walk_state {
     /// log2 of the number of walks that share the busy sockets between them.
     pub const SHIFT: u32 = 0;
     /// Which share this walk samples: a step of 2^32/φ per walk, so that any regular
@@ -99,15 +99,15 @@ fn set(i: u32, v: u32) {
 /// share, and the ring has room.
 #[inline(always)]
 fn walk_takes(sk: u64) -> bool {
-    let shift = get(state::SHIFT) & 31;
+    let shift = get(walk_state::SHIFT) & 31;
     // A socket's place on the circle (multiplicative hashing puts the address's
     // entropy into the high bits); the share is the arc [TURN, TURN + 2^32 >> shift).
     let place = (((sk >> 6) ^ (sk >> 20)) as u32).wrapping_mul(0x9E37_79B1);
-    if shift > 0 && place.wrapping_sub(get(state::TURN)) >> (32 - shift) != 0 {
+    if shift > 0 && place.wrapping_sub(get(walk_state::TURN)) >> (32 - shift) != 0 {
         return false;
     }
     if ring_half_full() {
-        set(state::CROWDED, get(state::CROWDED) + 1);
+        set(walk_state::CROWDED, get(walk_state::CROWDED) + 1);
         return false;
     }
     true
@@ -117,11 +117,11 @@ fn walk_takes(sk: u64) -> bool {
 /// larger one otherwise.
 #[inline(always)]
 fn walk_ended() {
-    let shift = get(state::SHIFT);
-    let next = if get(state::CROWDED) > 0 { (shift + 1).min(MAX_SHIFT) } else { shift.saturating_sub(1) };
-    set(state::SHIFT, next);
-    set(state::TURN, get(state::TURN).wrapping_add(0x9E37_79B9));
-    set(state::CROWDED, 0);
+    let shift = get(walk_state::SHIFT);
+    let next = if get(walk_state::CROWDED) > 0 { (shift + 1).min(MAX_SHIFT) } else { shift.saturating_sub(1) };
+    set(walk_state::SHIFT, next);
+    set(walk_state::TURN, get(walk_state::TURN).wrapping_add(0x9E37_79B9));
+    set(walk_state::CROWDED, 0);
 }
 
 /// Writes a sample of full socket `sk` in `state` if it made progress since its last
