@@ -237,8 +237,10 @@ fn recover_file(
     }
     let wal_rows: u64 = wal_batches.iter().map(|b| b.num_rows() as u64).sum();
     if base_rows == 0 && wal_rows == 0 {
-        // Nothing of it reached the disk: no file.
-        for p in [&inprogress, &footer, &wal] {
+        // Nothing of it reached the disk: no file. The data file goes last: a power cut
+        // between these deletions must leave it to the next recovery, which finds it
+        // empty again, not a log without its data file, which looks like lost rows.
+        for p in [&wal, &footer, &inprogress] {
             let _ = std::fs::remove_file(p);
         }
         return Ok(None);
