@@ -66,3 +66,26 @@ pub fn rtt_var_us(sk: u64) -> u32 {
 pub fn total_retrans(sk: u64) -> u32 {
     read(sk, config().btf.tcp_total_retrans)
 }
+
+/// `icsk_ca_state`, `icsk_pending`, `icsk_backoff` of a socket and whether its armed
+/// timer is running now (1: due, and not deferred to the socket's owner) or not (0), each
+/// [`UNKNOWN`](tcpfr_schema::retransmits::UNKNOWN) when its offset is missing.
+#[inline(always)]
+pub fn congestion(sk: u64) -> (u8, u8, u8, u8) {
+    use tcpfr_schema::retransmits::UNKNOWN;
+    let b = &config().btf;
+    let byte = |off: u32| if off == NO_OFFSET { UNKNOWN } else { read::<u8>(sk, off) };
+    // A bitfield: the state is the low 5 bits of its byte (checked in BTF).
+    let ca = if b.icsk_ca_state == NO_OFFSET { UNKNOWN } else { read::<u8>(sk, b.icsk_ca_state) & 0x1f };
+    let due = if b.icsk_timer_expires == NO_OFFSET {
+        UNKNOWN
+    } else {
+        let expires: u64 = read(sk, b.icsk_timer_expires);
+        // SAFETY: a helper without arguments.
+        let now = unsafe { aya_ebpf::helpers::bpf_jiffies64() };
+        let flags: u64 = read(sk, b.sk_tsq_flags);
+        let deferred = b.sk_tsq_flags != NO_OFFSET && (flags >> (b.write_timer_deferred_bit & 63)) & 1 == 1;
+        (now.wrapping_sub(expires) as i64 >= 0 && !deferred) as u8
+    };
+    (ca, byte(b.icsk_pending), byte(b.icsk_backoff), due)
+}

@@ -31,6 +31,7 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
     }
     ev.segs = kernel::gso_segs(skb);
     ev.total_retrans = kernel::total_retrans(sk);
+    (ev.ca_state, ev.pending, ev.backoff, ev.timer_firing) = kernel::congestion(sk);
     crate::maps::submit(entry);
     0
 }
@@ -57,6 +58,11 @@ pub fn tcp_retransmit_synack(ctx: RawTracePointContext) -> i32 {
     // The kernel only traces SYN-ACKs that were sent.
     ev.has_err = 1;
     ev.segs = 1;
+    // The listener's congestion state says nothing about a request socket's SYN-ACK.
+    ev.ca_state = tcpfr_schema::retransmits::UNKNOWN;
+    ev.pending = tcpfr_schema::retransmits::UNKNOWN;
+    ev.backoff = tcpfr_schema::retransmits::UNKNOWN;
+    ev.timer_firing = tcpfr_schema::retransmits::UNKNOWN;
     crate::maps::submit(entry);
     0
 }

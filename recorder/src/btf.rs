@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use btfparse::{Offset, Readable, TypeInformation, TypeVariant};
+use btfparse::{Integer32Value, Offset, Readable, TypeInformation, TypeVariant};
 use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, TP_RECORD_MAX};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -15,6 +15,8 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
 
 /// What a missing field of the owner walk costs.
+const CAUSE: &str = "retransmits.cause and rto_backoff will be null";
+const CAUSE_PARTLY: &str = "retransmits.cause";
 const OWNERS: &str = "owners of sockets older than the recording are looked up in /proc instead";
 
 impl Kernel {
@@ -85,6 +87,28 @@ impl Btf {
         match self.ti.offset_of(id, field).ok()?.1 {
             Offset::ByteOffset(o) => Some(o),
             Offset::BitOffsetAndSize(..) => None,
+        }
+    }
+
+    /// Byte offset of a bitfield of `bits` bits that starts a byte, so that it is that
+    /// byte's low bits on a little-endian machine (the programs read the byte and mask).
+    fn low_bits(&self, ty: &str, field: &str, bits: u32) -> Option<u32> {
+        let id = self.ti.id_of(ty)?;
+        match self.ti.offset_of(id, field).ok()?.1 {
+            Offset::BitOffsetAndSize(bit, size) if bit % 8 == 0 && size == bits && cfg!(target_endian = "little") => {
+                Some(bit / 8)
+            }
+            _ => None,
+        }
+    }
+
+    /// The value of `name` in `enum type_name`.
+    fn enum_value(&self, type_name: &str, name: &str) -> Option<u32> {
+        let TypeVariant::Enum(e) = self.ti.from_id(self.ti.id_of(type_name)?)? else { return None };
+        let v = e.named_value_list().iter().find(|v| v.name == name)?;
+        match v.value {
+            Integer32Value::Unsigned(u) => Some(u),
+            Integer32Value::Signed(i) => u32::try_from(i).ok(),
         }
     }
 
@@ -168,6 +192,14 @@ pub fn load(path: &Path) -> Result<Kernel> {
     if flags & kernel_flag::RETRANSMIT_HAS_ERR == 0 {
         warnings.push("tcp_retransmit_skb has no `err` on this kernel (before 6.13): failed attempts cannot be told apart, retransmits.err will be null".to_string());
     }
+    let write_timer_deferred_bit = btf.enum_value("tsq_enum", "TCP_WRITE_TIMER_DEFERRED").filter(|&b| b < 64);
+    if write_timer_deferred_bit.is_none() {
+        warnings.push(format!("kernel BTF has no tsq_enum.TCP_WRITE_TIMER_DEFERRED: a few fast retransmits may show as tail loss probes ({CAUSE_PARTLY})"));
+    }
+    let icsk_ca_state = btf.low_bits("inet_connection_sock", "icsk_ca_state", 5).unwrap_or_else(|| {
+        warnings.push(format!("kernel BTF has no 5-bit inet_connection_sock.icsk_ca_state starting a byte: {CAUSE}"));
+        NO_OFFSET
+    });
     let required = |ty: &str, field: &str| -> Result<u32> {
         btf.offset(ty, field)
             .with_context(|| format!("kernel BTF has no {ty}.{field}, which tcpfr needs to read sockets"))
@@ -224,6 +256,15 @@ pub fn load(path: &Path) -> Result<Kernel> {
         inode_i_mode: optional("inode", "i_mode", OWNERS),
         file_private_data: optional("file", "private_data", OWNERS),
         socket_sk: optional("socket", "sk", OWNERS),
+        icsk_ca_state,
+        icsk_pending: optional("inet_connection_sock", "icsk_pending", CAUSE),
+        icsk_backoff: optional("inet_connection_sock", "icsk_backoff", CAUSE),
+        icsk_timer_expires: optional("inet_connection_sock", "icsk_retransmit_timer.expires", CAUSE),
+        sk_tsq_flags: match write_timer_deferred_bit {
+            Some(_) => optional("sock", "sk_tsq_flags", CAUSE),
+            None => NO_OFFSET,
+        },
+        write_timer_deferred_bit: write_timer_deferred_bit.unwrap_or(0),
         _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.
@@ -271,6 +312,13 @@ mod tests {
         assert!(o.sk_head_len > 0 && o.sk_head_len < 136, "{o:?}");
         assert!(o.tcp_mdev_us > 1000, "{o:?}");
         assert!(k.can_walk(), "{o:?}");
+        // As `bpftool btf dump` shows inet_connection_sock here: the ca_state bitfield's
+        // byte, then icsk_retransmits, icsk_pending, icsk_backoff.
+        assert!(o.icsk_ca_state > 1000 && o.icsk_ca_state != NO_OFFSET, "{o:?}");
+        assert_eq!((o.icsk_pending, o.icsk_backoff), (o.icsk_ca_state + 2, o.icsk_ca_state + 3), "{o:?}");
+        // `TCP_WRITE_TIMER_DEFERRED = 3` in this kernel's enum tsq_enum.
+        assert_eq!(o.write_timer_deferred_bit, 3);
+        assert!(o.sk_tsq_flags != NO_OFFSET && o.icsk_timer_expires != NO_OFFSET, "{o:?}");
         assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
         assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
     }

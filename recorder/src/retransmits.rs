@@ -2,7 +2,7 @@
 
 use tcpfr_schema::TableId;
 use tcpfr_schema::raw::kind;
-use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit, Retransmit};
+use tcpfr_schema::retransmits::{cause, retransmit_kind, RawRetransmit, Retransmit};
 use tcpfr_schema::UtcNanos;
 
 use crate::enrich::{nonzero, owner_cols, Enricher};
@@ -75,6 +75,8 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
         segments: ev.segs as i32,
         err: (ev.has_err != 0).then_some(ev.err),
         counted,
+        cause: cause::of(ev).map(|c| e.name(c)),
+        rto_backoff: cause::rto_backoff(ev).map(i32::from),
         pid: o.pid,
         comm: o.comm,
         cgroup_id: o.cgroup_id,

@@ -9,7 +9,7 @@
 use tcpfr_schema::flows::RawFlowCounters;
 use tcpfr_schema::raw::{kind, tcp_state, RawHeader, RawTask, RawTuple, AF_INET};
 use tcpfr_schema::resets::RawReset;
-use tcpfr_schema::retransmits::{retransmit_kind, RawRetransmit};
+use tcpfr_schema::retransmits::{ca_state, retransmit_kind, timer, RawRetransmit};
 use tcpfr_schema::rtt_samples::RawRttSample;
 use tcpfr_schema::state_changes::RawStateChange;
 
@@ -150,6 +150,11 @@ impl Workload {
                 err: if failed { -16 } else { 0 },
                 segs,
                 total_retrans: c.retrans,
+                // Single segments as the retransmission timer's retries, the rest fast.
+                ca_state: if segs == 1 { ca_state::LOSS } else { ca_state::RECOVERY },
+                pending: if segs == 1 { timer::NONE } else { 1 },
+                backoff: 0,
+                timer_firing: 1,
                 ..Default::default()
             }));
         } else if r < 980 {

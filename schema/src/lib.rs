@@ -58,7 +58,7 @@ pub mod recover;
 /// Record format major version: readers refuse other majors.
 pub const FORMAT_MAJOR: u32 = 1;
 /// Record format minor version: additions only (new columns, new tables).
-pub const FORMAT_MINOR: u32 = 1;
+pub const FORMAT_MINOR: u32 = 2;
 
 pub use tables::{TableId, TABLES};
 

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 6;
+pub const RAW_ABI_VERSION: u32 = 7;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -249,6 +249,21 @@ pub struct BtfOffsets {
     pub inode_i_mode: u32,
     pub file_private_data: u32,
     pub socket_sk: u32,
+    /// `inet_connection_sock` fields read at a retransmit to tell its cause:
+    /// `icsk_ca_state` (the low 5 bits of its byte: Open, Disorder, CWR, Recovery,
+    /// Loss), `icsk_pending` (u8, the timer that is armed or firing) and
+    /// `icsk_backoff` (u8, the exponent of the retransmission timer's backoff) and
+    /// `icsk_retransmit_timer.expires` (unsigned long, jiffies: whether the armed
+    /// timer is due), `sock.sk_tsq_flags` (unsigned long) and the bit in it that says
+    /// the timer fired while a process owned the socket and waits to run when it lets
+    /// go (`TCP_WRITE_TIMER_DEFERRED`, from BTF): ACKs queued meanwhile are processed
+    /// first, with the due timer still pending.
+    pub icsk_ca_state: u32,
+    pub icsk_pending: u32,
+    pub icsk_backoff: u32,
+    pub icsk_timer_expires: u32,
+    pub sk_tsq_flags: u32,
+    pub write_timer_deferred_bit: u32,
     pub _pad: u32,
 }
 
@@ -361,6 +376,12 @@ impl BtfOffsets {
         inode_i_mode: NO_OFFSET,
         file_private_data: NO_OFFSET,
         socket_sk: NO_OFFSET,
+        icsk_ca_state: NO_OFFSET,
+        icsk_pending: NO_OFFSET,
+        icsk_backoff: NO_OFFSET,
+        icsk_timer_expires: NO_OFFSET,
+        sk_tsq_flags: NO_OFFSET,
+        write_timer_deferred_bit: 0,
         _pad: 0,
     };
 }

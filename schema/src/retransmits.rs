@@ -37,7 +37,9 @@ pub struct RawRetransmit {
     pub kind: u8,
     /// 1 when the kernel reported `err` (kernels since 6.13), 0 when the field is absent.
     pub has_err: u8,
-    pub _pad: u8,
+    /// The socket's congestion state (`icsk_ca_state`, one of [`ca_state`]) as it
+    /// retransmitted, [`UNKNOWN`] when not read (no offset, SYN-ACKs).
+    pub ca_state: u8,
     /// Return value of the attempt: 0 = sent, negative errno = not sent (e.g. -16
     /// EBUSY when the device queue was busy; such attempts are not in RetransSegs).
     pub err: i32,
@@ -47,8 +49,75 @@ pub struct RawRetransmit {
     /// exactly when the kernel counted the attempt (in RetransSegs too), which some
     /// failed attempts are and some are not.
     pub total_retrans: u32,
+    /// The timer armed or firing (`icsk_pending`, one of [`timer`]), [`UNKNOWN`] when not read.
+    pub pending: u8,
+    /// `icsk_backoff`: how often the retransmission timer has doubled since the last
+    /// valid RTT measurement; [`UNKNOWN`] when not read.
+    pub backoff: u8,
+    /// 1 when the armed timer's expiry has passed and it is not waiting for the
+    /// socket's owner: the retransmit comes from that timer's run. 0 otherwise,
+    /// [`UNKNOWN`] when not read.
+    pub timer_firing: u8,
+    pub _pad: [u8; 5],
 }
-const _: () = assert!(core::mem::size_of::<RawRetransmit>() == 80);
+const _: () = assert!(core::mem::size_of::<RawRetransmit>() == 88);
+
+/// A byte field of [`RawRetransmit`] the program could not read.
+pub const UNKNOWN: u8 = 0xff;
+
+/// Values of `icsk_ca_state` (`enum tcp_ca_state`).
+pub mod ca_state {
+    pub const OPEN: u8 = 0;
+    pub const DISORDER: u8 = 1;
+    pub const CWR: u8 = 2;
+    pub const RECOVERY: u8 = 3;
+    pub const LOSS: u8 = 4;
+}
+
+/// Values of `icsk_pending` (`ICSK_TIME_*`) that tell a retransmit's cause.
+pub mod timer {
+    /// No timer pending: cleared by the retransmission timer just before it retransmits.
+    pub const NONE: u8 = 0;
+    /// The tail loss probe timer: a retransmit while it fires is the probe.
+    pub const LOSS_PROBE: u8 = 5;
+}
+
+/// Values of the `retransmits.cause` column.
+pub mod cause {
+    use super::{ca_state, timer, RawRetransmit, UNKNOWN};
+
+    /// Why a data segment was retransmitted, from the socket's congestion state and
+    /// timer at that moment, as the kernel files it in its counters; `None` for
+    /// SYN/SYN-ACK retransmits and when the kernel's fields could not be read.
+    /// `Loss` is entered by the retransmission timer (RTO) and, rarely, when the path
+    /// MTU shrinks: TCPSlowStartRetrans. A retransmit while the tail loss probe timer
+    /// fires (armed and due) is that probe (a probe may also send new data, which is
+    /// not a retransmit). Every other one comes from ACK processing (duplicate ACKs,
+    /// SACK, RACK), in Recovery or, after an undo in the same ACK, in Open:
+    /// TCPFastRetrans, which the kernel counts for any state but Loss.
+    pub fn of(ev: &RawRetransmit) -> Option<&'static str> {
+        if ev.kind != super::retransmit_kind::DATA || ev.ca_state == UNKNOWN {
+            return None;
+        }
+        let probe_firing = ev.pending == timer::LOSS_PROBE && ev.timer_firing == 1;
+        Some(match ev.ca_state {
+            ca_state::LOSS => "timeout",
+            // The kernel schedules probes in Open and CWR only.
+            ca_state::OPEN | ca_state::CWR if probe_firing => "probe",
+            ca_state::OPEN | ca_state::DISORDER | ca_state::CWR | ca_state::RECOVERY => "fast",
+            _ => "other",
+        })
+    }
+
+    /// The retransmission timer's backoff exponent for a retry the timer itself made, of
+    /// data or of a SYN (socket in Loss, no timer pending: the timer clears it before it
+    /// fires); `None` for every other retransmit, whose backoff says nothing about a
+    /// stall, and for SYN-ACKs (the listener's timer state is not the request's).
+    pub fn rto_backoff(ev: &RawRetransmit) -> Option<u8> {
+        let by_timer = ev.ca_state == ca_state::LOSS && ev.pending == timer::NONE;
+        (ev.kind != super::retransmit_kind::SYNACK && by_timer && ev.backoff != UNKNOWN).then_some(ev.backoff)
+    }
+}
 
 #[cfg(feature = "std")]
 pub use table::*;
@@ -93,6 +162,10 @@ mod table {
             err: Option<i32>,
             /// Whether the kernel counted these segments as retransmitted (Tcp RetransSegs and the connection's total_retrans): true for sent ones and for ones that failed while transmitting (e.g. local firewall), false for attempts given up before (EBUSY, EAGAIN, ENOMEM). `sum(segments) WHERE counted` reconciles with RetransSegs.
             counted: bool,
+            /// Why a data segment was retransmitted: `timeout` (the socket was in Loss: after a retransmission timeout, RTO), `fast` (fast retransmit: ACKs told of the loss — duplicate ACKs, SACK, RACK), `probe` (tail loss probe: the last segment sent again because no ACK came within about two RTTs), `other` (a congestion state tcpfr does not know). Null for `syn`/`synack` rows and in files of format 1.0/1.1. `sum(segments) WHERE cause = 'fast' AND err = 0` equals TcpExt TCPFastRetrans; `timeout` segments of rows without `rto_backoff` equal TCPSlowStartRetrans.
+            cause: Option<Str>,
+            /// On a retry the retransmission timer made itself (of data: `cause` = `timeout`; or of a SYN): how often the timer had already doubled in this stall, so 0 for the first RTO, 1 for the second in a row, …; the timer that fired had waited RTO × 2^`rto_backoff`. Null on every other row, on `synack` rows, and in format 1.0/1.1. `count(*) WHERE rto_backoff IS NOT NULL` is the TcpExt TCPTimeouts of connections we opened or accepted (the kernel also counts there the last firing that gives a connection up, and listeners' SYN-ACK timeouts).
+            rto_backoff: Option<i32>,
             /// Process (thread group id) that owns the socket: the one that called connect(), or listen() for accepted connections. Null when unknown (socket older than the recording and not resolvable).
             pid: Option<i32>,
             /// Command name of that process (15 characters at most, as in `/proc/PID/comm`).
@@ -103,6 +176,41 @@ mod table {
             cgroup: Option<Str>,
             /// Container id when the cgroup path names one (docker, containerd, cri-o, podman).
             container_id: Option<Str>,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: u8, ca: u8, pending: u8, backoff: u8) -> RawRetransmit {
+        RawRetransmit { kind, ca_state: ca, pending, backoff, timer_firing: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn cause_follows_the_congestion_state_and_the_timer() {
+        use retransmit_kind::{DATA, SYN, SYNACK};
+        let cases = [
+            (ev(DATA, ca_state::LOSS, timer::NONE, 2), Some("timeout"), Some(2)),
+            // After the timer: the rest of the window, sent again on ACKs while in Loss.
+            (ev(DATA, ca_state::LOSS, 1, 0), Some("timeout"), None),
+            (ev(DATA, ca_state::RECOVERY, 1, 0), Some("fast"), None),
+            (ev(DATA, ca_state::RECOVERY, timer::LOSS_PROBE, 0), Some("fast"), None),
+            (ev(DATA, ca_state::OPEN, timer::LOSS_PROBE, 0), Some("probe"), None),
+            (ev(DATA, ca_state::CWR, timer::LOSS_PROBE, 0), Some("probe"), None),
+            // An ACK undid Recovery and armed the probe timer, then retransmitted.
+            (RawRetransmit { timer_firing: 0, ..ev(DATA, ca_state::OPEN, timer::LOSS_PROBE, 0) }, Some("fast"), None),
+            (ev(DATA, ca_state::OPEN, 1, 0), Some("fast"), None),
+            (ev(DATA, ca_state::DISORDER, 1, 0), Some("fast"), None),
+            (ev(DATA, 7, 1, 0), Some("other"), None),
+            (ev(DATA, UNKNOWN, UNKNOWN, UNKNOWN), None, None),
+            (ev(DATA, ca_state::LOSS, timer::NONE, UNKNOWN), Some("timeout"), None),
+            (ev(SYN, ca_state::LOSS, timer::NONE, 3), None, Some(3)),
+            (ev(SYNACK, UNKNOWN, UNKNOWN, UNKNOWN), None, None),
+        ];
+        for (e, c, b) in cases {
+            assert_eq!((cause::of(&e), cause::rto_backoff(&e)), (c, b), "{e:?}");
         }
     }
 }
