@@ -31,6 +31,7 @@ const FILES: &[(&str, &str)] = &[
     ("hotspots", include_str!("../../queries/hotspots.sql")),
     ("handshakes", include_str!("../../queries/handshakes.sql")),
     ("resets", include_str!("../../queries/resets.sql")),
+    ("causes", include_str!("../../queries/causes.sql")),
     ("rtt", include_str!("../../queries/rtt.sql")),
     ("timeline", include_str!("../../queries/timeline.sql")),
     ("top-flows", include_str!("../../queries/top-flows.sql")),

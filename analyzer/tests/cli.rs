@@ -297,12 +297,12 @@ fn services_map_from_a_file() {
 #[test]
 fn every_question_runs_on_every_sample_and_lists_in_help() {
     let help = ok(&["--help"]);
-    for q in ["retransmit-rate", "hotspots", "handshakes", "resets", "rtt", "timeline", "top-flows"] {
+    for q in ["retransmit-rate", "hotspots", "handshakes", "resets", "causes", "rtt", "timeline", "top-flows"] {
         assert!(help.contains(q), "--help lists {q}");
         for s in ["bulk-loss", "syn-blackhole", "refused", "services"] {
             for by in ["service", "peer", "flow", "host", "process"] {
                 let r = tcpfr(&[q, sample(s).to_str().unwrap(), "--by", by, "--format", "csv"]);
-                if ["retransmit-rate", "hotspots", "rtt"].contains(&q) {
+                if ["retransmit-rate", "hotspots", "causes", "rtt"].contains(&q) {
                     // The grouping is the answer's: a column named after it (hotspots
                     // once ignored --by and grouped by service anyway).
                     assert!(r.ok, "{q} {s} --by {by}: {}", r.stderr);

@@ -55,6 +55,8 @@ fn write_recording(dir: &Path) {
             segments: 1,
             err: Some(0),
             counted: true,
+            cause: Some(Arc::from("fast")),
+            rto_backoff: None,
             pid: Some(2167),
             comm: Some(Arc::from(COMM)),
             cgroup_id: None,

@@ -1,0 +1,114 @@
+//! `tcpfr causes`: retransmitted segments split by cause, and RTO stalls, on a recording
+//! whose rows were chosen so that every number of the answer was worked out by hand.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
+use tcpfr_schema::retransmits::Retransmit;
+use tcpfr_schema::write::{RecordingInfo, RecordingWriter};
+use tcpfr_schema::UtcNanos;
+
+const SEC: i64 = 1_000_000_000;
+const MS: i64 = 1_000_000;
+/// 2026-11-23T10:00:00Z
+const T0: i64 = 1_795_428_000 * SEC;
+
+/// (ms after T0, socket, kind, segments, err, counted, cause, rto_backoff)
+type Row = (i64, i64, &'static str, i32, i32, bool, Option<&'static str>, Option<i32>);
+
+const ROWS: &[Row] = &[
+    // Socket 7 → 10.0.0.34:7777: fast recovery, 3 × 2 segments.
+    (1_000, 7, "data", 2, 0, true, Some("fast"), None),
+    (1_001, 7, "data", 2, 0, true, Some("fast"), None),
+    (1_002, 7, "data", 2, 0, true, Some("fast"), None),
+    (2_000, 7, "data", 1, 0, true, Some("probe"), None),
+    // A stall of three timeouts (0.2, 0.4, 0.8 s apart), then the rest of the window in Loss.
+    (10_000, 7, "data", 1, 0, true, Some("timeout"), Some(0)),
+    (10_400, 7, "data", 1, 0, true, Some("timeout"), Some(1)),
+    (11_200, 7, "data", 1, 0, true, Some("timeout"), Some(2)),
+    (11_300, 7, "data", 4, 0, true, Some("timeout"), None),
+    // A shorter stall later on the same connection.
+    (20_000, 7, "data", 1, 0, true, Some("timeout"), Some(0)),
+    (20_400, 7, "data", 1, 0, true, Some("timeout"), Some(1)),
+    // Not counted by the kernel (device busy): in no sum.
+    (21_000, 7, "data", 5, -16, false, Some("fast"), None),
+    // Socket 8 → 10.0.0.35:5432: one of another cause, one recorded before format 1.2, a SYN.
+    (3_000, 8, "data", 1, 0, true, Some("other"), None),
+    (4_000, 8, "data", 2, 0, true, None, None),
+    (5_000, 8, "syn", 1, 0, true, None, None),
+];
+
+fn write_recording(dir: &Path) {
+    let info = RecordingInfo {
+        recording_id: "0196a000-0000-7000-8000-0000000000c5".into(),
+        host: "web1".into(),
+        kernel: Some("6.18.44".into()),
+        boot_id: None,
+        clock: ClockInfo { mono_to_utc_offset_ns: 0, max_drift_ns: 0 },
+        recorder: RecorderInfo { version: "test".into(), config: serde_json::json!({}) },
+        start_ns: T0,
+    };
+    let mut w = RecordingWriter::create(dir, info, Default::default()).unwrap();
+    let mut rows = ROWS.to_vec();
+    rows.sort_by_key(|r| r.0);
+    for (ms, socket, kind, segments, err, counted, cause, rto_backoff) in rows {
+        w.retransmits.push(Retransmit {
+            host: Arc::from("web1"),
+            time: UtcNanos(T0 + ms * MS),
+            socket_id: Some(socket),
+            netns: Some(4026531840),
+            family: Arc::from("ipv4"),
+            laddr: Arc::from("10.0.0.1"),
+            lport: 43210 + socket as u16,
+            raddr: Arc::from(if socket == 7 { "10.0.0.34" } else { "10.0.0.35" }),
+            rport: if socket == 7 { 7777 } else { 5432 },
+            kind: Arc::from(kind),
+            state: Arc::from(if kind == "syn" { "SYN_SENT" } else { "ESTABLISHED" }),
+            segments,
+            err: Some(err),
+            counted,
+            cause: cause.map(Arc::from),
+            rto_backoff,
+            pid: Some(2167),
+            comm: Some(Arc::from(if socket == 7 { "api" } else { "worker" })),
+            cgroup_id: None,
+            cgroup: None,
+            container_id: None,
+        });
+    }
+    w.finish(T0 + 30 * SEC).unwrap();
+}
+
+#[test]
+fn causes_split_segments_and_find_each_stall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let rec = rec.to_str().unwrap();
+
+    let by_cause = csv_rows(&ok(&["causes", rec, "--by", "peer", "--part", "1", "--format", "csv"]));
+    // peer, retrans_segs, timeout, fast, probe, other, unknown, connections
+    assert_eq!(
+        by_cause,
+        vec![
+            vec!["10.0.0.34:7777", "16", "9", "6", "1", "0", "0", "1"],
+            vec!["10.0.0.35:5432", "3", "0", "0", "0", "1", "2", "1"],
+        ]
+    );
+
+    let stalls = csv_rows(&ok(&["causes", rec, "--part", "2", "--format", "csv"]));
+    // service, peer, process, first_timeout, timeouts, max_backoff, stalled_s
+    let cells: Vec<Vec<&str>> = stalls.iter().map(|r| r.iter().skip(1).map(String::as_str).collect()).collect();
+    assert_eq!(
+        cells,
+        vec![
+            vec!["10.0.0.34:7777", "api", "2026-11-23T10:00:10Z", "3", "2", "1.2"],
+            vec!["10.0.0.34:7777", "api", "2026-11-23T10:00:20Z", "2", "1", "0.4"],
+        ],
+        "{stalls:?}"
+    );
+}

@@ -1,0 +1,44 @@
+-- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe) and the RTO stalls: timeouts in a row on one connection
+-- by: service
+-- limit: 50
+
+-- title: Retransmitted segments by {by_name} and cause (timeout: after an RTO, the connection stalled; fast: duplicate ACKs or SACK; probe: tail loss probe; unknown: recorded before format 1.2)
+SELECT {by} AS {by_name},
+       sum(segments) AS retrans_segs,
+       sum(CASE WHEN cause = 'timeout' THEN segments ELSE 0 END) AS timeout,
+       sum(CASE WHEN cause = 'fast' THEN segments ELSE 0 END) AS fast,
+       sum(CASE WHEN cause = 'probe' THEN segments ELSE 0 END) AS probe,
+       sum(CASE WHEN cause = 'other' THEN segments ELSE 0 END) AS other,
+       sum(CASE WHEN cause IS NULL THEN segments ELSE 0 END) AS unknown,
+       count(DISTINCT socket_id) AS connections
+FROM retransmits
+WHERE counted AND kind = 'data'
+GROUP BY 1
+ORDER BY retrans_segs DESC, 1
+LIMIT {limit};
+
+-- title: RTO stalls: retransmission timeouts in a row on one connection (the n-th retry came RTO × 2^n after the one before; stalled_s runs from the first timeout to the last)
+WITH t AS (
+    -- A stall starts at the timer's first retry (backoff 0); a recording that begins
+    -- inside a stall starts it at its first row.
+    SELECT host, socket_id, time, rto_backoff, service, raddr, rport, comm,
+           sum(CASE WHEN rto_backoff = 0 THEN 1 ELSE 0 END)
+               OVER (PARTITION BY host, socket_id ORDER BY time ROWS UNBOUNDED PRECEDING) AS stall
+    FROM retransmits
+    WHERE rto_backoff IS NOT NULL AND kind = 'data'
+), s AS (
+    SELECT host, socket_id, stall,
+           min(service) AS service,
+           min(raddr || ':' || CAST(rport AS VARCHAR)) AS peer,
+           min(comm) AS process,
+           min(time) AS first_timeout,
+           count(*) AS timeouts,
+           max(rto_backoff) AS max_backoff,
+           (CAST(max(time) AS BIGINT) - CAST(min(time) AS BIGINT)) / 1e9 AS stalled_s
+    FROM t
+    GROUP BY host, socket_id, stall
+)
+SELECT {host}service, peer, process, first_timeout, timeouts, max_backoff, round(stalled_s, 3) AS stalled_s
+FROM s
+ORDER BY stalled_s DESC, timeouts DESC, {host}first_timeout, peer
+LIMIT {limit};
