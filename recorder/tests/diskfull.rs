@@ -68,6 +68,29 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
 }
 
+/// Waits until a file of `table` under recording directory `out` has a complete row
+/// group: a footer sidecar (written with each row group) or a completed file.
+fn wait_for_row_group(out: &Path, table: &str, limit: Duration) -> bool {
+    let has = || -> bool {
+        let Ok(recs) = std::fs::read_dir(out) else { return false };
+        recs.flatten().any(|r| {
+            let Ok(files) = std::fs::read_dir(r.path().join(table)) else { return false };
+            files.flatten().any(|f| {
+                let name = f.file_name().to_string_lossy().into_owned();
+                name.ends_with(tcpfr_schema::layout::FOOTER_SUFFIX) || (!name.starts_with('.') && name.ends_with(".parquet"))
+            })
+        })
+    };
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if has() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// Fills the file system with one file until it is full.
 fn fill(dir: &Path) -> PathBuf {
     use std::io::Write;
@@ -96,7 +119,9 @@ fn full_disk_and_read_only_output_are_survived() {
     );
     let alive = |c: &mut Child| c.0.try_wait().unwrap().is_none();
 
-    std::thread::sleep(Duration::from_secs(3));
+    // Rows are durable once in a row group (rows only in the write-ahead log are given
+    // up with it on a full disk, and counted): the fault comes after the first one.
+    assert!(wait_for_row_group(&out, "rtt_samples", Duration::from_secs(20)), "no rtt_samples row group within 20 s");
     let full_from = now_ns();
     let filler = fill(fs.path());
     std::thread::sleep(Duration::from_secs(4));
@@ -146,6 +171,9 @@ fn full_disk_and_read_only_output_are_survived() {
     let ro = covers(ro_from, ro_until, "read-only file system");
     // Data before, between and after the faults, none inside the gaps.
     let rtt = rec.read_table::<RttSample>().unwrap();
+    for s in stats.iter().filter(|s| &*s.stream == "rtt_samples") {
+        eprintln!("rtt_samples interval at {} ms: {} written, {} dropped", (s.time.0 - full.0) / 1_000_000, s.rows_written, s.rows_dropped);
+    }
     let in_gap = |t: i64, (s, e): (i64, i64)| t > s + 100_000_000 && t < e - 100_000_000;
     assert!(rtt.iter().any(|r| r.time.0 < full.0));
     assert!(rtt.iter().any(|r| r.time.0 > full.1 && r.time.0 < ro.0));
