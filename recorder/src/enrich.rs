@@ -68,6 +68,10 @@ tcpfr_schema::for_each_event_table!(rows);
 pub struct StreamCounts {
     pub seen: [u64; TableId::COUNT],
     pub filtered: [u64; TableId::COUNT],
+    /// Retransmitted segments the kernel counted (a socket's total_retrans grew by more
+    /// than its events say) for which no event came, and in how many places.
+    pub unseen_retrans_segs: u64,
+    pub unseen_retrans_gaps: u64,
 }
 
 pub struct Enricher {

@@ -59,10 +59,13 @@ fn handshake_wait(s: &Socket, close_ns: Option<i64>) -> Option<i64> {
 /// when — still open at the end, or its close was missed). `closed_from` is the state
 /// it left and `sk_err` when we saw it reach CLOSE.
 pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, closed_from: Option<(u8, i32)>) {
+    let c = s.counters.as_deref().copied().filter(|_| close_ns.is_some());
+    if let (Some(c), Some(last)) = (c.filter(|_| e.total_retrans_known), s.total_retrans) {
+        crate::retransmits::note_unseen(e, c.total_retrans.wrapping_sub(last));
+    }
     if !e.keep(TableId::Flows, &s.ends, s.owner.as_deref()) {
         return;
     }
-    let c = s.counters.as_deref().copied().filter(|_| close_ns.is_some());
     let counters_note = if s.pre_existing {
         counters::OPENED_BEFORE_RECORDING
     } else if close_ns.is_none() {

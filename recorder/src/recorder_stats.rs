@@ -101,13 +101,19 @@ pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
             interval_ns: interval,
             stream: Str::from(table.name()),
             events_seen: counts.seen[i] as i64,
-            events_lost: per_stream_lost[i] + per_stream_missed[i],
+            events_lost: per_stream_lost[i] + per_stream_missed[i] + retrans_only(table, counts.unseen_retrans_gaps as i64),
             events_filtered: filtered[i],
             rows_written: (written - st.written[i]) as i64,
             rows_dropped: (dropped - st.dropped[i]) as i64,
             gap_start: None,
             gap_end: None,
-            note: lost_note(per_stream_lost[i], per_stream_missed[i], rtt_only(table, probe_skipped), rtt_only(table, deferred)),
+            note: lost_note(
+                per_stream_lost[i],
+                per_stream_missed[i],
+                rtt_only(table, probe_skipped),
+                rtt_only(table, deferred),
+                retrans_only(table, counts.unseen_retrans_segs as i64),
+            ),
             shipped_files: None,
             shipped_bytes: None,
             unshipped_files: None,
@@ -126,8 +132,18 @@ fn rtt_only(table: TableId, n: i64) -> i64 {
     if table == TableId::RttSamples { n } else { 0 }
 }
 
-fn lost_note(ring_full: i64, missed: i64, probe_skipped: i64, walk_deferred: i64) -> Option<Str> {
+fn retrans_only(table: TableId, n: i64) -> i64 {
+    if table == TableId::Retransmits { n } else { 0 }
+}
+
+fn lost_note(ring_full: i64, missed: i64, probe_skipped: i64, walk_deferred: i64, unseen_segments: i64) -> Option<Str> {
     let mut parts = Vec::new();
+    if unseen_segments > 0 {
+        parts.push(format!(
+            "{unseen_segments} retransmitted segments the kernel counted came without an event (the kernel skipped the program; \
+             flows.retrans_segs - retrans_segs_seen says which connections)"
+        ));
+    }
     if walk_deferred > 0 {
         parts.push(format!("{walk_deferred} samples put off to a later walk: the ring buffer was over half full (raise --ring-size)"));
     }

@@ -8,23 +8,37 @@ use tcpfr_schema::UtcNanos;
 use crate::enrich::{nonzero, owner_cols, Enricher};
 use crate::socket_table::{state_name, Socket};
 
-/// Whether the kernel counted this attempt in RetransSegs / total_retrans. Exact when
-/// we know the socket's total_retrans before it (it grows by the attempt's segments if
-/// counted); otherwise from the error: attempts given up before counting return
-/// EBUSY (original still queued), EAGAIN (no window), ENOMEM or EHOSTUNREACH (no route).
-fn counted(s: &mut Socket, ev: &RawRetransmit, exact: bool) -> bool {
+/// Whether the kernel counted this attempt in RetransSegs / total_retrans, and how many
+/// segments it counted before it without an event. Exact when we know the socket's
+/// total_retrans before it (it grows by the attempt's segments if counted; by more if
+/// earlier attempts came without an event); otherwise from the error: attempts given
+/// up before counting return EBUSY (original still queued), EAGAIN (no window), ENOMEM
+/// or EHOSTUNREACH (no route).
+fn counted(s: &mut Socket, ev: &RawRetransmit, exact: bool) -> (bool, u32) {
     let by_err = || ![-libc::EBUSY, -libc::EAGAIN, -libc::ENOMEM, -libc::EHOSTUNREACH].contains(&ev.err);
     let result = match (exact, s.total_retrans) {
         (true, Some(prev)) => {
             let grew = ev.total_retrans.wrapping_sub(prev);
-            grew != 0 && grew >= ev.segs
+            let counted = grew != 0 && grew >= ev.segs;
+            (counted, if counted { grew - ev.segs } else { grew })
         }
-        _ => by_err(),
+        _ => (by_err(), 0),
     };
     if exact {
         s.total_retrans = Some(ev.total_retrans);
     }
     result
+}
+
+/// Counts `segments` the kernel retransmitted (a socket's total_retrans grew by them)
+/// without a `tcp_retransmit_skb` event: now and then the kernel hits the tracepoint
+/// (ftrace on it sees the hit) without running the program, and counts no recursion
+/// miss. A shrinking count (a wrap-around) is not one.
+pub fn note_unseen(e: &mut Enricher, segments: u32) {
+    if segments > 0 && segments < 1 << 30 {
+        e.counts.unseen_retrans_segs += segments as u64;
+        e.counts.unseen_retrans_gaps += 1;
+    }
 }
 
 pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
@@ -44,14 +58,16 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
         (None, ends, owner, true, false)
     } else {
         let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
-        let counted = counted(s, ev, exact);
+        let (counted, unseen) = counted(s, ev, exact);
         if counted {
             s.retrans_segs_seen += ev.segs as i64;
             if ev.kind == retransmit_kind::SYN {
                 s.syn_retransmits += 1;
             }
         }
-        (Some(s.id), s.ends.clone(), s.owner.clone(), counted, crate::sockets::due(s))
+        let r = (Some(s.id), s.ends.clone(), s.owner.clone(), counted, crate::sockets::due(s));
+        note_unseen(e, unseen);
+        r
     };
     if due {
         crate::sockets::announce(e, ev.hdr.sk, time_ns, false);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tcpfr_schema::flows::Flow;
 use tcpfr_schema::host_counters::HostCounters;
+use tcpfr_schema::read::Recording;
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::retransmits::Retransmit;
 use testbed::*;
@@ -105,18 +106,26 @@ fn bulk_transfer_with_loss_ipv6() {
 
 /// Retransmitted segments the kernel counted (RetransSegs) without a row, in a test
 /// where no attempt failed while transmitting (so what was counted is what was sent).
-/// Rarely (about one run in ten under the blackout's load, and once in CI's paced
-/// bursts; never in the bulk tests), the kernel counts retransmits (the socket's own
-/// total_retrans says the same) that the tcp_retransmit_skb program never saw, with no
-/// recursion miss and no ring loss. Not understood yet: measured, bounded, said; the
-/// causes are then checked only where nothing is unseen.
-fn unseen(tag: &str, rows: &[Retransmit], before: &HashMap<String, i64>, after: &HashMap<String, i64>) -> i64 {
+/// Now and then (about one blackout run in fifteen, once in CI's paced bursts; never
+/// seen with `--rtt-per-ack`, which has no socket walk) the kernel hits the
+/// tracepoint (ftrace beside it sees it) but does not run the program, with no
+/// recursion miss counted. The recorder finds each such gap from the socket's
+/// total_retrans: the recording accounts for every unseen segment, per connection
+/// (`flows`) and in `recorder_stats`. Causes are then checked only where nothing is
+/// unseen.
+fn unseen(tag: &str, recording: &Recording, ns: u32, before: &HashMap<String, i64>, after: &HashMap<String, i64>) -> i64 {
     assert_eq!(delta(before, after, "TcpExt.TCPRetransFail"), 0, "{tag}: no attempt failed while transmitting");
+    let rows: Vec<Retransmit> = recording.read_table::<Retransmit>().unwrap().into_iter().filter(|r| r.netns == Some(ns)).collect();
     let sent: i64 = rows.iter().filter(|r| r.err == Some(0)).map(|r| r.segments as i64).sum();
     let unseen = delta(before, after, "Tcp.RetransSegs") - sent;
-    assert!((0..=1000).contains(&unseen), "{tag}: {unseen} retransmitted segments without a row");
+    let flows = recording.read_table::<Flow>().unwrap();
+    let accounted: i64 = flows.iter().filter(|f| f.netns == Some(ns)).filter_map(|f| f.retrans_segs.map(|r| r - f.retrans_segs_seen)).sum();
+    assert_eq!(unseen, accounted, "{tag}: the recording's flows account for every retransmitted segment without a row");
+    let stats = recording.read_table::<RecorderStats>().unwrap();
+    let said = stats.iter().filter(|s| &*s.stream == "retransmits" && s.note.as_deref().is_some_and(|n| n.contains("without an event")));
+    assert!(unseen == 0 || said.count() > 0, "{tag}: recorder_stats says that segments came without an event");
     if unseen > 0 {
-        eprintln!("{tag}: {unseen} retransmitted segments the kernel counted have no row");
+        eprintln!("{tag}: {unseen} retransmitted segments the kernel counted have no row (accounted for in flows)");
     }
     unseen
 }
@@ -198,7 +207,7 @@ fn a_blackout_is_a_stall_of_doubling_timeouts() {
     eprintln!("rto: timer retransmits with backoff {all:?}, the first stall's {gaps:?} ns apart; TCPTimeouts +{}", delta(&before, &after, "TcpExt.TCPTimeouts"));
     // 200 ms minimum RTO: 0.2 + 0.4 + 0.8 s pass within the blackout, the fourth (1.6 s)
     // after it, unless a slower RTO estimate pushed it past.
-    let unseen = unseen("rto", &rows, &before, &after);
+    let unseen = unseen("rto", &recording, ns, &before, &after);
     assert!(backoffs.len() >= 3 || unseen > 0, "{all:?}");
     assert!(backoffs.windows(2).all(|w| w[1] > w[0]), "one stall, backing off: {all:?}");
     if unseen > 0 {
@@ -244,7 +253,7 @@ fn lost_tails_of_bursts_are_probed() {
     eprintln!("tlp: {probes} probe rows of {} retransmits", rows.len());
     // About 190 bursts, three in ten tails dropped: ten or more probes each run here.
     assert!(probes >= 3, "bursts lost their last segment: {probes} probes");
-    if unseen("tlp", &rows, &before, &after) > 0 {
+    if unseen("tlp", &recording, ns, &before, &after) > 0 {
         return;
     }
     check_causes("tlp", &rows, &before, &after);
