@@ -34,7 +34,9 @@ use crate::window::Window;
 /// Whether `table`'s rows are about a connection (an event table), and so get a
 /// `service` column.
 pub fn has_service(table: &str) -> bool {
-    tcpfr_schema::TableId::from_name(table).is_some_and(tcpfr_schema::TableId::is_event)
+    // A listener has no peer: the service map's rules (peer address and port, cgroup)
+    // do not apply to it; `laddr`, `lport` and `comm` name it.
+    tcpfr_schema::TableId::from_name(table).is_some_and(|t| t.is_event() && t != tcpfr_schema::TableId::Listeners)
 }
 
 /// Columns of `sockets` that the `rtt_samples` view adds to each sample.
@@ -197,16 +199,17 @@ fn shipped_table(ds: &Dataset, table: &str, schema: SchemaRef) -> Result<Arc<dyn
         .filter(|s| s.local.as_ref().is_none_or(|d| d.join(table).is_dir()))
         .map(|s| ListingTableUrl::parse(format!("{}/{table}/", s.base)))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let partitions = [("host", DataType::Utf8View), ("date", DataType::Utf8), ("hour", DataType::Utf8)];
     if urls.is_empty() {
-        return empty_table(schema);
+        // No store has the table (shipped by an older recorder): empty, with the
+        // partition columns the views filter on.
+        let mut fields: Vec<Field> = file_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(partitions.iter().map(|(name, ty)| Field::new(*name, ty.clone(), false)));
+        return empty_table(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())));
     }
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![
-            ("host".to_string(), DataType::Utf8View),
-            ("date".to_string(), DataType::Utf8),
-            ("hour".to_string(), DataType::Utf8),
-        ]);
+        .with_table_partition_cols(partitions.iter().map(|(name, ty)| (name.to_string(), ty.clone())).collect());
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }

@@ -1,4 +1,4 @@
-//! BPF iterator `iter/tcp` → `rtt_samples`: the recorder runs this walk over every TCP
+//! BPF iterator `iter/tcp` → `rtt_samples` and `listeners` (`listeners.rs`): the recorder runs this walk over every TCP
 //! socket once per `--rtt-interval` (by reading an iterator instance), so RTT sampling
 //! costs per socket per walk instead of per received segment. A socket gets a sample
 //! only if something happened on it since the previous walk (bytes acknowledged or
@@ -37,7 +37,7 @@ use crate::{
 #[unsafe(link_section = "iter/tcp")]
 pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     let cfg = config();
-    if cfg.streams & stream::RTT_SAMPLES == 0 {
+    if cfg.streams & (stream::RTT_BY_WALK | stream::LISTENERS) == 0 {
         return 0;
     }
     // Read with a probe read, so the verifier sees a plain number rather than a
@@ -50,6 +50,15 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     }
     let b = &cfg.btf;
     let state: u8 = kernel::read(sk, b.sk_state);
+    if state == tcp_state::LISTEN {
+        if cfg.streams & stream::LISTENERS != 0 {
+            crate::listeners::walked(sk);
+        }
+        return 0;
+    }
+    if cfg.streams & stream::RTT_BY_WALK == 0 {
+        return 0;
+    }
     // Only full sockets with a connection: request and timewait sockets share the
     // iteration but are not `tcp_sock`s; listeners have no RTT.
     if !matches!(

@@ -12,6 +12,7 @@ use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, TP_RECORD_MAX};
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// What a missing `tcp_sock` field of the socket walk costs.
+const LISTENERS: &str = "the listeners table will be empty";
 const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
 
 /// What a missing field of the owner walk costs.
@@ -265,7 +266,9 @@ pub fn load(path: &Path) -> Result<Kernel> {
             None => NO_OFFSET,
         },
         write_timer_deferred_bit: write_timer_deferred_bit.unwrap_or(0),
-        _pad: 0,
+        sk_ack_backlog: optional("sock", "sk_ack_backlog", LISTENERS),
+        sk_max_ack_backlog: optional("sock", "sk_max_ack_backlog", LISTENERS),
+        sk_drops: optional("sock", "sk_drops", LISTENERS),
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {
@@ -319,6 +322,8 @@ mod tests {
         // `TCP_WRITE_TIMER_DEFERRED = 3` in this kernel's enum tsq_enum.
         assert_eq!(o.write_timer_deferred_bit, 3);
         assert!(o.sk_tsq_flags != NO_OFFSET && o.icsk_timer_expires != NO_OFFSET, "{o:?}");
+        // As `bpftool btf dump` shows struct sock here (bits 1088, 4800, 4832).
+        assert_eq!((o.sk_drops, o.sk_ack_backlog, o.sk_max_ack_backlog), (136, 600, 604), "{o:?}");
         assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
         assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
     }

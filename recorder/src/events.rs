@@ -3,6 +3,7 @@
 //! with the shared state in `Enricher`.
 
 use tcpfr_schema::flows::RawFlowCounters;
+use tcpfr_schema::listeners::RawListener;
 use tcpfr_schema::raw::{kind, RawHeader};
 use tcpfr_schema::resets::RawReset;
 use tcpfr_schema::retransmits::RawRetransmit;
@@ -20,6 +21,7 @@ pub enum Event {
     RttSample(RawRttSample),
     FlowCounters(RawFlowCounters),
     SocketOwner(RawSocketOwner),
+    Listener(RawListener),
 }
 
 /// Reads a `T` from the front of `bytes` if it is long enough.
@@ -42,6 +44,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         kind::RTT_SAMPLE => Event::RttSample(read(bytes)?),
         kind::FLOW_COUNTERS => Event::FlowCounters(read(bytes)?),
         kind::SOCKET_OWNER => Event::SocketOwner(read(bytes)?),
+        kind::LISTENER => Event::Listener(read(bytes)?),
         _ => return None,
     })
 }
@@ -55,6 +58,7 @@ impl Event {
             Event::RttSample(e) => &e.hdr,
             Event::FlowCounters(e) => &e.hdr,
             Event::SocketOwner(e) => &e.hdr,
+            Event::Listener(e) => &e.hdr,
         }
     }
 }
@@ -86,6 +90,7 @@ pub fn handle(enr: &mut Enricher, ev: &Event) {
         Event::RttSample(e) => crate::rtt_samples::handle(enr, e),
         Event::FlowCounters(e) => crate::flows::handle_counters(enr, e),
         Event::SocketOwner(e) => crate::sockets::handle_owner(enr, e),
+        Event::Listener(e) => crate::listeners::handle(enr, e),
     }
 }
 

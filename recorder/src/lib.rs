@@ -17,6 +17,7 @@ pub mod events;
 pub mod filter;
 pub mod flows;
 pub mod host_counters;
+pub mod listeners;
 pub mod loader;
 pub mod metrics;
 pub mod net;

@@ -128,7 +128,9 @@ fn only(hook: Hook) -> &'static str {
 }
 
 /// `owners`: try the owner walk (the kernel's BTF has what it reads).
-pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode, owners: bool) -> Result<Kernel> {
+/// `socket_walk`: load the socket walk (`iter/tcp`: RTT samples in [`RttMode::Walk`],
+/// listeners).
+pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: RttMode, socket_walk: bool, owners: bool) -> Result<Kernel> {
     if OBJECT.is_empty() {
         bail!("this tcpfr-recorder was built with AYA_BUILD_SKIP=1 and has no eBPF programs; rebuild it after running scripts/bootstrap.sh");
     }
@@ -164,13 +166,13 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
         p.load().with_context(|| format!("the kernel rejected program {name}"))?;
         p.attach(name).with_context(|| format!("attaching to raw tracepoint {name}"))?;
     }
-    let btf = if rtt == RttMode::Walk || owners {
+    let btf = if socket_walk || owners {
         Some(aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket and owner walks")?)
     } else {
         None
     };
     let mut walk = None;
-    if let (RttMode::Walk, Some(btf)) = (rtt, &btf) {
+    if let (true, Some(btf)) = (socket_walk, &btf) {
         let name = only(Hook::TcpIter);
         let p: &mut Iter = ebpf
             .program_mut(name)

@@ -29,27 +29,27 @@ pub struct Program {
     /// Tracefs group of a tracepoint ("" otherwise).
     pub group: &'static str,
     pub hook: Hook,
-    /// The table whose events are lost when the kernel skips a run of it. None: a
+    /// The tables whose events are lost when the kernel skips a run of it. None: a
     /// program whose skipped runs lose no row (cleanup), or only a sample among many
     /// (tcp_probe's misses are said in a note instead).
-    pub feeds: Option<TableId>,
+    pub feeds: &'static [TableId],
 }
 
-const fn raw(group: &'static str, name: &'static str, feeds: Option<TableId>) -> Program {
+const fn raw(group: &'static str, name: &'static str, feeds: &'static [TableId]) -> Program {
     Program { name, group, hook: Hook::RawTracepoint, feeds }
 }
 
 pub const PROGRAMS: &[Program] = &[
-    Program { name: "tcpfr_sock_ops", group: "", hook: Hook::SockOps, feeds: Some(TableId::Flows) },
-    raw("tcp", "tcp_retransmit_skb", Some(TableId::Retransmits)),
-    raw("tcp", "tcp_retransmit_synack", Some(TableId::Retransmits)),
-    raw("sock", "inet_sock_set_state", Some(TableId::StateChanges)),
-    raw("tcp", "tcp_send_reset", Some(TableId::Resets)),
-    raw("tcp", "tcp_receive_reset", Some(TableId::Resets)),
-    raw("tcp", "tcp_destroy_sock", None),
-    Program { name: "tcpfr_rtt_walk", group: "", hook: Hook::TcpIter, feeds: Some(TableId::RttSamples) },
-    Program { name: "tcp_probe", group: "tcp", hook: Hook::Tracepoint, feeds: None },
-    Program { name: "tcpfr_socket_owners", group: "", hook: Hook::TaskFileIter, feeds: None },
+    Program { name: "tcpfr_sock_ops", group: "", hook: Hook::SockOps, feeds: &[TableId::Flows] },
+    raw("tcp", "tcp_retransmit_skb", &[TableId::Retransmits]),
+    raw("tcp", "tcp_retransmit_synack", &[TableId::Retransmits]),
+    raw("sock", "inet_sock_set_state", &[TableId::StateChanges]),
+    raw("tcp", "tcp_send_reset", &[TableId::Resets]),
+    raw("tcp", "tcp_receive_reset", &[TableId::Resets]),
+    raw("tcp", "tcp_destroy_sock", &[]),
+    Program { name: "tcpfr_rtt_walk", group: "", hook: Hook::TcpIter, feeds: &[TableId::RttSamples, TableId::Listeners] },
+    Program { name: "tcp_probe", group: "tcp", hook: Hook::Tracepoint, feeds: &[] },
+    Program { name: "tcpfr_socket_owners", group: "", hook: Hook::TaskFileIter, feeds: &[] },
 ];
 
 /// The programs attached with `hook`.
@@ -57,9 +57,9 @@ pub fn with_hook(hook: Hook) -> impl Iterator<Item = &'static Program> {
     PROGRAMS.iter().filter(move |p| p.hook == hook)
 }
 
-/// The table program `name` feeds, if any.
-pub fn feeds(name: &str) -> Option<TableId> {
-    PROGRAMS.iter().find(|p| p.name == name).and_then(|p| p.feeds)
+/// The tables program `name` feeds.
+pub fn feeds(name: &str) -> &'static [TableId] {
+    PROGRAMS.iter().find(|p| p.name == name).map_or(&[], |p| p.feeds)
 }
 
 /// Every tracepoint a program attaches to, as (group, name): tracefs must have them.
@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn every_fed_table_has_a_program() {
         for t in TableId::ALL.into_iter().filter(|t| t.stream_bit() != 0) {
-            assert!(PROGRAMS.iter().any(|p| p.feeds == Some(t)), "no program feeds {}", t.name());
+            assert!(PROGRAMS.iter().any(|p| p.feeds.contains(&t)), "no program feeds {}", t.name());
         }
         for (i, p) in PROGRAMS.iter().enumerate() {
             assert!(PROGRAMS[i + 1..].iter().all(|q| q.name != p.name), "{} listed twice", p.name);

@@ -18,6 +18,7 @@ pub fn stream_of_kind(k: usize) -> Option<TableId> {
         kind::RESET_SENT | kind::RESET_RECEIVED => TableId::Resets,
         kind::RTT_SAMPLE => TableId::RttSamples,
         kind::FLOW_COUNTERS => TableId::Flows,
+        kind::LISTENER => TableId::Listeners,
         _ => return None,
     })
 }
@@ -77,10 +78,11 @@ pub fn rows(st: &mut StatsState, inputs: Inputs<'_>) -> Vec<RecorderStats> {
     for (name, total) in misses {
         let prev = st.misses.insert(name.clone(), *total).unwrap_or(0);
         let delta = total.saturating_sub(prev) as i64;
-        match crate::programs::feeds(name) {
-            Some(s) => per_stream_missed[s.index()] += delta,
-            None if name == "tcp_probe" => probe_skipped += delta,
-            None => {}
+        for s in crate::programs::feeds(name) {
+            per_stream_missed[s.index()] += delta;
+        }
+        if name == "tcp_probe" {
+            probe_skipped += delta;
         }
     }
     let mut filtered = counts.filtered.map(|v| v as i64);

@@ -53,6 +53,8 @@ pub struct Socket {
     /// `tcp_sock.total_retrans` as of the last retransmit event (None: not known, e.g.
     /// a socket older than the recording), to tell counted attempts from others.
     pub total_retrans: Option<u32>,
+    /// A listener's drop count (`sk_drops`) at the last walk that saw it.
+    pub listen_drops: Option<u32>,
     /// Boxed: a socket gets them only at its close, and the table holds every open
     /// socket of the host.
     pub counters: Option<Box<RawFlowCounters>>,
@@ -91,6 +93,7 @@ impl Socket {
             origin,
             announced: false,
             total_retrans: None,
+            listen_drops: None,
             counters: None,
             last_seen: now_ns,
         }

@@ -23,6 +23,7 @@ pub mod tables;
 
 pub mod flows;
 pub mod host_counters;
+pub mod listeners;
 pub mod recorder_stats;
 pub mod resets;
 pub mod retransmits;

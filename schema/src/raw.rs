@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 7;
+pub const RAW_ABI_VERSION: u32 = 8;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -33,8 +33,10 @@ pub mod kind {
     /// The `iter/task_file` walk at start: which process holds each TCP socket that
     /// exists already → `RawSocketOwner` (owners in `sockets` and the event tables)
     pub const SOCKET_OWNER: u8 = 8;
+    /// The `iter/tcp` walk: a listening socket → `RawListener`
+    pub const LISTENER: u8 = 9;
     /// Number of kinds + 1; sizes per-kind counter arrays.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 }
 
 /// Address family values as the kernel uses them.
@@ -264,7 +266,12 @@ pub struct BtfOffsets {
     pub icsk_timer_expires: u32,
     pub sk_tsq_flags: u32,
     pub write_timer_deferred_bit: u32,
-    pub _pad: u32,
+    /// `sock` fields a listener is read with: `sk_ack_backlog` and
+    /// `sk_max_ack_backlog` (u32, its accept queue and limit) and `sk_drops`
+    /// (atomic_t: TCP counts a listener's drops there).
+    pub sk_ack_backlog: u32,
+    pub sk_max_ack_backlog: u32,
+    pub sk_drops: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -315,9 +322,13 @@ pub mod stream {
     pub const RESETS: u32 = TableId::Resets.stream_bit();
     pub const RTT_SAMPLES: u32 = TableId::RttSamples.stream_bit();
     pub const FLOWS: u32 = TableId::Flows.stream_bit();
+    pub const LISTENERS: u32 = TableId::Listeners.stream_bit();
     /// Not a table: with the socket walk, also sample a connection when it leaves
     /// ESTABLISHED (if it moved since the last walk).
     pub const RTT_AT_CLOSE: u32 = 1 << 31;
+    /// Not a table: the socket walk samples RTT (it also runs for `listeners` alone,
+    /// e.g. with `--rtt-per-ack`, where `tcp_probe` samples RTT instead).
+    pub const RTT_BY_WALK: u32 = 1 << 30;
 }
 
 const EMPTY_ADDR: AddrOffsets = AddrOffsets {
@@ -382,7 +393,9 @@ impl BtfOffsets {
         icsk_timer_expires: NO_OFFSET,
         sk_tsq_flags: NO_OFFSET,
         write_timer_deferred_bit: 0,
-        _pad: 0,
+        sk_ack_backlog: NO_OFFSET,
+        sk_max_ack_backlog: NO_OFFSET,
+        sk_drops: NO_OFFSET,
     };
 }
 

@@ -18,6 +18,7 @@ macro_rules! for_each_table {
             RttSamples rtt_samples $crate::rtt_samples::RttSample;
             Flows flows $crate::flows::Flow;
             Sockets sockets $crate::sockets::Socket;
+            Listeners listeners $crate::listeners::Listener;
             HostCounters host_counters $crate::host_counters::HostCounters;
             RecorderStats recorder_stats $crate::recorder_stats::RecorderStats;
         }
@@ -36,6 +37,7 @@ macro_rules! for_each_event_table {
             RttSamples rtt_samples $crate::rtt_samples::RttSample;
             Flows flows $crate::flows::Flow;
             Sockets sockets $crate::sockets::Socket;
+            Listeners listeners $crate::listeners::Listener;
         }
     };
 }

@@ -2,13 +2,15 @@
 //! with. Not part of the product; run it inside the namespaces a test creates.
 //!
 //! ```text
-//! tcpfr-traffic serve --listen ADDR:PORT [--abort-after BYTES] [--duration 30s]
-//! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s] [--rate BYTES_PER_S]
+//! tcpfr-traffic serve --listen ADDR:PORT [--abort-after BYTES] [--duration 30s] [--backlog N] [--no-accept]
+//! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s] [--rate BYTES_PER_S] [--connect-only]
 //! ```
 //! `serve` reads and discards everything; with `--abort-after` it resets each
-//! connection (SO_LINGER 0) once it has read that many bytes. `send` opens K
+//! connection (SO_LINGER 0) once it has read that many bytes; `--backlog` sets
+//! listen()'s backlog and `--no-accept` never accepts (a full accept queue). `send` opens K
 //! connections one after another and writes N bytes on each; it prints one line per
-//! connection: `ok <bytes>`, `connect-error <kind>` or `write-error <kind>`.
+//! connection: `ok <bytes>`, `connect-error <kind>` or `write-error <kind>`; with
+//! `--connect-only` it closes at once after connect() (`connected`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -42,8 +44,20 @@ fn serve(args: &[String]) {
     let abort_after: Option<u64> = arg(args, "--abort-after").map(|s| s.parse().unwrap_or_else(|_| die("bad --abort-after")));
     let stop = arg(args, "--duration").map(|d| Instant::now() + duration(d));
     let l = TcpListener::bind(addr).unwrap_or_else(|e| die(&format!("bind {addr}: {e}")));
+    if let Some(backlog) = arg(args, "--backlog") {
+        let n: i32 = backlog.parse().unwrap_or_else(|_| die("bad --backlog"));
+        // listen() again on a listening socket sets its backlog.
+        // SAFETY: a valid listening socket.
+        if unsafe { libc::listen(l.as_raw_fd(), n) } != 0 {
+            die(&format!("listen: {}", std::io::Error::last_os_error()));
+        }
+    }
     println!("listening {}", l.local_addr().unwrap());
     std::io::stdout().flush().ok();
+    if args.iter().any(|a| a == "--no-accept") {
+        std::thread::sleep(stop.map_or(Duration::from_secs(3600), |s| s.saturating_duration_since(Instant::now())));
+        return;
+    }
     l.set_nonblocking(true).ok();
     loop {
         if stop.is_some_and(|s| Instant::now() > s) {
@@ -105,6 +119,10 @@ fn send(args: &[String]) {
                 continue;
             }
         };
+        if args.iter().any(|a| a == "--connect-only") {
+            println!("connected");
+            continue;
+        }
         let mut left = bytes;
         let mut result = Ok(());
         let started = Instant::now();

@@ -83,7 +83,7 @@ impl Prepared {
         let ship_stats = uploader.as_ref().map(|u| u.stats.clone());
         let with_flows = kernel.enabled[TableId::Flows.index()];
         let loader::Kernel { ebpf: programs, mut ring, counters, walk, owners } =
-            loader::load(kernel.config, opts.ring_size as u32, with_flows, kernel.rtt_mode, kernel.btf.can_walk_owners())?;
+            loader::load(kernel.config, opts.ring_size as u32, with_flows, kernel.rtt_mode, kernel.socket_walk, kernel.btf.can_walk_owners())?;
         // Owners of sockets that already exist, before events about them are read. Found
         // after the programs are attached: a socket born between the search and the
         // attachment would be in neither.
@@ -105,7 +105,13 @@ impl Prepared {
         // Host counters: a thread of their own (it switches network namespaces). Its first
         // reading is the baseline, taken before we report ready.
         // The socket walk runs there too: it needs to enter each namespace as well.
-        let walk = walk.map(|w| (w, opts.rtt_interval));
+        // With --rtt-per-ack the interval is tcp_probe's rate limit (0: every ACK); the
+        // walk then reads only listeners, every second at the most.
+        let every = match kernel.rtt_mode {
+            loader::RttMode::Walk => opts.rtt_interval,
+            _ => opts.rtt_interval.max(std::time::Duration::from_secs(1)),
+        };
+        let walk = walk.map(|w| (w, every));
         let counters_thread = CountersThread::spawn(enr.host.clone(), opts.netns, opts.counters_interval, walk)?;
         crate::privileges::drop_after_startup(|| counters.get(&0, 0).is_ok())?;
         tracing::info!("recording to {}", rec_dir.display());
@@ -201,6 +207,8 @@ struct KernelSetup {
     config: KernelConfig,
     enabled: [bool; TableId::COUNT],
     rtt_mode: loader::RttMode,
+    /// Whether the socket walk runs (for `rtt_samples`, `listeners` or both).
+    socket_walk: bool,
     tracepoints: crate::tracefs::Tracepoints,
     btf: crate::btf::Kernel,
 }
@@ -217,8 +225,11 @@ impl KernelSetup {
         let rtt_mode = checks::rtt_mode(opts, &enabled, &kernel_btf)?;
         let mut streams = TableId::ALL.into_iter().filter(|t| enabled[t.index()]).fold(0, |bits, t| bits | t.stream_bit());
         if rtt_mode == loader::RttMode::Walk {
-            streams |= tcpfr_schema::raw::stream::RTT_AT_CLOSE;
+            streams |= tcpfr_schema::raw::stream::RTT_AT_CLOSE | tcpfr_schema::raw::stream::RTT_BY_WALK;
         }
+        // The walk also reads listeners, with or without RTT sampling.
+        let socket_walk = rtt_mode == loader::RttMode::Walk
+            || (enabled[TableId::Listeners.index()] && kernel_btf.offsets.sk_drops != tcpfr_schema::raw::NO_OFFSET);
         let config = KernelConfig {
             abi_version: RAW_ABI_VERSION,
             streams,
@@ -228,7 +239,7 @@ impl KernelSetup {
             probe: tps.probe,
             btf: kernel_btf.offsets,
         };
-        Ok(KernelSetup { config, enabled, rtt_mode, tracepoints: tps, btf: kernel_btf })
+        Ok(KernelSetup { config, enabled, rtt_mode, socket_walk, tracepoints: tps, btf: kernel_btf })
     }
 }
 
