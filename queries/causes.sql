@@ -1,4 +1,4 @@
--- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe) and the RTO stalls: timeouts in a row on one connection
+-- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe), the RTO stalls (timeouts in a row on one connection), and listeners that dropped connection attempts (full accept queues)
 -- by: service
 -- limit: 50
 
@@ -41,4 +41,18 @@ WITH t AS (
 SELECT {host}service, peer, process, first_timeout, timeouts, max_backoff, round(stalled_s, 3) AS stalled_s
 FROM s
 ORDER BY stalled_s DESC, timeouts DESC, {host}first_timeout, peer
+LIMIT {limit};
+
+-- title: Listeners that dropped connection attempts because their accept queue was full (drops: SYNs and final ACKs dropped, which clients see as slow or failed connects; max_waiting: the most connections waiting for accept() at a walk; queue_limit: listen()'s backlog capped by net.core.somaxconn)
+SELECT {host}laddr || ':' || CAST(lport AS VARCHAR) AS listener,
+       min(comm) AS process,
+       sum(drops) AS drops,
+       max(accept_queue) AS max_waiting,
+       max(accept_queue_max) AS queue_limit,
+       min(CASE WHEN drops > 0 THEN time END) AS first_drop,
+       max(CASE WHEN drops > 0 THEN time END) AS last_drop
+FROM listeners
+GROUP BY {host}socket_id, laddr, lport
+HAVING sum(drops) > 0
+ORDER BY drops DESC, listener
 LIMIT {limit};

@@ -196,9 +196,11 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
         if let Some((n, at)) = best {
             out.push(format!("Busiest second: {} retransmitted segments at {at}.", group_digits(n)));
         }
+        out.extend(retransmit_causes(ctx, &params).await?);
     } else {
         out.push("No retransmissions.".into());
     }
+    out.extend(listener_drops(ctx, &params).await?);
 
     // Handshakes.
     let failed = canned_part(ctx, "handshakes", 1, &params).await?;
@@ -322,6 +324,62 @@ async fn rtt_tail(ctx: &SessionContext) -> Result<Option<String>> {
     }))
 }
 
+/// Why segments were retransmitted, per service (`tcpfr causes`): the share of each
+/// cause, and the longest RTO stall of the service.
+async fn retransmit_causes(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
+    let by = canned_part(ctx, "causes", 1, params).await?;
+    let stalls = canned_part(ctx, "causes", 2, params).await?;
+    let mut out = Vec::new();
+    for i in 0..by.len().min(3) {
+        let total = by.i64(i, "retrans_segs").unwrap_or(0);
+        // Recordings before format 1.2 have no causes.
+        if total == 0 || by.i64(i, "unknown").unwrap_or(0) == total {
+            continue;
+        }
+        let service = by.str(i, "service").unwrap_or_default();
+        let pct = |col: &str| 100.0 * by.i64(i, col).unwrap_or(0) as f64 / total as f64;
+        let causes = [
+            ("timeout", "after RTO timeouts"),
+            ("fast", "fast retransmits"),
+            ("probe", "tail loss probes"),
+            ("other", "other causes"),
+            ("unknown", "of unknown cause"),
+        ];
+        // The counts add up to the total: one share at least is shown.
+        let shares: Vec<String> =
+            causes.iter().filter(|(col, _)| pct(col) >= 0.5).map(|(col, words)| format!("{:.0}% {words}", pct(col))).collect();
+        let mut s = format!("{service}: of {}, {}", plural(total, "retransmitted segment", "retransmitted segments"), shares.join(", "));
+        if let Some(j) = (0..stalls.len()).find(|&j| stalls.str(j, "service").as_deref() == Some(service.as_str())) {
+            let _ = write!(
+                s,
+                "; the longest RTO stall lasted {} s (backoff up to {}) toward {}",
+                stalls.f64(j, "stalled_s").unwrap_or(0.0),
+                stalls.i64(j, "max_backoff").unwrap_or(0),
+                stalls.str(j, "peer").unwrap_or_default()
+            );
+        }
+        out.push(s + ".");
+    }
+    Ok(out)
+}
+
+/// Listeners that dropped connection attempts (`tcpfr causes`, part 3).
+async fn listener_drops(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
+    let l = canned_part(ctx, "causes", 3, params).await?;
+    Ok((0..l.len().min(3))
+        .map(|i| {
+            format!(
+                "Listener {} ({}) dropped {}: accept queue full (limit {}, up to {} waiting).",
+                l.str(i, "listener").unwrap_or_default(),
+                l.str(i, "process").filter(|p| !p.is_empty()).unwrap_or_else(|| "unknown process".into()),
+                plural(l.i64(i, "drops").unwrap_or(0), "connection attempt", "connection attempts"),
+                l.i64(i, "queue_limit").unwrap_or(0),
+                l.i64(i, "max_waiting").unwrap_or(0)
+            )
+        })
+        .collect())
+}
+
 fn params_clone(p: &canned::Params) -> canned::Params {
     canned::Params { by: p.by.clone(), window: p.window, limit: p.limit, range_s: p.range_s, service: p.service.clone(), several_hosts: p.several_hosts }
 }
@@ -399,7 +457,9 @@ pub async fn run(env: &Env, ds: &Dataset, window: &Window, services: &ServiceMap
     for q in &quality {
         let _ = writeln!(text, "  • {}", for_terminal(q));
     }
-    let _ = writeln!(text, "\nDetails: tcpfr <question> REC (see tcpfr --help): hotspots, handshakes, resets, rtt, timeline, top-flows, retransmit-rate.");
+    // From the list of canned questions, so a new one is named here too.
+    let names: Vec<&str> = canned::all().into_iter().map(|q| q.name).collect();
+    let _ = writeln!(text, "\nDetails: tcpfr <question> REC (see tcpfr --help): {}.", names.join(", "));
     out!("{text}")?;
     Ok(())
 }

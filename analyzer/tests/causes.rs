@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
+use tcpfr_schema::listeners::Listener;
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::retransmits::Retransmit;
 use tcpfr_schema::write::{RecordingInfo, RecordingWriter};
@@ -80,6 +81,26 @@ fn write_recording(dir: &Path) {
             container_id: None,
         });
     }
+    // (ms after T0, socket, port, queue, drops): :6379 fills up and drops 30 + 42; :80
+    // has connections waiting but drops none (not listed).
+    for (ms, socket, lport, queue, drops) in
+        [(1_000, 20, 6379, 129, 30), (2_000, 21, 80, 3, 0), (2_000, 20, 6379, 129, 42), (3_000, 20, 6379, 12, 0)]
+    {
+        w.listeners.push(Listener {
+            host: Arc::from("web1"),
+            time: UtcNanos(T0 + ms * MS),
+            socket_id: socket,
+            netns: Some(4026531840),
+            family: Arc::from("ipv4"),
+            laddr: Arc::from("0.0.0.0"),
+            lport,
+            accept_queue: queue,
+            accept_queue_max: 128,
+            drops,
+            pid: Some(900),
+            comm: Some(Arc::from(if lport == 80 { "nginx" } else { "redis-server" })),
+        });
+    }
     w.finish(T0 + 30 * SEC).unwrap();
 }
 
@@ -111,4 +132,36 @@ fn causes_split_segments_and_find_each_stall() {
         ],
         "{stalls:?}"
     );
+}
+
+#[test]
+fn causes_name_the_listeners_that_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--part", "3", "--format", "csv"]));
+    // listener, process, drops, max_waiting, queue_limit, first_drop, last_drop
+    assert_eq!(
+        rows,
+        vec![vec!["0.0.0.0:6379", "redis-server", "72", "129", "128", "2026-11-23T10:00:01Z", "2026-11-23T10:00:02Z"]],
+        "{rows:?}"
+    );
+}
+
+/// The report says the same in words (numbers as in the two tests above).
+#[test]
+fn the_report_names_causes_and_listeners() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let text = ok(&["report", rec.to_str().unwrap()]);
+    for line in [
+        "api: of 16 retransmitted segments, 56% after RTO timeouts, 38% fast retransmits, 6% tail loss probes; \
+         the longest RTO stall lasted 1.2 s (backoff up to 2) toward 10.0.0.34:7777.",
+        "postgres: of 3 retransmitted segments, 33% other causes, 67% of unknown cause.",
+        "Listener 0.0.0.0:6379 (redis-server) dropped 72 connection attempts: accept queue full (limit 128, up to 129 waiting).",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    assert!(!text.contains(":80 "), "a listener that dropped nothing is not named");
 }
