@@ -213,6 +213,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
             "refused" => format!("{were} refused (reset in reply to the SYN)"),
             "abandoned" => format!("{were} given up by the application while connecting"),
             "unreachable" => "failed: host or network unreachable".to_string(),
+            "filtered" => format!("{were} blocked by this host's own firewall (its SYNs dropped on the way out)"),
             _ => "failed".to_string(),
         };
         out.push(format!(

@@ -25,6 +25,10 @@ fn handshake_of(s: &Socket, closed_from: Option<(u8, i32)>) -> Option<&'static s
     let (old, err) = closed_from?;
     let err = err.abs();
     match (s.role, old) {
+        // A refusal or an ICMP error came from the network: the firewall let a SYN out.
+        (Some("client"), SYN_SENT) if s.syn_filtered && ![libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ENETUNREACH].contains(&err) => {
+            Some(handshake::FILTERED)
+        }
         (Some("client"), SYN_SENT) => Some(match err {
             libc::ETIMEDOUT => handshake::TIMEOUT,
             libc::ECONNREFUSED => handshake::REFUSED,

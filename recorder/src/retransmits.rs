@@ -59,6 +59,10 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
     } else {
         let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
         let (counted, unseen) = counted(s, ev, exact);
+        // Netfilter's DROP on our own output returns EPERM to the sender.
+        if ev.kind == retransmit_kind::SYN && ev.has_err != 0 && ev.err == -libc::EPERM {
+            s.syn_filtered = true;
+        }
         if counted {
             s.retrans_segs_seen += ev.segs as i64;
             if ev.kind == retransmit_kind::SYN {

@@ -42,6 +42,8 @@ pub struct Socket {
     /// Existed before the recorder started (first seen in mid-life).
     pub pre_existing: bool,
     pub syn_retransmits: i32,
+    /// A SYN retransmit failed with EPERM: this host's firewall dropped it.
+    pub syn_filtered: bool,
     pub retrans_segs_seen: i64,
     pub reset_received: bool,
     /// When it reached ESTABLISHED while we watched (the handshake completed), UTC ns.
@@ -87,6 +89,7 @@ impl Socket {
             listener: false,
             pre_existing: false,
             syn_retransmits: 0,
+            syn_filtered: false,
             retrans_segs_seen: 0,
             reset_received: false,
             established_ns: None,

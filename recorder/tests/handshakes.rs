@@ -192,6 +192,12 @@ fn local_firewall_drops_are_counted_failed_attempts() {
     assert!(rows.iter().all(|r| r.counted && r.err == Some(-libc::EPERM)), "dropped by the local firewall: {rows:#?}");
     assert_eq!(delta(&before, &after, "TcpExt.TCPRetransFail"), rows.len() as i64);
     assert_eq!(delta(&before, &after, "TcpExt.TCPSynRetrans"), rows.len() as i64);
+    // The connection's outcome says whose doing it was.
+    let flows = in_ns(recording.read_table::<Flow>().unwrap(), ns, |f| f.netns);
+    let client: Vec<&Flow> = flows.iter().filter(|f| f.rport == port).collect();
+    assert_eq!(client.len(), 1, "{flows:#?}");
+    assert_eq!(client[0].handshake.as_deref(), Some("filtered"), "{:?}", client[0]);
+    assert_eq!(client[0].error.as_deref(), Some("ETIMEDOUT"));
 }
 
 /// A dual-stack listener ([::]) accepting IPv4 clients: its sockets are IPv6 sockets

@@ -58,6 +58,9 @@ mod table {
         pub const RESET: &str = "reset";
         /// Any other error while connecting (see `error`).
         pub const FAILED: &str = "failed";
+        /// Client: this host's own firewall dropped its SYNs (a SYN retransmit failed
+        /// with EPERM), and the attempt then timed out, was given up or failed.
+        pub const FILTERED: &str = "filtered";
     }
 
     crate::define_table! {
@@ -93,7 +96,7 @@ mod table {
             close_time: Option<UtcNanos> => "ns",
             /// close_time − open_time; null if either is unknown.
             duration_ns: Option<i64> => "ns",
-            /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `reset` (server: reset in SYN_RECV), `failed` (another error, see `error`); null if not observed.
+            /// Outcome of the handshake: `completed`, `timeout` (gave up after SYN retransmits), `refused` (RST in reply to the SYN), `unreachable` (ICMP error), `abandoned` (application closed it while connecting), `filtered` (client: this host's firewall dropped its SYN retransmits, seen as EPERM; format 1.2), `reset` (server: reset in SYN_RECV), `failed` (another error, see `error`); null if not observed.
             handshake: Option<Str>,
             /// How long the client waited for the handshake: from connect() to ESTABLISHED, or to the failure; null on the server side (the kernel hands over a connection only once its handshake is done) and for connections older than the recording.
             handshake_ns: Option<i64> => "ns",
