@@ -1,4 +1,4 @@
--- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe), the RTO stalls (timeouts in a row on one connection), and listeners that dropped connection attempts (full accept queues)
+-- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe), the RTO stalls (timeouts in a row on one connection), listeners that dropped connection attempts (full accept queues), and the TCP packets this host dropped itself, by the kernel's reason
 -- by: service
 -- limit: 50
 
@@ -55,4 +55,17 @@ FROM listeners
 GROUP BY {host}socket_id, laddr, lport
 HAVING sum(drops) > 0
 ORDER BY drops DESC, listener
+LIMIT {limit};
+
+-- title: TCP packets this host dropped itself, by the kernel's reason (NETFILTER_DROP: a firewall rule; TCP_*: the TCP stack's own checks; QDISC_DROP: a full queue), direction (out: we sent it; in: we received it), peer and port (the peer's for out, ours for in)
+SELECT {host}reason, direction,
+       raddr AS peer,
+       CASE WHEN direction = 'out' THEN rport ELSE lport END AS port,
+       sum(packets) AS packets,
+       count(DISTINCT laddr || ':' || CAST(lport AS VARCHAR) || '-' || raddr || ':' || CAST(rport AS VARCHAR)) AS connections,
+       min(first_time) AS first_drop,
+       max(time) AS last_drop
+FROM drops
+GROUP BY ALL
+ORDER BY packets DESC, {host}reason, direction, peer, port
 LIMIT {limit};

@@ -201,6 +201,7 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
         out.push("No retransmissions.".into());
     }
     out.extend(listener_drops(ctx, &params).await?);
+    out.extend(local_drops(ctx, &params).await?);
 
     // Handshakes.
     let failed = canned_part(ctx, "handshakes", 1, &params).await?;
@@ -379,6 +380,30 @@ async fn listener_drops(ctx: &SessionContext, params: &canned::Params) -> Result
             )
         })
         .collect())
+}
+
+/// TCP packets this host dropped itself (`tcpfr causes`, part 4): one sentence, the
+/// three largest (reason, direction, peer) groups.
+async fn local_drops(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
+    let d = canned_part(ctx, "causes", 4, params).await?;
+    let total = query(ctx, "SELECT sum(packets) AS p FROM drops").await?.i64(0, "p").unwrap_or(0);
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let groups: Vec<String> = (0..d.len().min(3))
+        .map(|i| {
+            let out = d.str(i, "direction").as_deref() == Some("out");
+            format!(
+                "{} {} {} {} port {}",
+                group_digits(d.i64(i, "packets").unwrap_or(0)),
+                d.str(i, "reason").unwrap_or_default(),
+                if out { "sent to" } else { "received from" },
+                d.str(i, "peer").unwrap_or_default(),
+                d.i64(i, "port").unwrap_or(0)
+            )
+        })
+        .collect();
+    Ok(vec![format!("This host dropped {} itself: {}.", plural(total, "TCP packet", "TCP packets"), groups.join("; "))])
 }
 
 fn params_clone(p: &canned::Params) -> canned::Params {

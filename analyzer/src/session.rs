@@ -34,9 +34,10 @@ use crate::window::Window;
 /// Whether `table`'s rows are about a connection (an event table), and so get a
 /// `service` column.
 pub fn has_service(table: &str) -> bool {
-    // A listener has no peer: the service map's rules (peer address and port, cgroup)
-    // do not apply to it; `laddr`, `lport` and `comm` name it.
-    tcpfr_schema::TableId::from_name(table).is_some_and(|t| t.is_event() && t != tcpfr_schema::TableId::Listeners)
+    // The service map's rules read the peer, the process and its cgroup: a listener has
+    // no peer (`laddr`, `lport` and `comm` name it), a dropped packet no process.
+    use tcpfr_schema::TableId;
+    TableId::from_name(table).is_some_and(|t| t.is_event() && !matches!(t, TableId::Listeners | TableId::Drops))
 }
 
 /// Columns of `sockets` that the `rtt_samples` view adds to each sample.

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
+use tcpfr_schema::drops::Drop;
 use tcpfr_schema::listeners::Listener;
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::retransmits::Retransmit;
@@ -101,6 +102,30 @@ fn write_recording(dir: &Path) {
             comm: Some(Arc::from(if lport == 80 { "nginx" } else { "redis-server" })),
         });
     }
+    // (ms after T0, direction, reason, peer, port, packets): 130 + 20 firewall drops
+    // toward 10.0.0.34:7777 on two connections, 5 received ones with a zero window.
+    for (ms, dir, reason, raddr, (lport, rport), packets) in [
+        (1_500, "out", "NETFILTER_DROP", "10.0.0.34", (43217, 7777), 130),
+        (2_500, "out", "NETFILTER_DROP", "10.0.0.34", (43219, 7777), 20),
+        (3_500, "in", "TCP_ZEROWINDOW", "10.0.0.40", (6379, 51000), 5),
+    ] {
+        w.drops.push(Drop {
+            host: Arc::from("web1"),
+            time: UtcNanos(T0 + ms * MS),
+            first_time: UtcNanos(T0 + (ms - 400) * MS),
+            netns: Some(4026531840),
+            family: Arc::from("ipv4"),
+            laddr: Arc::from("10.0.0.1"),
+            lport,
+            raddr: Arc::from(raddr),
+            rport,
+            direction: Arc::from(dir),
+            reason: Arc::from(reason),
+            packets,
+            seq_first: 1000,
+            seq_last: 2000,
+        });
+    }
     w.finish(T0 + 30 * SEC).unwrap();
 }
 
@@ -160,8 +185,27 @@ fn the_report_names_causes_and_listeners() {
          the longest RTO stall lasted 1.2 s (backoff up to 2) toward 10.0.0.34:7777.",
         "postgres: of 3 retransmitted segments, 33% other causes, 67% of unknown cause.",
         "Listener 0.0.0.0:6379 (redis-server) dropped 72 connection attempts: accept queue full (limit 128, up to 129 waiting).",
+        "This host dropped 155 TCP packets itself: 150 NETFILTER_DROP sent to 10.0.0.34 port 7777; \
+         5 TCP_ZEROWINDOW received from 10.0.0.40 port 6379.",
     ] {
         assert!(text.contains(line), "{line:?} not in:\n{text}");
     }
     assert!(!text.contains(":80 "), "a listener that dropped nothing is not named");
+}
+
+#[test]
+fn causes_count_what_this_host_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--part", "4", "--format", "csv"]));
+    // reason, direction, peer, port, packets, connections, first_drop, last_drop
+    assert_eq!(
+        rows,
+        vec![
+            vec!["NETFILTER_DROP", "out", "10.0.0.34", "7777", "150", "2", "2026-11-23T10:00:01.100Z", "2026-11-23T10:00:02.500Z"],
+            vec!["TCP_ZEROWINDOW", "in", "10.0.0.40", "6379", "5", "1", "2026-11-23T10:00:03.100Z", "2026-11-23T10:00:03.500Z"],
+        ],
+        "{rows:?}"
+    );
 }

@@ -13,6 +13,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// What a missing `tcp_sock` field of the socket walk costs.
 const LISTENERS: &str = "the listeners table will be empty";
+const DROPS: &str = "the drops table will be empty";
 const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
 
 /// What a missing field of the owner walk costs.
@@ -76,6 +77,8 @@ pub struct Kernel {
     pub flags: u32,
     /// Things that work less well on this kernel, for the log and `recorder_stats`.
     pub warnings: Vec<String>,
+    /// `enum skb_drop_reason`'s names by value, without the `SKB_DROP_REASON_` prefix.
+    pub drop_reasons: std::collections::HashMap<u32, String>,
 }
 
 struct Btf {
@@ -111,6 +114,21 @@ impl Btf {
             Integer32Value::Unsigned(u) => Some(u),
             Integer32Value::Signed(i) => u32::try_from(i).ok(),
         }
+    }
+
+    /// Every (value, name) of enum `type_name`.
+    fn enum_names(&self, type_name: &str) -> Vec<(u32, String)> {
+        let Some(TypeVariant::Enum(e)) = self.ti.id_of(type_name).and_then(|id| self.ti.from_id(id)) else { return Vec::new() };
+        e.named_value_list()
+            .iter()
+            .filter_map(|v| {
+                let n = match v.value {
+                    Integer32Value::Unsigned(u) => u,
+                    Integer32Value::Signed(i) => u32::try_from(i).ok()?,
+                };
+                Some((n, v.name.clone()))
+            })
+            .collect()
     }
 
     /// Skips const/volatile/typedef.
@@ -188,8 +206,14 @@ pub fn load(path: &Path) -> Result<Kernel> {
     }
     check_args(&btf, "tcp_receive_reset", &[ptr("sock")], &[])?;
     check_args(&btf, "tcp_destroy_sock", &[ptr("sock")], &[])?;
+    // (skb, location, reason[, rx_sk]): the drops program reads the skb and the reason.
+    let kfree_skb = check_args(&btf, "kfree_skb", &[ptr("sk_buff"), Arg::Ptr(String::new()), Arg::Scalar], &[ptr("sock")]);
 
     let mut warnings = Vec::new();
+    match kfree_skb {
+        Ok(_) => flags |= kernel_flag::KFREE_SKB_OK,
+        Err(e) => warnings.push(format!("{e:#}: the drops table will be empty")),
+    }
     if flags & kernel_flag::RETRANSMIT_HAS_ERR == 0 {
         warnings.push("tcp_retransmit_skb has no `err` on this kernel (before 6.13): failed attempts cannot be told apart, retransmits.err will be null".to_string());
     }
@@ -269,6 +293,10 @@ pub fn load(path: &Path) -> Result<Kernel> {
         sk_ack_backlog: optional("sock", "sk_ack_backlog", LISTENERS),
         sk_max_ack_backlog: optional("sock", "sk_max_ack_backlog", LISTENERS),
         sk_drops: optional("sock", "sk_drops", LISTENERS),
+        skb_protocol: optional("sk_buff", "protocol", DROPS),
+        skb_iif: optional("sk_buff", "skb_iif", DROPS),
+        skb_sk: optional("sk_buff", "sk", DROPS),
+        _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {
@@ -298,7 +326,12 @@ pub fn load(path: &Path) -> Result<Kernel> {
             bail!("sock_common.{what} at {off} is not {align}-aligned");
         }
     }
-    Ok(Kernel { offsets: o, flags, warnings })
+    let drop_reasons = btf
+        .enum_names("skb_drop_reason")
+        .into_iter()
+        .map(|(v, n)| (v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(&n).to_string()))
+        .collect();
+    Ok(Kernel { offsets: o, flags, warnings, drop_reasons })
 }
 
 #[cfg(test)]
@@ -326,5 +359,8 @@ mod tests {
         assert_eq!((o.sk_drops, o.sk_ack_backlog, o.sk_max_ack_backlog), (136, 600, 604), "{o:?}");
         assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
         assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
+        assert_eq!(k.flags & kernel_flag::KFREE_SKB_OK, kernel_flag::KFREE_SKB_OK);
+        assert_eq!(k.drop_reasons.get(&2).map(String::as_str), Some("NOT_SPECIFIED"), "value 2 here (bpftool btf dump)");
+        assert!(k.drop_reasons.values().any(|n| n == "NETFILTER_DROP"));
     }
 }

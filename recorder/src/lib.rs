@@ -12,6 +12,7 @@
 pub mod btf;
 pub mod clock;
 pub mod control;
+pub mod drops;
 pub mod enrich;
 pub mod events;
 pub mod filter;

@@ -27,6 +27,8 @@ pub struct Kernel {
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// The `kfree_skb` program's drop counts (`DROPS`).
+    pub drops: Option<MapData>,
     /// The socket walk that samples RTT ([`RttMode::Walk`] only).
     pub walk: Option<Walk>,
     /// The owner walk over every task's open files, run once at start; None where the
@@ -158,7 +160,10 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
         p.attach(&cgroup, CgroupAttachMode::default())
             .with_context(|| format!("attaching sock_ops to cgroup {}", root.display()))?;
     }
-    for name in programs::with_hook(Hook::RawTracepoint).map(|p| p.name) {
+    // A program that feeds only tables left out (--streams) is not attached: it would
+    // run for nothing (kfree_skb runs on every dropped packet of the host).
+    let wanted = |p: &&programs::Program| p.feeds.is_empty() || p.feeds.iter().any(|t| config.streams & t.stream_bit() != 0);
+    for name in programs::with_hook(Hook::RawTracepoint).filter(wanted).map(|p| p.name) {
         let p: &mut RawTracePoint = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
@@ -201,10 +206,15 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
     }
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;
+    let drops = match ebpf.take_map("DROPS") {
+        Some(aya::maps::Map::PerCpuHashMap(m)) => Some(m),
+        _ => None,
+    };
     Ok(Kernel {
         ebpf,
         ring,
         counters,
+        drops,
         walk,
         owners,
     })

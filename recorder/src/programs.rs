@@ -47,6 +47,7 @@ pub const PROGRAMS: &[Program] = &[
     raw("tcp", "tcp_send_reset", &[TableId::Resets]),
     raw("tcp", "tcp_receive_reset", &[TableId::Resets]),
     raw("tcp", "tcp_destroy_sock", &[]),
+    raw("skb", "kfree_skb", &[TableId::Drops]),
     Program { name: "tcpfr_rtt_walk", group: "", hook: Hook::TcpIter, feeds: &[TableId::RttSamples, TableId::Listeners] },
     Program { name: "tcp_probe", group: "tcp", hook: Hook::Tracepoint, feeds: &[] },
     Program { name: "tcpfr_socket_owners", group: "", hook: Hook::TaskFileIter, feeds: &[] },

@@ -19,6 +19,7 @@ pub fn stream_of_kind(k: usize) -> Option<TableId> {
         kind::RTT_SAMPLE => TableId::RttSamples,
         kind::FLOW_COUNTERS => TableId::Flows,
         kind::LISTENER => TableId::Listeners,
+        kind::DROP => TableId::Drops,
         _ => return None,
     })
 }

@@ -278,7 +278,7 @@ fn rows_written_count_what_the_last_flush_wrote() {
     let (recording, _out) = rec.stop();
     let rows = |table: &str| recording.manifest.files_of(table).map(|f| f.rows).sum::<u64>();
     let stats = recording.read_table::<tcpfr_schema::recorder_stats::RecorderStats>().unwrap();
-    for table in ["retransmits", "state_changes", "resets", "rtt_samples", "flows", "sockets"] {
+    for table in ["retransmits", "state_changes", "resets", "rtt_samples", "flows", "sockets", "listeners", "drops"] {
         let said: i64 = stats.iter().filter(|r| &*r.stream == table).map(|r| r.rows_written).sum();
         assert_eq!(said as u64, rows(table), "{table}: recorder_stats says {said} rows were written");
     }

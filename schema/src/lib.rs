@@ -21,6 +21,7 @@
 pub mod raw;
 pub mod tables;
 
+pub mod drops;
 pub mod flows;
 pub mod host_counters;
 pub mod listeners;

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 8;
+pub const RAW_ABI_VERSION: u32 = 9;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -35,8 +35,11 @@ pub mod kind {
     pub const SOCKET_OWNER: u8 = 8;
     /// The `iter/tcp` walk: a listening socket → `RawListener`
     pub const LISTENER: u8 = 9;
+    /// `skb:kfree_skb` of a TCP packet: counted in the `DROPS` map, not a ring record
+    /// (the kind numbers its loss counter: drops of a flow the full map had no room for).
+    pub const DROP: u8 = 10;
     /// Number of kinds + 1; sizes per-kind counter arrays.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 }
 
 /// Address family values as the kernel uses them.
@@ -272,6 +275,14 @@ pub struct BtfOffsets {
     pub sk_ack_backlog: u32,
     pub sk_max_ack_backlog: u32,
     pub sk_drops: u32,
+    /// `sk_buff.protocol` (__be16) and `sk_buff.skb_iif` (0 for packets this host
+    /// sent): which dropped packets are TCP, and which way they went.
+    pub skb_protocol: u32,
+    pub skb_iif: u32,
+    /// `sk_buff.sk`: the socket of a packet being sent (for its namespace: the packet
+    /// may have no device yet).
+    pub skb_sk: u32,
+    pub _pad: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -312,6 +323,8 @@ pub mod kernel_flag {
     pub const RETRANSMIT_HAS_ERR: u32 = 1;
     /// `tcp_send_reset(sk, skb, reason)` (since 6.10) rather than `(sk, skb)`.
     pub const SEND_RESET_HAS_REASON: u32 = 2;
+    /// `kfree_skb(skb, location, reason[, rx_sk])` as the drops program reads it.
+    pub const KFREE_SKB_OK: u32 = 4;
 }
 
 /// Bits of [`KernelConfig::streams`].
@@ -323,6 +336,7 @@ pub mod stream {
     pub const RTT_SAMPLES: u32 = TableId::RttSamples.stream_bit();
     pub const FLOWS: u32 = TableId::Flows.stream_bit();
     pub const LISTENERS: u32 = TableId::Listeners.stream_bit();
+    pub const DROPS: u32 = TableId::Drops.stream_bit();
     /// Not a table: with the socket walk, also sample a connection when it leaves
     /// ESTABLISHED (if it moved since the last walk).
     pub const RTT_AT_CLOSE: u32 = 1 << 31;
@@ -396,6 +410,10 @@ impl BtfOffsets {
         sk_ack_backlog: NO_OFFSET,
         sk_max_ack_backlog: NO_OFFSET,
         sk_drops: NO_OFFSET,
+        skb_protocol: NO_OFFSET,
+        skb_iif: NO_OFFSET,
+        skb_sk: NO_OFFSET,
+        _pad: 0,
     };
 }
 

@@ -19,6 +19,7 @@ macro_rules! for_each_table {
             Flows flows $crate::flows::Flow;
             Sockets sockets $crate::sockets::Socket;
             Listeners listeners $crate::listeners::Listener;
+            Drops drops $crate::drops::Drop;
             HostCounters host_counters $crate::host_counters::HostCounters;
             RecorderStats recorder_stats $crate::recorder_stats::RecorderStats;
         }
@@ -38,6 +39,7 @@ macro_rules! for_each_event_table {
             Flows flows $crate::flows::Flow;
             Sockets sockets $crate::sockets::Socket;
             Listeners listeners $crate::listeners::Listener;
+            Drops drops $crate::drops::Drop;
         }
     };
 }

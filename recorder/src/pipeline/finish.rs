@@ -18,6 +18,9 @@ impl Recorder {
         self.let_uploader_catch_up();
         // Shutting down: take what is left in the ring, then close every open connection.
         drain(self.ring.get_mut(), &mut self.enr);
+        if let Some(d) = self.drops.as_mut() {
+            d.drain(&mut self.enr);
+        }
         let end = self.enr.clock.utc(mono_ns() as u64);
         crate::flows::write_open_at_end(&mut self.enr, end);
         let mut rs = self.stats_rows(end);

@@ -71,6 +71,8 @@ struct Recorder {
     programs: aya::Ebpf,
     /// The kernel's per-CPU totals (lost events, rate-limited samples).
     counters: aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+    /// The kernel's drop counts, taken out every interval.
+    drops: Option<crate::drops::DropCounts>,
     writer: WriterHandle,
     counters_thread: CountersThread,
     uploader: Option<crate::ship::Uploader>,
@@ -129,6 +131,9 @@ impl Recorder {
     /// counters and `recorder_stats` to the writer, and the snapshots rules triggered.
     fn on_tick(&mut self) -> Result<()> {
         drain(self.ring.get_mut(), &mut self.enr);
+        if let Some(d) = self.drops.as_mut() {
+            d.drain(&mut self.enr);
+        }
         let now_mono = mono_ns();
         self.enr.clock.refresh();
         let now = self.enr.clock.utc(now_mono as u64);

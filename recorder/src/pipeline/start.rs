@@ -82,7 +82,7 @@ impl Prepared {
         let Recording { writer, dir: rec_dir, start_ns, gaps, .. } = recording;
         let ship_stats = uploader.as_ref().map(|u| u.stats.clone());
         let with_flows = kernel.enabled[TableId::Flows.index()];
-        let loader::Kernel { ebpf: programs, mut ring, counters, walk, owners } =
+        let loader::Kernel { ebpf: programs, mut ring, counters, drops, walk, owners } =
             loader::load(kernel.config, opts.ring_size as u32, with_flows, kernel.rtt_mode, kernel.socket_walk, kernel.btf.can_walk_owners())?;
         // Owners of sockets that already exist, before events about them are read. Found
         // after the programs are attached: a socket born between the search and the
@@ -122,6 +122,9 @@ impl Prepared {
         // SAFETY: the ring buffer's fd stays open as long as `ring` (owned by AsyncFd).
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {}", e.into_parts().1))?;
+        let drops = drops
+            .filter(|_| kernel.enabled[TableId::Drops.index()])
+            .map(|m| crate::drops::DropCounts::new(m, &kernel.btf.drop_reasons));
         Ok(Recorder {
             opts,
             rec_dir,
@@ -129,6 +132,7 @@ impl Prepared {
             enr,
             programs,
             counters,
+            drops,
             writer,
             counters_thread,
             uploader,
@@ -223,6 +227,10 @@ impl KernelSetup {
         }
         let enabled = enabled_streams(opts);
         let rtt_mode = checks::rtt_mode(opts, &enabled, &kernel_btf)?;
+        let mut enabled = enabled;
+        if kernel_btf.flags & tcpfr_schema::raw::kernel_flag::KFREE_SKB_OK == 0 {
+            enabled[TableId::Drops.index()] = false;
+        }
         let mut streams = TableId::ALL.into_iter().filter(|t| enabled[t.index()]).fold(0, |bits, t| bits | t.stream_bit());
         if rtt_mode == loader::RttMode::Walk {
             streams |= tcpfr_schema::raw::stream::RTT_AT_CLOSE | tcpfr_schema::raw::stream::RTT_BY_WALK;

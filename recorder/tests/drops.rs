@@ -1,0 +1,55 @@
+//! `drops` against the kernel: a firewall rule on the sender's own OUTPUT drops 5 % of
+//! a bulk transfer's packets at random. Every packet the rule dropped must be in
+//! `drops` (reason NETFILTER_DROP, direction out, the connection's addresses), and the
+//! rows' packets must add up to the rule's own packet counter (`iptables -L -v -x`).
+
+mod testbed;
+
+use std::time::Duration;
+
+use tcpfr_schema::drops::Drop;
+use tcpfr_schema::recorder_stats::RecorderStats;
+use testbed::*;
+
+/// Packets counted by the first rule of `chain` in `ns` (`iptables -L CHAIN -v -x -n`).
+fn rule_packets(ns: &Netns, chain: &str) -> i64 {
+    let out = ns.exec(&["iptables", "-L", chain, "-v", "-x", "-n"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(2).unwrap_or_else(|| panic!("no rule in {chain}: {text}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn packets_our_firewall_dropped_are_counted_with_their_reason() {
+    let _serial = serial();
+    let bed = Bed::new("drp", 49, false);
+    let port = 5049;
+    bed.iptables(&bed.client, &format!("-A OUTPUT -p tcp --dport {port} -m statistic --mode random --probability 0.05 -j DROP"));
+    let rec = Recorder::start(&[]);
+    let server = bed.serve(port, &[]);
+    let (_, results) = bed.send(port, 60_000_000, 2, &[], Duration::from_secs(120));
+    assert_eq!(results, vec!["ok 60000000"; 2]);
+    drop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let dropped = rule_packets(&bed.client, "OUTPUT");
+    let (recording, _dir) = rec.stop();
+
+    assert!(dropped > 20, "the rule must drop something: {dropped}");
+    let ns = bed.client.inode();
+    let rows: Vec<Drop> = recording.read_table::<Drop>().unwrap().into_iter().filter(|d| d.netns == Some(ns)).collect();
+    let ours: Vec<&Drop> = rows.iter().filter(|d| d.rport == port).collect();
+    let packets: i64 = ours.iter().map(|d| d.packets).sum();
+    eprintln!("iptables dropped {dropped}; drops rows {} with {packets} packets", ours.len());
+    for d in ours.iter().take(5) {
+        eprintln!("{d:?}");
+    }
+    assert_eq!(packets, dropped, "drops.packets vs the rule's counter");
+    assert!(ours.iter().all(|d| &*d.reason == "NETFILTER_DROP" && &*d.direction == "out"), "{ours:?}");
+    assert!(ours.iter().all(|d| *d.laddr == bed.client_ip && *d.raddr == bed.server_ip && d.lport != 0));
+    assert!(ours.iter().all(|d| d.first_time.0 <= d.time.0));
+    // A row per flow and interval: two connections over a few seconds.
+    assert!(ours.len() >= 2 && ours.len() < 200, "{}", ours.len());
+    // Nothing was lost for want of room in the map.
+    let stats = recording.read_table::<RecorderStats>().unwrap();
+    assert_eq!(stats.iter().filter(|s| &*s.stream == "drops").map(|s| s.events_lost).sum::<i64>(), 0);
+}
