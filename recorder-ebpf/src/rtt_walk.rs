@@ -1,6 +1,7 @@
-//! BPF iterator `iter/tcp` → `rtt_samples` and `listeners` (`listeners.rs`): the recorder runs this walk over every TCP
-//! socket once per `--rtt-interval` (by reading an iterator instance), so RTT sampling
-//! costs per socket per walk instead of per received segment. A socket gets a sample
+//! BPF iterator `iter/tcp` → `rtt_samples` and `listeners` (`listeners.rs`): the
+//! recorder runs this walk over every TCP socket once per `--rtt-interval` (by reading
+//! an iterator instance), so RTT sampling costs per socket per walk instead of per
+//! received segment. A socket gets a sample
 //! only if something happened on it since the previous walk (bytes acknowledged or
 //! received, a retransmission, a state change), so an idle host writes nothing. A
 //! connection also gets a last sample when it leaves ESTABLISHED (from

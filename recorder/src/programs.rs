@@ -43,7 +43,9 @@ pub const PROGRAMS: &[Program] = &[
     Program { name: "tcpfr_sock_ops", group: "", hook: Hook::SockOps, feeds: &[TableId::Flows] },
     raw("tcp", "tcp_retransmit_skb", &[TableId::Retransmits]),
     raw("tcp", "tcp_retransmit_synack", &[TableId::Retransmits]),
-    raw("sock", "inet_sock_set_state", &[TableId::StateChanges]),
+    // Flows are built from state changes, and the walk's last sample of a connection
+    // is taken as it leaves ESTABLISHED.
+    raw("sock", "inet_sock_set_state", &[TableId::StateChanges, TableId::Flows, TableId::RttSamples]),
     raw("tcp", "tcp_send_reset", &[TableId::Resets]),
     raw("tcp", "tcp_receive_reset", &[TableId::Resets]),
     raw("tcp", "tcp_destroy_sock", &[]),

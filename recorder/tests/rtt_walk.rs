@@ -209,16 +209,18 @@ fn idle_connections_are_not_sampled_after_the_first_walk() {
 }
 
 /// `--rtt-per-ack` samples from tcp_probe on every ACK (here without rate limit),
-/// and does not load the walk.
+/// and does not load the walk unless `listeners` need it (left out here; the walk for
+/// listeners alone is tested in listeners.rs).
 #[test]
 fn per_ack_mode_samples_every_ack() {
     let _serial = serial();
     let bed = Bed::new("rtta", 42, false);
     let port = 5042;
-    let rec = Recorder::start(&["--rtt-per-ack", "--rtt-interval", "0"]);
+    let rec = Recorder::start(&["--rtt-per-ack", "--rtt-interval", "0", "--streams", "rtt_samples,flows,retransmits"]);
     let progs = programs_of(rec.pid());
     assert!(progs.contains("tcp_probe"), "tcp_probe is attached with --rtt-per-ack: {progs:?}");
-    assert!(!progs.contains("tcpfr_rtt_walk"), "no walk with --rtt-per-ack: {progs:?}");
+    assert!(!progs.contains("tcpfr_rtt_walk"), "no walk with --rtt-per-ack without listeners: {progs:?}");
+    assert!(!progs.contains("kfree_skb"), "no drops program with drops left out: {progs:?}");
     let (server, client) = bed.lossy_bulk(port, 0.005);
     std::thread::sleep(Duration::from_secs(2));
     drop((client, server));
