@@ -1,4 +1,5 @@
-//! sock_ops on the cgroup v2 root → the counter columns of `flows`.
+//! sock_ops on the cgroup v2 root → the counter columns of `flows`; and, from
+//! `inet_sock_set_state` as a socket reaches CLOSE, what limited it (`send_limits`).
 //!
 //! When a connection starts (connect, or established on either side) we ask the kernel
 //! to call us on its state changes; when it reaches CLOSE we send its counters. Each
@@ -16,10 +17,10 @@ use aya_ebpf::{
     macros::sock_ops,
     programs::SockOpsContext,
 };
-use tcpfr_schema::flows::RawFlowCounters;
-use tcpfr_schema::raw::{kind, stream, tcp_state, AF_INET, AF_INET6};
+use tcpfr_schema::flows::{RawFlowCounters, RawFlowLimits};
+use tcpfr_schema::raw::{kind, stream, tcp_state, RawTuple, AF_INET, AF_INET6};
 
-use crate::{config, maps::reserve};
+use crate::{config, kernel, maps::reserve};
 
 macro_rules! field {
     ($ctx:expr, $($f:tt)+) => {
@@ -90,5 +91,35 @@ fn send_counters(ctx: &SockOpsContext, old_state: u32) {
     ev.state = old_state;
     ev.bytes_acked = field!(ctx, bytes_acked);
     ev.bytes_received = field!(ctx, bytes_received);
+    crate::maps::submit(entry);
+}
+
+/// `tcp_sock` fields behind `ss -ti`'s busy/rwnd_limited/sndbuf_limited, delivery_rate,
+/// ECN and DSACK numbers, as the socket reaches CLOSE (it is still whole then). The
+/// recorder adds the period still running and converts jiffies.
+#[inline(always)]
+pub fn send_limits(sk: u64, netns: u32, tuple: &RawTuple) {
+    let b = &config().btf;
+    let Some(mut entry) = reserve::<RawFlowLimits>(kind::FLOW_LIMITS) else { return };
+    // SAFETY: a zeroed, reserved RawFlowLimits.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr.kind = kind::FLOW_LIMITS;
+    ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.hdr.sk = sk;
+    ev.hdr.netns = netns;
+    ev.tuple = *tuple;
+    ev.chrono_stat = kernel::read(sk, b.tcp_chrono_stat);
+    ev.chrono_start = kernel::read(sk, b.tcp_chrono_start);
+    // tcp_jiffies32 is the low half of jiffies. SAFETY: a helper without arguments.
+    ev.jiffies = unsafe { aya_ebpf::helpers::bpf_jiffies64() } as u32;
+    ev.chrono_type = kernel::read::<u8>(sk, b.tcp_chrono_type) & 3;
+    ev.delivered_ce = kernel::read(sk, b.tcp_delivered_ce);
+    ev.dsack_dups = kernel::read(sk, b.tcp_dsack_dups);
+    ev.reord_seen = kernel::read(sk, b.tcp_reord_seen);
+    ev.rate_delivered = kernel::read(sk, b.tcp_rate_delivered);
+    ev.rate_interval_us = kernel::read(sk, b.tcp_rate_interval_us);
+    ev.mss_cache = kernel::read(sk, b.tcp_mss_cache);
+    let ops: u64 = kernel::read(sk, b.icsk_ca_ops);
+    ev.congestion_control = kernel::read(ops, b.ca_ops_name);
     crate::maps::submit(entry);
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use tcpfr_schema::raw::{kind, scratch_slot, stream, tcp_state};
+use tcpfr_schema::raw::{kind, scratch_slot, stream, tcp_state, RawTuple};
 use tcpfr_schema::state_changes::RawStateChange;
 
 use crate::{
@@ -42,14 +42,21 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS) == 0 {
         return 0;
     }
+    let netns = kernel::netns(sk);
+    let mut tuple = RawTuple::default();
+    sock::tuple(sk, scratch_slot::STATE, &mut tuple);
+    // Before the state change: the recorder writes the flow when it sees the CLOSE.
+    if new_state == tcp_state::CLOSE && old_state != tcp_state::LISTEN && cfg.streams & stream::FLOWS != 0 {
+        crate::flows::send_limits(sk, netns, &tuple);
+    }
     let Some(mut entry) = reserve::<RawStateChange>(kind::STATE_CHANGE) else { return 0 };
     // SAFETY: a zeroed, reserved RawStateChange.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.hdr.kind = kind::STATE_CHANGE;
     ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.hdr.sk = sk;
-    ev.hdr.netns = kernel::netns(sk);
-    sock::tuple(sk, scratch_slot::STATE, &mut ev.tuple);
+    ev.hdr.netns = netns;
+    ev.tuple = tuple;
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.task.tgid = (pid_tgid >> 32) as u32;
     ev.task.tid = pid_tgid as u32;

@@ -14,6 +14,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// What a missing `tcp_sock` field of the socket walk costs.
 const LISTENERS: &str = "the listeners table will be empty";
 const DROPS: &str = "the drops table will be empty";
+const LIMITS: &str = "flows will not say what limited a connection (busy/rwnd/sndbuf times, delivery rate, ECN, DSACKs)";
 const WALK: &str = "the socket walk cannot sample RTT (rtt_samples needs --rtt-per-ack on this kernel)";
 
 /// What a missing field of the owner walk costs.
@@ -296,7 +297,22 @@ pub fn load(path: &Path) -> Result<Kernel> {
         skb_protocol: optional("sk_buff", "protocol", DROPS),
         skb_iif: optional("sk_buff", "skb_iif", DROPS),
         skb_sk: optional("sk_buff", "sk", DROPS),
-        _pad: 0,
+        // A u8 on recent kernels, a 2-bit field starting a byte on older ones: the
+        // program masks the byte either way.
+        tcp_chrono_type: match btf.low_bits("tcp_sock", "chrono_type", 2) {
+            Some(o) => o,
+            None => optional("tcp_sock", "chrono_type", LIMITS),
+        },
+        tcp_chrono_start: optional("tcp_sock", "chrono_start", LIMITS),
+        tcp_chrono_stat: optional("tcp_sock", "chrono_stat", LIMITS),
+        tcp_delivered_ce: optional("tcp_sock", "delivered_ce", LIMITS),
+        tcp_dsack_dups: optional("tcp_sock", "dsack_dups", LIMITS),
+        tcp_reord_seen: optional("tcp_sock", "reord_seen", LIMITS),
+        tcp_rate_delivered: optional("tcp_sock", "rate_delivered", LIMITS),
+        tcp_rate_interval_us: optional("tcp_sock", "rate_interval_us", LIMITS),
+        tcp_mss_cache: optional("tcp_sock", "mss_cache", LIMITS),
+        icsk_ca_ops: optional("inet_connection_sock", "icsk_ca_ops", LIMITS),
+        ca_ops_name: optional("tcp_congestion_ops", "name", LIMITS),
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {

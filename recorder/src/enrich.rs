@@ -92,6 +92,8 @@ pub struct Enricher {
     pub netns_seen: HashSet<u32>,
     /// Whether retransmit events carry the socket's total_retrans (BTF had it).
     pub total_retrans_known: bool,
+    /// The kernel's HZ, to turn TCP's chrono counters (jiffies) into time.
+    pub hz: Option<u32>,
     names: HashMap<&'static str, Str>,
 }
 
@@ -110,6 +112,7 @@ impl Enricher {
             undecodable: 0,
             netns_seen: HashSet::new(),
             total_retrans_known: true,
+            hz: None,
             names: HashMap::new(),
         }
     }

@@ -2,7 +2,7 @@
 //! their table (`retransmits.rs`, `state_changes.rs`, …), which turns them into rows
 //! with the shared state in `Enricher`.
 
-use tcpfr_schema::flows::RawFlowCounters;
+use tcpfr_schema::flows::{RawFlowCounters, RawFlowLimits};
 use tcpfr_schema::listeners::RawListener;
 use tcpfr_schema::raw::{kind, RawHeader};
 use tcpfr_schema::resets::RawReset;
@@ -20,6 +20,7 @@ pub enum Event {
     Reset(RawReset),
     RttSample(RawRttSample),
     FlowCounters(RawFlowCounters),
+    FlowLimits(RawFlowLimits),
     SocketOwner(RawSocketOwner),
     Listener(RawListener),
 }
@@ -43,6 +44,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         kind::RESET_SENT | kind::RESET_RECEIVED => Event::Reset(read(bytes)?),
         kind::RTT_SAMPLE => Event::RttSample(read(bytes)?),
         kind::FLOW_COUNTERS => Event::FlowCounters(read(bytes)?),
+        kind::FLOW_LIMITS => Event::FlowLimits(read(bytes)?),
         kind::SOCKET_OWNER => Event::SocketOwner(read(bytes)?),
         kind::LISTENER => Event::Listener(read(bytes)?),
         _ => return None,
@@ -57,6 +59,7 @@ impl Event {
             Event::Reset(e) => &e.hdr,
             Event::RttSample(e) => &e.hdr,
             Event::FlowCounters(e) => &e.hdr,
+            Event::FlowLimits(e) => &e.hdr,
             Event::SocketOwner(e) => &e.hdr,
             Event::Listener(e) => &e.hdr,
         }
@@ -89,6 +92,7 @@ pub fn handle(enr: &mut Enricher, ev: &Event) {
         Event::Reset(e) => crate::resets::handle(enr, e),
         Event::RttSample(e) => crate::rtt_samples::handle(enr, e),
         Event::FlowCounters(e) => crate::flows::handle_counters(enr, e),
+        Event::FlowLimits(e) => crate::flows::handle_limits(enr, e),
         Event::SocketOwner(e) => crate::sockets::handle_owner(enr, e),
         Event::Listener(e) => crate::listeners::handle(enr, e),
     }

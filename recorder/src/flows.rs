@@ -2,7 +2,7 @@
 //! `flows` rows.
 
 use tcpfr_schema::TableId;
-use tcpfr_schema::flows::{counters, handshake, Flow, RawFlowCounters};
+use tcpfr_schema::flows::{counters, handshake, Flow, RawFlowCounters, RawFlowLimits};
 use tcpfr_schema::raw::tcp_state::{SYN_RECV, SYN_SENT};
 use tcpfr_schema::UtcNanos;
 
@@ -15,6 +15,64 @@ pub fn handle_counters(e: &mut Enricher, ev: &RawFlowCounters) {
     let time_ns = e.clock.utc(ev.hdr.ts_ns);
     let s = e.sockets.get_or_adopt(ev.hdr.sk, None, &ev.tuple, &mut e.addrs, time_ns);
     s.counters = Some(Box::new(*ev));
+}
+
+/// What limited the socket arrives just before its CLOSE state change too.
+pub fn handle_limits(e: &mut Enricher, ev: &RawFlowLimits) {
+    e.counts.seen[TableId::Flows.index()] += 1;
+    let time_ns = e.clock.utc(ev.hdr.ts_ns);
+    let netns = (ev.hdr.netns != 0).then_some(ev.hdr.netns);
+    let s = e.sockets.get_or_adopt(ev.hdr.sk, netns, &ev.tuple, &mut e.addrs, time_ns);
+    s.limits = Some(Box::new(*ev));
+}
+
+/// The limit columns of a row, as `ss -ti` computes them (tcp_get_info).
+#[derive(Default)]
+struct Limits {
+    busy_ns: Option<i64>,
+    rwnd_limited_ns: Option<i64>,
+    sndbuf_limited_ns: Option<i64>,
+    delivery_rate_bps: Option<i64>,
+    congestion_control: Option<tcpfr_schema::Str>,
+    mss: Option<u32>,
+    dsack_dups: Option<i64>,
+    reord_seen: Option<i64>,
+    delivered_ce: Option<i64>,
+}
+
+/// Busy, receive-window-limited and send-buffer-limited time in ns: each chrono counter
+/// plus the period still running if it is of that kind, in the kernel's own steps
+/// (`USEC_PER_SEC / HZ`, truncated), so the values equal what `ss -ti` shows.
+fn chrono_ns(l: &RawFlowLimits, hz: u32) -> [i64; 3] {
+    let step_ns = (1_000_000 / hz.max(1)) as i64 * 1000;
+    let mut out = [0i64; 3];
+    for (i, v) in out.iter_mut().enumerate() {
+        let mut j = l.chrono_stat[i] as i64;
+        if l.chrono_type as usize == i + 1 {
+            j += l.jiffies.wrapping_sub(l.chrono_start) as i64;
+        }
+        *v = j * step_ns;
+    }
+    out
+}
+
+fn limits(l: Option<&RawFlowLimits>, hz: Option<u32>) -> Limits {
+    let Some(l) = l else { return Limits::default() };
+    let chrono = hz.map(|hz| chrono_ns(l, hz));
+    let rate = (l.rate_delivered != 0 && l.rate_interval_us != 0)
+        .then(|| l.rate_delivered as i64 * l.mss_cache as i64 * 1_000_000 / l.rate_interval_us as i64 * 8);
+    let cc = l.congestion_control.split(|&b| b == 0).next().filter(|n| !n.is_empty());
+    Limits {
+        busy_ns: chrono.map(|c| c.iter().sum()),
+        rwnd_limited_ns: chrono.map(|c| c[1]),
+        sndbuf_limited_ns: chrono.map(|c| c[2]),
+        delivery_rate_bps: rate,
+        congestion_control: cc.map(|n| tcpfr_schema::Str::from(String::from_utf8_lossy(n).as_ref())),
+        mss: (l.mss_cache != 0).then_some(l.mss_cache),
+        dsack_dups: Some(l.dsack_dups as i64),
+        reord_seen: Some(l.reord_seen as i64),
+        delivered_ce: Some(l.delivered_ce as i64),
+    }
 }
 
 /// How a connection's handshake went, from what we saw of it.
@@ -85,6 +143,7 @@ pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, 
     };
     let error = closed_from.and_then(|(_, err)| (err != 0).then(|| errno_name(err)));
     let o = owner_cols(s.owner.as_ref());
+    let lim = limits(s.limits.as_deref().filter(|_| close_ns.is_some()), e.hz);
     let row = Flow {
         host: e.host.clone(),
         time: UtcNanos(row_time),
@@ -116,6 +175,15 @@ pub fn write(e: &mut Enricher, s: Socket, close_ns: Option<i64>, row_time: i64, 
         // No RTT sample yet: the kernel has srtt 0 and min_rtt ~0.
         srtt_us: c.and_then(|c| (c.srtt_us != 0).then_some(c.srtt_us)),
         min_rtt_us: c.and_then(|c| (c.rtt_min_us != u32::MAX).then_some(c.rtt_min_us)),
+        busy_ns: lim.busy_ns,
+        rwnd_limited_ns: lim.rwnd_limited_ns,
+        sndbuf_limited_ns: lim.sndbuf_limited_ns,
+        delivery_rate_bps: lim.delivery_rate_bps,
+        congestion_control: lim.congestion_control,
+        mss: lim.mss,
+        dsack_dups: lim.dsack_dups,
+        reord_seen: lim.reord_seen,
+        delivered_ce: lim.delivered_ce,
         pid: o.pid,
         comm: o.comm,
         cgroup_id: o.cgroup_id,
@@ -130,5 +198,33 @@ pub fn write_open_at_end(e: &mut Enricher, end_ns: i64) {
     let open: Vec<Socket> = e.sockets.drain().filter(|s| !s.listener).collect();
     for s in open {
         write(e, s, None, end_ns, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_running_period_counts_toward_its_own_kind_only() {
+        let l = RawFlowLimits { chrono_stat: [100, 50, 0], chrono_type: 2, chrono_start: u32::MAX - 9, jiffies: 15, ..Default::default() };
+        // 25 jiffies still running as receive-window limited (across the u32 wrap), 4 ms each at 250 Hz.
+        assert_eq!(chrono_ns(&l, 250), [400_000_000, 300_000_000, 0]);
+        // 300 Hz: the kernel's step is USEC_PER_SEC / HZ = 3333 µs, truncated.
+        assert_eq!(chrono_ns(&l, 300)[0], 100 * 3_333_000);
+        let lim = limits(Some(&l), Some(250));
+        assert_eq!((lim.busy_ns, lim.rwnd_limited_ns, lim.sndbuf_limited_ns), (Some(700_000_000), Some(300_000_000), Some(0)));
+        assert_eq!(limits(Some(&l), None).busy_ns, None);
+    }
+
+    #[test]
+    fn delivery_rate_is_in_bits_per_second_as_ss_shows_it() {
+        let mut cc = [0u8; 16];
+        cc[..5].copy_from_slice(b"cubic");
+        let l = RawFlowLimits { rate_delivered: 10, rate_interval_us: 1000, mss_cache: 1448, congestion_control: cc, ..Default::default() };
+        let lim = limits(Some(&l), Some(250));
+        assert_eq!(lim.delivery_rate_bps, Some(10 * 1448 * 1000 * 8));
+        assert_eq!(lim.congestion_control.as_deref(), Some("cubic"));
+        assert_eq!(limits(Some(&RawFlowLimits::default()), None).delivery_rate_bps, None);
     }
 }

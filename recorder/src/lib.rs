@@ -18,6 +18,7 @@ pub mod events;
 pub mod filter;
 pub mod flows;
 pub mod host_counters;
+pub mod kernel_hz;
 pub mod listeners;
 pub mod loader;
 pub mod metrics;

@@ -17,7 +17,7 @@ pub fn stream_of_kind(k: usize) -> Option<TableId> {
         kind::STATE_CHANGE => TableId::StateChanges,
         kind::RESET_SENT | kind::RESET_RECEIVED => TableId::Resets,
         kind::RTT_SAMPLE => TableId::RttSamples,
-        kind::FLOW_COUNTERS => TableId::Flows,
+        kind::FLOW_COUNTERS | kind::FLOW_LIMITS => TableId::Flows,
         kind::LISTENER => TableId::Listeners,
         kind::DROP => TableId::Drops,
         _ => return None,

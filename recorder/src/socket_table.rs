@@ -19,7 +19,7 @@ use ahash::AHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tcpfr_schema::flows::RawFlowCounters;
+use tcpfr_schema::flows::{RawFlowCounters, RawFlowLimits};
 use tcpfr_schema::raw::{tcp_state, RawTask, RawTuple};
 
 use crate::net::{AddrCache, Endpoints};
@@ -60,6 +60,8 @@ pub struct Socket {
     /// Boxed: a socket gets them only at its close, and the table holds every open
     /// socket of the host.
     pub counters: Option<Box<RawFlowCounters>>,
+    /// What limited it, read as it reached CLOSE (boxed for the same reason).
+    pub limits: Option<Box<RawFlowLimits>>,
     /// Time (UTC ns) of the last event, for evicting sockets whose close we missed.
     pub last_seen: i64,
 }
@@ -98,6 +100,7 @@ impl Socket {
             total_retrans: None,
             listen_drops: None,
             counters: None,
+            limits: None,
             last_seen: now_ns,
         }
     }

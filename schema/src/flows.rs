@@ -23,6 +23,34 @@ pub struct RawFlowCounters {
 }
 const _: () = assert!(core::mem::size_of::<RawFlowCounters>() == 112);
 
+/// What limited a connection, read from its `tcp_sock` as it reaches CLOSE (what
+/// `ss -ti` shows as busy/rwnd_limited/sndbuf_limited, delivery_rate, ecn, …).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawFlowLimits {
+    pub hdr: RawHeader,
+    pub tuple: RawTuple,
+    /// `tcp_sock.chrono_stat[]` (jiffies): busy, receive-window and send-buffer limited.
+    pub chrono_stat: [u32; 3],
+    /// `tcp_sock.chrono_start` (jiffies) of the period still running, of type `chrono_type`.
+    pub chrono_start: u32,
+    /// `jiffies` now: the running period lasted `jiffies - chrono_start`.
+    pub jiffies: u32,
+    pub delivered_ce: u32,
+    pub dsack_dups: u32,
+    pub reord_seen: u32,
+    /// The last delivery-rate sample: `rate_delivered` segments in `rate_interval_us`.
+    pub rate_delivered: u32,
+    pub rate_interval_us: u32,
+    pub mss_cache: u32,
+    /// 0 none running, 1 busy, 2 receive-window limited, 3 send-buffer limited.
+    pub chrono_type: u8,
+    pub _pad: [u8; 3],
+    /// `icsk_ca_ops->name`, NUL-padded.
+    pub congestion_control: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<RawFlowLimits>() == 128);
+
 #[cfg(feature = "std")]
 pub use table::*;
 
@@ -128,6 +156,24 @@ mod table {
             srtt_us: Option<u32> => "us",
             /// Minimum RTT seen over the connection's life.
             min_rtt_us: Option<u32> => "us",
+            /// Time the connection had data in flight or waiting to be sent, over its life (`ss -ti` busy; includes the two limited times below), from the kernel's chrono counters at close (jiffies: steps of 1/HZ s, 4 ms at HZ=250). Null when the close was not seen, the kernel lacks the counters, or HZ is unknown (recorder_stats says), and in files of format 1.0/1.1.
+            busy_ns: Option<i64> => "ns",
+            /// Part of `busy_ns` the sender could not send because the receiver's advertised window was full (`ss -ti` rwnd_limited): the peer reads too slowly or its receive buffer is small.
+            rwnd_limited_ns: Option<i64> => "ns",
+            /// Part of `busy_ns` the sender could not send because its own send buffer was full (`ss -ti` sndbuf_limited): SO_SNDBUF or tcp_wmem too small for the path's bandwidth × delay.
+            sndbuf_limited_ns: Option<i64> => "ns",
+            /// The kernel's last delivery-rate sample at close, as `ss -ti` delivery_rate: segments delivered × MSS over the sample's interval, in bits per second; null without a sample.
+            delivery_rate_bps: Option<i64> => "bit/s",
+            /// Congestion control algorithm at close (`cubic`, `bbr`, `reno`, …).
+            congestion_control: Option<Str>,
+            /// Sending MSS at close (`tcp_sock.mss_cache`).
+            mss: Option<u32> => "bytes",
+            /// Segments the peer reported as received twice by DSACK (`tcp_sock.dsack_dups`): retransmissions that were not needed (spurious). Summed over a namespace it equals TcpExt TCPDSACKRecvSegs.
+            dsack_dups: Option<i64> => "segments",
+            /// Times the kernel detected reordering on this connection (`tcp_sock.reord_seen`); reordering makes fast retransmits that were not needed.
+            reord_seen: Option<i64> => "events",
+            /// Segments delivered with an ECN Congestion Experienced mark (`tcp_sock.delivered_ce`): a router signalled congestion without dropping; 0 without ECN.
+            delivered_ce: Option<i64> => "segments",
             /// Process that owns the socket; null when unknown.
             pid: Option<i32>,
             /// Command name of that process.

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 9;
+pub const RAW_ABI_VERSION: u32 = 10;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -38,8 +38,10 @@ pub mod kind {
     /// `skb:kfree_skb` of a TCP packet: counted in the `DROPS` map, not a ring record
     /// (the kind numbers its loss counter: drops of a flow the full map had no room for).
     pub const DROP: u8 = 10;
+    /// `sock:inet_sock_set_state` to CLOSE, with the `flows` stream → `RawFlowLimits`
+    pub const FLOW_LIMITS: u8 = 11;
     /// Number of kinds + 1; sizes per-kind counter arrays.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 }
 
 /// Address family values as the kernel uses them.
@@ -282,7 +284,22 @@ pub struct BtfOffsets {
     /// `sk_buff.sk`: the socket of a packet being sent (for its namespace: the packet
     /// may have no device yet).
     pub skb_sk: u32,
-    pub _pad: u32,
+    /// What `flows` says limited a connection, read as it closes (`RawFlowLimits`):
+    /// `tcp_sock.chrono_type` (u8), `chrono_start` (u32), `chrono_stat` (u32[3]),
+    /// `delivered_ce`, `dsack_dups`, `reord_seen`, `rate_delivered`,
+    /// `rate_interval_us`, `mss_cache` (u32), `inet_connection_sock.icsk_ca_ops`
+    /// (pointer) and `tcp_congestion_ops.name` (char[16]).
+    pub tcp_chrono_type: u32,
+    pub tcp_chrono_start: u32,
+    pub tcp_chrono_stat: u32,
+    pub tcp_delivered_ce: u32,
+    pub tcp_dsack_dups: u32,
+    pub tcp_reord_seen: u32,
+    pub tcp_rate_delivered: u32,
+    pub tcp_rate_interval_us: u32,
+    pub tcp_mss_cache: u32,
+    pub icsk_ca_ops: u32,
+    pub ca_ops_name: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -413,7 +430,17 @@ impl BtfOffsets {
         skb_protocol: NO_OFFSET,
         skb_iif: NO_OFFSET,
         skb_sk: NO_OFFSET,
-        _pad: 0,
+        tcp_chrono_type: NO_OFFSET,
+        tcp_chrono_start: NO_OFFSET,
+        tcp_chrono_stat: NO_OFFSET,
+        tcp_delivered_ce: NO_OFFSET,
+        tcp_dsack_dups: NO_OFFSET,
+        tcp_reord_seen: NO_OFFSET,
+        tcp_rate_delivered: NO_OFFSET,
+        tcp_rate_interval_us: NO_OFFSET,
+        tcp_mss_cache: NO_OFFSET,
+        icsk_ca_ops: NO_OFFSET,
+        ca_ops_name: NO_OFFSET,
     };
 }
 

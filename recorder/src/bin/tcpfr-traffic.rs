@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! tcpfr-traffic serve --listen ADDR:PORT [--abort-after BYTES] [--duration 30s] [--backlog N] [--no-accept]
+//!                     [--rcvbuf BYTES] [--read-rate BYTES_PER_S]
 //! tcpfr-traffic send  --to ADDR:PORT --bytes N [--conns K] [--connect-timeout 2s] [--rate BYTES_PER_S] [--connect-only]
+//!                     [--sndbuf BYTES] [--hold 2s]
 //! ```
 //! `serve` reads and discards everything; with `--abort-after` it resets each
 //! connection (SO_LINGER 0) once it has read that many bytes; `--backlog` sets
@@ -11,6 +13,10 @@
 //! connections one after another and writes N bytes on each; it prints one line per
 //! connection: `ok <bytes>`, `connect-error <kind>` or `write-error <kind>`; with
 //! `--connect-only` it closes at once after connect() (`connected`).
+//! `--rcvbuf`/`--sndbuf` set SO_RCVBUF/SO_SNDBUF (the kernel doubles them); `--read-rate`
+//! makes the server a slow reader; `--hold` makes the sender wait, once everything it
+//! wrote is acknowledged, print `drained <local port>` and keep the connection open that
+//! long before closing (a test reads `ss -ti` then).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -44,6 +50,9 @@ fn serve(args: &[String]) {
     let abort_after: Option<u64> = arg(args, "--abort-after").map(|s| s.parse().unwrap_or_else(|_| die("bad --abort-after")));
     let stop = arg(args, "--duration").map(|d| Instant::now() + duration(d));
     let l = TcpListener::bind(addr).unwrap_or_else(|e| die(&format!("bind {addr}: {e}")));
+    // Accepted sockets inherit the listener's buffer size (and its lock against autotuning).
+    set_buf(l.as_raw_fd(), libc::SO_RCVBUF, arg(args, "--rcvbuf"));
+    let read_rate: Option<f64> = arg(args, "--read-rate").map(|r| r.parse().unwrap_or_else(|_| die("bad --read-rate")));
     if let Some(backlog) = arg(args, "--backlog") {
         let n: i32 = backlog.parse().unwrap_or_else(|_| die("bad --backlog"));
         // listen() again on a listening socket sets its backlog.
@@ -66,20 +75,35 @@ fn serve(args: &[String]) {
         match l.accept() {
             Ok((c, _)) => {
                 c.set_nonblocking(false).ok();
-                std::thread::spawn(move || handle(c, abort_after));
+                std::thread::spawn(move || handle(c, abort_after, read_rate));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
 
-fn handle(mut c: TcpStream, abort_after: Option<u64>) {
-    let mut buf = vec![0u8; 256 * 1024];
+/// Sets a socket buffer option from a command-line value, if given.
+fn set_buf(fd: i32, opt: i32, value: Option<&str>) {
+    let Some(v) = value else { return };
+    let n: i32 = v.parse().unwrap_or_else(|_| die(&format!("bad buffer size {v:?}")));
+    // SAFETY: valid socket and an int option.
+    if unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&n as *const i32).cast(), 4) } != 0 {
+        die(&format!("setsockopt: {}", std::io::Error::last_os_error()));
+    }
+}
+
+fn handle(mut c: TcpStream, abort_after: Option<u64>, read_rate: Option<f64>) {
+    // A slow reader takes little at a time, so the window opens in small steps.
+    let mut buf = vec![0u8; if read_rate.is_some() { 4096 } else { 256 * 1024 }];
     let mut total = 0u64;
+    let started = Instant::now();
     loop {
         match c.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n as u64,
+        }
+        if let Some(r) = read_rate {
+            std::thread::sleep(Duration::from_secs_f64(total as f64 / r).saturating_sub(started.elapsed()));
         }
         if abort_after.is_some_and(|a| total >= a) {
             // SO_LINGER {on, 0}: close() sends a reset instead of a FIN.
@@ -119,6 +143,7 @@ fn send(args: &[String]) {
                 continue;
             }
         };
+        set_buf(c.as_raw_fd(), libc::SO_SNDBUF, arg(args, "--sndbuf"));
         if args.iter().any(|a| a == "--connect-only") {
             println!("connected");
             continue;
@@ -138,6 +163,12 @@ fn send(args: &[String]) {
                 std::thread::sleep(due.saturating_sub(started.elapsed()));
             }
         }
+        if let (Ok(()), Some(hold)) = (&result, arg(args, "--hold").map(duration)) {
+            wait_acked(&c);
+            println!("drained {}", c.local_addr().map(|a| a.port()).unwrap_or(0));
+            std::io::stdout().flush().ok();
+            std::thread::sleep(hold);
+        }
         match result {
             Ok(()) => {
                 // Orderly close: wait for the peer to have read everything.
@@ -148,5 +179,18 @@ fn send(args: &[String]) {
             }
             Err(e) => println!("write-error {:?}", e.kind()),
         }
+    }
+}
+
+/// Waits (up to a minute) until the peer has acknowledged everything written.
+fn wait_acked(c: &TcpStream) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let mut outq: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) on a TCP socket writes one int: bytes not yet acknowledged.
+        if unsafe { libc::ioctl(c.as_raw_fd(), libc::TIOCOUTQ, &mut outq) } != 0 || outq == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

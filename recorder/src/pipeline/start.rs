@@ -215,13 +215,18 @@ struct KernelSetup {
     socket_walk: bool,
     tracepoints: crate::tracefs::Tracepoints,
     btf: crate::btf::Kernel,
+    /// The kernel's HZ (jiffies per second), None if it could not be measured.
+    hz: Option<u32>,
 }
 
 impl KernelSetup {
     fn read(opts: &Options) -> Result<KernelSetup> {
         let tracefs = crate::tracefs::ensure_mounted()?;
         let tps = crate::tracefs::load(&tracefs)?;
-        let kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
+        let mut kernel_btf = crate::btf::load(std::path::Path::new(crate::btf::VMLINUX))?;
+        let hz = crate::kernel_hz::measure()
+            .map_err(|why| kernel_btf.warnings.push(format!("{why}: flows.busy_ns and the limited times will be null")))
+            .ok();
         for w in &kernel_btf.warnings {
             tracing::warn!("{w}");
         }
@@ -247,7 +252,7 @@ impl KernelSetup {
             probe: tps.probe,
             btf: kernel_btf.offsets,
         };
-        Ok(KernelSetup { config, enabled, rtt_mode, socket_walk, tracepoints: tps, btf: kernel_btf })
+        Ok(KernelSetup { config, enabled, rtt_mode, socket_walk, tracepoints: tps, btf: kernel_btf, hz })
     }
 }
 
@@ -341,6 +346,7 @@ fn enricher(opts: &Options, recording: &Recording, kernel: &KernelSetup) -> Enri
     let mut enr = Enricher::new(&recording.host, recording.clock, sockets, filter);
     enr.enabled = kernel.enabled;
     enr.total_retrans_known = kernel.btf.offsets.tcp_total_retrans != tcpfr_schema::raw::NO_OFFSET;
+    enr.hz = kernel.hz;
     enr.reset_reasons = kernel.tracepoints.reset_reasons.iter().map(|(k, v)| (*k, Str::from(v.as_str()))).collect();
     enr
 }

@@ -109,7 +109,8 @@ impl Proc {
         self.child.as_ref().unwrap().id()
     }
 
-    /// Waits for a line on stdout that starts with `prefix` (bounded).
+    /// Waits for a line on stdout that starts with `prefix` (bounded). Later output is
+    /// read and dropped (the child must not die of a closed pipe).
     pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let stdout = self.child.as_mut().unwrap().stdout.take().expect("stdout piped");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -118,7 +119,6 @@ impl Proc {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.starts_with(&prefix) {
                     let _ = tx.send(line);
-                    return;
                 }
             }
         });
