@@ -1,4 +1,4 @@
--- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe), the RTO stalls (timeouts in a row on one connection), listeners that dropped connection attempts (full accept queues), and the TCP packets this host dropped itself, by the kernel's reason
+-- about: Why segments were retransmitted (timeout after an RTO, fast retransmit, tail loss probe), the RTO stalls (timeouts in a row on one connection), listeners that dropped connection attempts (full accept queues), the TCP packets this host dropped itself (by the kernel's reason), what limited connections (receiver window, send buffer, network) and which retransmits this host's own drops caused
 -- by: service
 -- limit: 50
 
@@ -68,4 +68,57 @@ SELECT {host}reason, direction,
 FROM drops
 GROUP BY ALL
 ORDER BY packets DESC, {host}reason, direction, peer, port
+LIMIT {limit};
+
+-- title: What limited connections, by {by_name} (busy_s: time with data in flight or waiting to be sent, closed connections; receiver_window / send_buffer: the shares of it when the peer's window or our send buffer held the sender back; network: the rest, paced by the path and congestion control; spurious_segs: retransmitted segments the peer reported by DSACK as received twice, spurious_pct their share of all retransmitted segments)
+SELECT {by} AS {by_name},
+       count(*) AS connections,
+       round(sum(busy_ns) / 1e9, 3) AS busy_s,
+       round(100.0 * sum(rwnd_limited_ns) / sum(busy_ns), 1) AS receiver_window_pct,
+       round(100.0 * sum(sndbuf_limited_ns) / sum(busy_ns), 1) AS send_buffer_pct,
+       round(100.0 - 100.0 * (sum(rwnd_limited_ns) + sum(sndbuf_limited_ns)) / sum(busy_ns), 1) AS network_pct,
+       sum(dsack_dups) AS spurious_segs,
+       round(100.0 * sum(dsack_dups) / nullif(sum(retrans_segs), 0), 1) AS spurious_pct
+FROM flows
+WHERE busy_ns > 0
+GROUP BY 1
+ORDER BY busy_s DESC, 1
+LIMIT {limit};
+
+-- title: Retransmitted segments whose original this host dropped, by {by_name}, reason and where (out: a packet of the connection dropped here before it left; in: the peer's packet dropped on arrival in another namespace of this host): a retransmit matches a drop of the same connection that began before it and whose sequence range holds its first byte (a range that wraps past 2^32 has seq_first > seq_last)
+WITH r AS (
+    SELECT host, socket_id, time, netns, laddr, lport, raddr, rport, segments, seq, {by} AS grp
+    FROM retransmits
+    WHERE counted AND kind = 'data' AND seq IS NOT NULL
+), matched AS (
+    SELECT r.host, r.socket_id, r.time, r.segments, r.grp, d.reason, d.direction
+    FROM r JOIN drops d
+      ON d.host = r.host AND d.direction = 'out' AND d.netns = r.netns
+     AND d.laddr = r.laddr AND d.lport = r.lport AND d.raddr = r.raddr AND d.rport = r.rport
+    WHERE d.first_time <= r.time
+      AND CASE WHEN d.seq_first <= d.seq_last THEN r.seq BETWEEN d.seq_first AND d.seq_last
+               ELSE r.seq >= d.seq_first OR r.seq <= d.seq_last END
+    UNION ALL
+    SELECT r.host, r.socket_id, r.time, r.segments, r.grp, d.reason, d.direction
+    FROM r JOIN drops d
+      ON d.host = r.host AND d.direction = 'in'
+     AND d.laddr = r.raddr AND d.lport = r.rport AND d.raddr = r.laddr AND d.rport = r.lport
+    WHERE d.first_time <= r.time
+      AND CASE WHEN d.seq_first <= d.seq_last THEN r.seq BETWEEN d.seq_first AND d.seq_last
+               ELSE r.seq >= d.seq_first OR r.seq <= d.seq_last END
+), once AS (
+    -- A retransmit that several drop rows cover counts once, under the first reason.
+    SELECT host, socket_id, time, min(segments) AS segments, min(grp) AS grp,
+           min(reason) AS reason, min(direction) AS direction
+    FROM matched
+    GROUP BY host, socket_id, time
+)
+SELECT grp AS {by_name}, reason, direction,
+       sum(segments) AS retrans_segs,
+       count(DISTINCT socket_id) AS connections,
+       min(time) AS first_retransmit,
+       max(time) AS last_retransmit
+FROM once
+GROUP BY grp, reason, direction
+ORDER BY retrans_segs DESC, grp, reason
 LIMIT {limit};

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use common::*;
 use tcpfr_schema::drops::Drop;
+use tcpfr_schema::flows::Flow;
+use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::listeners::Listener;
 use tcpfr_schema::manifest::{ClockInfo, RecorderInfo};
 use tcpfr_schema::retransmits::Retransmit;
@@ -42,7 +44,19 @@ const ROWS: &[Row] = &[
     (3_000, 8, "data", 1, 0, true, Some("other"), None),
     (4_000, 8, "data", 2, 0, true, None, None),
     (5_000, 8, "syn", 1, 0, true, None, None),
+    // Socket 9, 10.0.0.40:51000 → 10.0.0.1:6379 (a client in another namespace of the
+    // host): 5 segments whose originals the server's side dropped on arrival.
+    (3_600, 9, "data", 5, 0, true, Some("fast"), None),
 ];
+
+/// (local, remote) of each socket's retransmits.
+fn ends(socket: i64) -> ((&'static str, u16), (&'static str, u16)) {
+    match socket {
+        7 => (("10.0.0.1", 43217), ("10.0.0.34", 7777)),
+        8 => (("10.0.0.1", 43218), ("10.0.0.35", 5432)),
+        _ => (("10.0.0.40", 51000), ("10.0.0.1", 6379)),
+    }
+}
 
 fn write_recording(dir: &Path) {
     let info = RecordingInfo {
@@ -58,25 +72,33 @@ fn write_recording(dir: &Path) {
     let mut rows = ROWS.to_vec();
     rows.sort_by_key(|r| r.0);
     for (ms, socket, kind, segments, err, counted, cause, rto_backoff) in rows {
+        let ((laddr, lport), (raddr, rport)) = ends(socket);
         w.retransmits.push(Retransmit {
             host: Arc::from("web1"),
             time: UtcNanos(T0 + ms * MS),
             socket_id: Some(socket),
             netns: Some(4026531840),
             family: Arc::from("ipv4"),
-            laddr: Arc::from("10.0.0.1"),
-            lport: 43210 + socket as u16,
-            raddr: Arc::from(if socket == 7 { "10.0.0.34" } else { "10.0.0.35" }),
-            rport: if socket == 7 { 7777 } else { 5432 },
+            laddr: Arc::from(laddr),
+            lport,
+            raddr: Arc::from(raddr),
+            rport,
             kind: Arc::from(kind),
             state: Arc::from(if kind == "syn" { "SYN_SENT" } else { "ESTABLISHED" }),
             segments,
+            // The drops below cover sequence numbers 1000–2000 from 1.1 s on (the
+            // NETFILTER_DROP of socket 7) and from 3.1 s on (socket 9's connection).
+            seq: Some(if socket == 9 { 1_500 } else { ms as u32 % 10_000 }),
             err: Some(err),
             counted,
             cause: cause.map(Arc::from),
             rto_backoff,
             pid: Some(2167),
-            comm: Some(Arc::from(if socket == 7 { "api" } else { "worker" })),
+            comm: Some(Arc::from(match socket {
+                7 => "api",
+                8 => "worker",
+                _ => "cache-client",
+            })),
             cgroup_id: None,
             cgroup: None,
             container_id: None,
@@ -126,7 +148,86 @@ fn write_recording(dir: &Path) {
             seq_last: 2000,
         });
     }
+    // (socket, busy, rwnd limited, sndbuf limited, DSACKed, retransmitted): api's sender
+    // waited for the receiver's window 60% of 2 s, and 4 of its 16 retransmitted segments
+    // were spurious; worker's for its own send buffer half of 1 s. The third was never busy.
+    for (socket, busy, rwnd, sndbuf, dsack, retrans) in
+        [(7, 2_000 * MS, 1_200 * MS, 0, 4, 16), (8, 1_000 * MS, 0, 500 * MS, 0, 3), (9, 0, 0, 0, 0, 5)]
+    {
+        w.flows.push(flow(socket, busy, rwnd, sndbuf, dsack, retrans));
+    }
+    // The recorder recorded drops (so "no drop matched" means none happened here).
+    w.recorder_stats.push(RecorderStats {
+        host: Arc::from("web1"),
+        time: UtcNanos(T0 + SEC),
+        interval_ns: SEC,
+        stream: Arc::from("drops"),
+        events_seen: 155,
+        events_lost: 0,
+        events_filtered: 0,
+        rows_written: 3,
+        rows_dropped: 0,
+        gap_start: None,
+        gap_end: None,
+        note: None,
+        shipped_files: None,
+        shipped_bytes: None,
+        unshipped_files: None,
+        unshipped_bytes: None,
+        ship_errors: None,
+        ship_lost_files: None,
+        ship_lost_bytes: None,
+    });
     w.finish(T0 + 30 * SEC).unwrap();
+}
+
+fn flow(socket: i64, busy: i64, rwnd: i64, sndbuf: i64, dsack: i64, retrans: i64) -> Flow {
+    let ((laddr, lport), (raddr, rport)) = ends(socket);
+    Flow {
+        host: Arc::from("web1"),
+        time: UtcNanos(T0 + 25 * SEC),
+        socket_id: socket,
+        netns: Some(4026531840),
+        family: Arc::from("ipv4"),
+        laddr: Arc::from(laddr),
+        lport,
+        raddr: Arc::from(raddr),
+        rport,
+        role: Some(Arc::from("client")),
+        open_time: Some(UtcNanos(T0)),
+        close_time: Some(UtcNanos(T0 + 25 * SEC)),
+        duration_ns: Some(25 * SEC),
+        handshake: Some(Arc::from("completed")),
+        handshake_ns: Some(MS),
+        syn_retransmits: 0,
+        last_state: Arc::from("FIN_WAIT2"),
+        error: None,
+        counters: Arc::from("complete"),
+        segs_out: Some(1000),
+        segs_in: Some(500),
+        data_segs_out: Some(999),
+        data_segs_in: Some(0),
+        retrans_segs: Some(retrans),
+        retrans_segs_seen: retrans,
+        bytes_acked: Some(1_000_000),
+        bytes_received: Some(0),
+        srtt_us: Some(1000),
+        min_rtt_us: Some(100),
+        busy_ns: Some(busy),
+        rwnd_limited_ns: Some(rwnd),
+        sndbuf_limited_ns: Some(sndbuf),
+        delivery_rate_bps: Some(8_000_000),
+        congestion_control: Some(Arc::from("cubic")),
+        mss: Some(1448),
+        dsack_dups: Some(dsack),
+        reord_seen: Some(0),
+        delivered_ce: Some(0),
+        pid: Some(2167),
+        comm: Some(Arc::from(if socket == 7 { "api" } else { "worker" })),
+        cgroup_id: None,
+        cgroup: None,
+        container_id: None,
+    }
 }
 
 #[test]
@@ -142,6 +243,7 @@ fn causes_split_segments_and_find_each_stall() {
         by_cause,
         vec![
             vec!["10.0.0.34:7777", "16", "9", "6", "1", "0", "0", "1"],
+            vec!["10.0.0.1:6379", "5", "0", "5", "0", "0", "0", "1"],
             vec!["10.0.0.35:5432", "3", "0", "0", "0", "1", "2", "1"],
         ]
     );
@@ -182,8 +284,16 @@ fn the_report_names_causes_and_listeners() {
     let text = ok(&["report", rec.to_str().unwrap()]);
     for line in [
         "api: of 16 retransmitted segments, 56% after RTO timeouts, 38% fast retransmits, 6% tail loss probes; \
-         the longest RTO stall lasted 1.2 s (backoff up to 2) toward 10.0.0.34:7777.",
-        "postgres: of 3 retransmitted segments, 33% other causes, 67% of unknown cause.",
+         the longest RTO stall lasted 1.2 s (backoff up to 2) toward 10.0.0.34:7777; \
+         6 of them resent because this host dropped the original (NETFILTER_DROP as it left).",
+        "redis: of 5 retransmitted segments, 100% fast retransmits; \
+         5 of them resent because this host dropped the original (TCP_ZEROWINDOW on arrival).",
+        "postgres: of 3 retransmitted segments, 33% other causes, 67% of unknown cause; \
+         none after a drop on this host: lost on the path toward 10.0.0.35.",
+        "api: the receiver's window held the sender back 60% of its 2 s busy time (the peer reads slowly or its \
+         receive buffer is small); 4 retransmitted segments (25%) were not needed: the peer already had them (DSACK).",
+        "postgres: its own send buffer held the sender back 50% of its 1 s busy time (SO_SNDBUF or tcp_wmem too small \
+         for the path).",
         "Listener 0.0.0.0:6379 (redis-server) dropped 72 connection attempts: accept queue full (limit 128, up to 129 waiting).",
         "This host dropped 155 TCP packets itself: 150 NETFILTER_DROP sent to 10.0.0.34 port 7777; \
          5 TCP_ZEROWINDOW received from 10.0.0.40 port 6379.",
@@ -205,6 +315,44 @@ fn causes_count_what_this_host_dropped() {
         vec![
             vec!["NETFILTER_DROP", "out", "10.0.0.34", "7777", "150", "2", "2026-11-23T10:00:01.100Z", "2026-11-23T10:00:02.500Z"],
             vec!["TCP_ZEROWINDOW", "in", "10.0.0.40", "6379", "5", "1", "2026-11-23T10:00:03.100Z", "2026-11-23T10:00:03.500Z"],
+        ],
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn causes_say_what_limited_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--by", "peer", "--part", "5", "--format", "csv"]));
+    // peer, connections, busy_s, receiver_window_pct, send_buffer_pct, network_pct, spurious_segs, spurious_pct
+    assert_eq!(
+        rows,
+        vec![
+            vec!["10.0.0.34:7777", "1", "2.0", "60.0", "0.0", "40.0", "4", "25.0"],
+            vec!["10.0.0.35:5432", "1", "1.0", "0.0", "50.0", "50.0", "0", "0.0"],
+        ],
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn causes_match_retransmits_to_this_hosts_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--by", "peer", "--part", "6", "--format", "csv"]));
+    // peer, reason, direction, retrans_segs, connections, first_retransmit, last_retransmit:
+    // socket 7's rows at 2.0 s (seq 2000), 11.2 s (1200) and 11.3 s (1300, 4 segments)
+    // fall in the firewall drop's range 1000–2000 after it began at 1.1 s (the ones at
+    // 1.000–1.002 s came before it, the others have seq 0–400 or 3000+); socket 9's
+    // seq 1500 in the receiving side's zero-window drop (reversed ends).
+    assert_eq!(
+        rows,
+        vec![
+            vec!["10.0.0.34:7777", "NETFILTER_DROP", "out", "6", "1", "2026-11-23T10:00:02Z", "2026-11-23T10:00:11.300Z"],
+            vec!["10.0.0.1:6379", "TCP_ZEROWINDOW", "in", "5", "1", "2026-11-23T10:00:03.600Z", "2026-11-23T10:00:03.600Z"],
         ],
         "{rows:?}"
     );

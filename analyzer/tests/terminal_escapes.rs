@@ -53,6 +53,7 @@ fn write_recording(dir: &Path) {
             kind: Arc::from("data"),
             state: Arc::from("ESTABLISHED"),
             segments: 1,
+            seq: None,
             err: Some(0),
             counted: true,
             cause: Some(Arc::from("fast")),

@@ -98,10 +98,14 @@ fn add(key: &RawDropKey, seq: u32) {
             if (*v).packets == 0 {
                 (*v).first_ns = now;
                 (*v).seq_first = seq;
+                (*v).seq_last = seq;
             }
             (*v).packets += 1;
             (*v).last_ns = now;
-            (*v).seq_last = seq;
+            // The range in TCP's modular order: a retransmission dropped after later
+            // data must not shrink it.
+            (*v).seq_first = seq_min((*v).seq_first, seq);
+            (*v).seq_last = seq_max((*v).seq_last, seq);
         }
         return;
     }
@@ -110,4 +114,16 @@ fn add(key: &RawDropKey, seq: u32) {
     if DROPS.insert(key, &v, 0).is_err() {
         count(tcpfr_schema::raw::counter::LOST_BASE + kind::DROP as u32);
     }
+}
+
+/// The earlier / later of two sequence numbers (RFC 1982 serial arithmetic, as TCP's
+/// `before()`/`after()`).
+#[inline(always)]
+fn seq_min(a: u32, b: u32) -> u32 {
+    if (b.wrapping_sub(a) as i32) < 0 { b } else { a }
+}
+
+#[inline(always)]
+fn seq_max(a: u32, b: u32) -> u32 {
+    if (b.wrapping_sub(a) as i32) > 0 { b } else { a }
 }

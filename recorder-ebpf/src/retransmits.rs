@@ -30,6 +30,11 @@ pub fn tcp_retransmit_skb(ctx: RawTracePointContext) -> i32 {
         ev.err = ctx.arg::<u64>(2) as i32;
     }
     ev.segs = kernel::gso_segs(skb);
+    let seq_off = cfg.btf.skb_tcp_seq;
+    if seq_off != tcpfr_schema::raw::NO_OFFSET {
+        ev.seq = kernel::read(skb, seq_off);
+        ev.has_seq = 1;
+    }
     ev.total_retrans = kernel::total_retrans(sk);
     (ev.ca_state, ev.pending, ev.backoff, ev.timer_firing) = kernel::congestion(sk);
     crate::maps::submit(entry);

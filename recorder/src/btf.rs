@@ -313,6 +313,11 @@ pub fn load(path: &Path) -> Result<Kernel> {
         tcp_mss_cache: optional("tcp_sock", "mss_cache", LIMITS),
         icsk_ca_ops: optional("inet_connection_sock", "icsk_ca_ops", LIMITS),
         ca_ops_name: optional("tcp_congestion_ops", "name", LIMITS),
+        skb_tcp_seq: match btf.offset("tcp_skb_cb", "seq") {
+            Some(seq) => cb + seq,
+            None => NO_OFFSET,
+        },
+        _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {

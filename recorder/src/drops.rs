@@ -89,17 +89,21 @@ fn next_key(fd: i32, prev: Option<&RawDropKey>) -> Option<RawDropKey> {
 }
 
 /// The CPUs' counts of one entry as one: their sum, from the earliest first drop to
-/// the latest last one.
+/// the latest last one, and the sequence range that covers all of theirs (in TCP's
+/// modular order, as the program keeps each CPU's).
 fn merge(per_cpu: &[RawDropValue]) -> RawDropValue {
     let used = || per_cpu.iter().filter(|v| v.packets > 0);
     let first = used().min_by_key(|v| v.first_ns).copied().unwrap_or_default();
     let last = used().max_by_key(|v| v.last_ns).copied().unwrap_or_default();
+    let before = |a: u32, b: u32| (a.wrapping_sub(b) as i32) < 0;
+    let lo = used().map(|v| v.seq_first).reduce(|a, b| if before(b, a) { b } else { a });
+    let hi = used().map(|v| v.seq_last).reduce(|a, b| if before(a, b) { b } else { a });
     RawDropValue {
         packets: used().map(|v| v.packets).sum(),
         first_ns: first.first_ns,
         last_ns: last.last_ns,
-        seq_first: first.seq_first,
-        seq_last: last.seq_last,
+        seq_first: lo.unwrap_or(0),
+        seq_last: hi.unwrap_or(0),
     }
 }
 
@@ -119,4 +123,23 @@ fn bpf(cmd: aya_obj::generated::bpf_cmd, attr: &mut aya_obj::generated::bpf_attr
     // SAFETY: the kernel reads the attr's map-element arm and writes through its
     // pointers, which point to live values of the map's key and value sizes.
     unsafe { libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr as *mut _, std::mem::size_of_val(attr)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(packets: u64, first_ns: u64, seq_first: u32, seq_last: u32) -> RawDropValue {
+        RawDropValue { packets, first_ns, last_ns: first_ns + 10, seq_first, seq_last }
+    }
+
+    #[test]
+    fn cpus_merge_into_one_range_in_tcp_order() {
+        // CPU 1 saw drops around the wrap, CPU 0 just below it, CPU 2 nothing.
+        let m = merge(&[v(3, 100, 0xffff_f000, 0xffff_f800), v(2, 50, 0xffff_ff00, 0x0000_0200), v(0, 0, 0, 0)]);
+        assert_eq!((m.packets, m.first_ns, m.last_ns), (5, 50, 110));
+        assert_eq!((m.seq_first, m.seq_last), (0xffff_f000, 0x0000_0200));
+        let m = merge(&[v(1, 5, 7000, 7000), v(1, 6, 3000, 3000)]);
+        assert_eq!((m.seq_first, m.seq_last), (3000, 7000));
+    }
 }

@@ -93,6 +93,7 @@ pub fn handle(e: &mut Enricher, ev: &RawRetransmit) {
         kind: e.name(retransmit_kind::name(ev.kind)),
         state: e.name(state_name(ev.state)),
         segments: ev.segs as i32,
+        seq: (ev.has_seq == 1).then_some(ev.seq),
         err: (ev.has_err != 0).then_some(ev.err),
         counted,
         cause: cause::of(ev).map(|c| e.name(c)),

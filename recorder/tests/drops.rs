@@ -53,3 +53,56 @@ fn packets_our_firewall_dropped_are_counted_with_their_reason() {
     let stats = recording.read_table::<RecorderStats>().unwrap();
     assert_eq!(stats.iter().filter(|s| &*s.stream == "drops").map(|s| s.events_lost).sum::<i64>(), 0);
 }
+
+/// A receiver in another namespace of this host drops 2 % of the data arriving for it
+/// (INPUT rule, full-sized packets only): every packet it dropped must be sent again,
+/// so the sender's retransmits whose `seq` falls in a drop's range of the same
+/// connection (ends reversed: the drop is the receiver's) carry at least as many
+/// segments as the rule's counter; and they are the sender's retransmits, not more.
+#[test]
+fn retransmits_match_the_drops_that_caused_them() {
+    use tcpfr_schema::retransmits::Retransmit;
+    let _serial = serial();
+    let bed = Bed::new("drm", 53, false);
+    bed.offloads_off();
+    let port = 5053;
+    bed.iptables(
+        &bed.server,
+        &format!("-A INPUT -p tcp --dport {port} -m length --length 1000:65535 -m statistic --mode random --probability 0.02 -j DROP"),
+    );
+    let rec = Recorder::start(&[]);
+    let server = bed.serve(port, &[]);
+    let (_, results) = bed.send(port, 20_000_000, 1, &[], Duration::from_secs(120));
+    assert_eq!(results, vec!["ok 20000000"]);
+    drop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let dropped = rule_packets(&bed.server, "INPUT");
+    let (recording, _dir) = rec.stop();
+
+    let drops: Vec<Drop> =
+        recording.read_table::<Drop>().unwrap().into_iter().filter(|d| d.netns == Some(bed.server.inode()) && d.lport == port).collect();
+    assert_eq!(drops.iter().map(|d| d.packets).sum::<i64>(), dropped, "drops.packets vs the rule's counter");
+    assert!(drops.iter().all(|d| &*d.direction == "in" && &*d.reason == "NETFILTER_DROP"), "{drops:?}");
+    let retransmits: Vec<Retransmit> = recording
+        .read_table::<Retransmit>()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.netns == Some(bed.client.inode()) && r.rport == port && r.counted && &*r.kind == "data")
+        .collect();
+    let covers = |d: &Drop, seq: u32| {
+        if d.seq_first <= d.seq_last { (d.seq_first..=d.seq_last).contains(&seq) } else { seq >= d.seq_first || seq <= d.seq_last }
+    };
+    let matched: i64 = retransmits
+        .iter()
+        .filter(|r| {
+            drops.iter().any(|d| {
+                d.laddr == r.raddr && d.lport == r.rport && d.raddr == r.laddr && d.rport == r.lport && d.first_time.0 <= r.time.0 && covers(d, r.seq.expect("seq"))
+            })
+        })
+        .map(|r| r.segments as i64)
+        .sum();
+    let all: i64 = retransmits.iter().map(|r| r.segments as i64).sum();
+    eprintln!("rule dropped {dropped}; {} drops rows; retransmitted {all} segments, {matched} matched to a drop", drops.len());
+    assert!(dropped > 50, "the rule must drop: {dropped}");
+    assert!(matched >= dropped && matched <= all, "matched {matched}, dropped {dropped}, retransmitted {all}");
+}

@@ -29,7 +29,8 @@ pub struct RawDropValue {
     /// `bpf_ktime_get_ns()` of the first and the last drop.
     pub first_ns: u64,
     pub last_ns: u64,
-    /// TCP sequence number of the first and the last packet dropped.
+    /// Lowest and highest TCP sequence number of the packets dropped, in TCP's modular
+    /// order (a range that wraps has `seq_first > seq_last`).
     pub seq_first: u32,
     pub seq_last: u32,
 }
@@ -91,9 +92,9 @@ mod table {
             reason: Str,
             /// Packets dropped (a TSO/GSO packet counts once, as netfilter's counters count it).
             packets: i64 => "packets",
-            /// TCP sequence number of the first packet dropped (to match with `retransmits` of the same flow).
+            /// Lowest TCP sequence number of the packets dropped, in TCP's modular order: with `seq_last`, a range that holds every one of them (to match `retransmits.seq` of the same connection; `seq_first > seq_last` when the range wraps past 2^32).
             seq_first: u32,
-            /// TCP sequence number of the last packet dropped.
+            /// Highest TCP sequence number of the packets dropped, in TCP's modular order.
             seq_last: u32,
         }
     }

@@ -300,6 +300,9 @@ pub struct BtfOffsets {
     pub tcp_mss_cache: u32,
     pub icsk_ca_ops: u32,
     pub ca_ops_name: u32,
+    /// `sk_buff.cb` + `tcp_skb_cb.seq` (u32): a retransmit's first sequence number.
+    pub skb_tcp_seq: u32,
+    pub _pad: u32,
 }
 
 /// Everything the eBPF programs need to know about the running kernel and the user's
@@ -441,6 +444,8 @@ impl BtfOffsets {
         tcp_mss_cache: NO_OFFSET,
         icsk_ca_ops: NO_OFFSET,
         ca_ops_name: NO_OFFSET,
+        skb_tcp_seq: NO_OFFSET,
+        _pad: 0,
     };
 }
 

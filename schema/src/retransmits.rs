@@ -58,7 +58,10 @@ pub struct RawRetransmit {
     /// socket's owner: the retransmit comes from that timer's run. 0 otherwise,
     /// [`UNKNOWN`] when not read.
     pub timer_firing: u8,
-    pub _pad: [u8; 5],
+    /// 1 when `seq` was read (a data or SYN retransmit on a kernel whose BTF has it).
+    pub has_seq: u8,
+    /// `tcp_skb_cb.seq`: the first sequence number of the retransmitted skb.
+    pub seq: u32,
 }
 const _: () = assert!(core::mem::size_of::<RawRetransmit>() == 88);
 
@@ -158,6 +161,8 @@ mod table {
             state: Str,
             /// Segments carried by this retransmission (TSO/GSO can put many in one). Sum over `err = 0` rows equals the kernel's RetransSegs for the same sockets.
             segments: i32 => "segments",
+            /// TCP sequence number of the first byte retransmitted (to match with the `drops` of the same connection: `seq` between their `seq_first` and `seq_last`); null for `synack` rows and in files of format 1.0/1.1.
+            seq: Option<u32>,
             /// Result of the attempt: 0 = handed to the device; otherwise the kernel could not send it and will try again (-16 EBUSY: the original still queued; -11 EAGAIN: no window; -1 EPERM: dropped by a local firewall; …); null when the kernel does not report it (before 6.13).
             err: Option<i32>,
             /// Whether the kernel counted these segments as retransmitted (Tcp RetransSegs and the connection's total_retrans): true for sent ones and for ones that failed while transmitting (e.g. local firewall), false for attempts given up before (EBUSY, EAGAIN, ENOMEM). `sum(segments) WHERE counted` reconciles with RetransSegs.

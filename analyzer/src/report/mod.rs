@@ -16,6 +16,8 @@ use crate::print::for_terminal;
 use crate::services::ServiceMap;
 use crate::window::Window;
 
+mod causes;
+
 /// Rows of a result as strings / numbers by column name.
 pub struct Rows {
     batches: Vec<RecordBatch>,
@@ -84,7 +86,7 @@ pub fn fmt_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
-fn plural(n: i64, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: i64, one: &str, many: &str) -> String {
     format!("{} {}", group_digits(n), if n == 1 { one } else { many })
 }
 
@@ -196,12 +198,13 @@ pub async fn findings(ctx: &SessionContext, ds: &Dataset, window: &Window) -> Re
         if let Some((n, at)) = best {
             out.push(format!("Busiest second: {} retransmitted segments at {at}.", group_digits(n)));
         }
-        out.extend(retransmit_causes(ctx, &params).await?);
+        out.extend(causes::retransmits(ctx, &params).await?);
     } else {
         out.push("No retransmissions.".into());
     }
-    out.extend(listener_drops(ctx, &params).await?);
-    out.extend(local_drops(ctx, &params).await?);
+    out.extend(causes::listeners(ctx, &params).await?);
+    out.extend(causes::local_drops(ctx, &params).await?);
+    out.extend(causes::limits(ctx, &params).await?);
 
     // Handshakes.
     let failed = canned_part(ctx, "handshakes", 1, &params).await?;
@@ -324,86 +327,6 @@ async fn rtt_tail(ctx: &SessionContext) -> Result<Option<String>> {
             us(all.f64(0, "hi").unwrap_or(0.0))
         )
     }))
-}
-
-/// Why segments were retransmitted, per service (`tcpfr causes`): the share of each
-/// cause, and the longest RTO stall of the service.
-async fn retransmit_causes(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
-    let by = canned_part(ctx, "causes", 1, params).await?;
-    let stalls = canned_part(ctx, "causes", 2, params).await?;
-    let mut out = Vec::new();
-    for i in 0..by.len().min(3) {
-        let total = by.i64(i, "retrans_segs").unwrap_or(0);
-        // Recordings before format 1.2 have no causes.
-        if total == 0 || by.i64(i, "unknown").unwrap_or(0) == total {
-            continue;
-        }
-        let service = by.str(i, "service").unwrap_or_default();
-        let pct = |col: &str| 100.0 * by.i64(i, col).unwrap_or(0) as f64 / total as f64;
-        let causes = [
-            ("timeout", "after RTO timeouts"),
-            ("fast", "fast retransmits"),
-            ("probe", "tail loss probes"),
-            ("other", "other causes"),
-            ("unknown", "of unknown cause"),
-        ];
-        // The counts add up to the total: one share at least is shown.
-        let shares: Vec<String> =
-            causes.iter().filter(|(col, _)| pct(col) >= 0.5).map(|(col, words)| format!("{:.0}% {words}", pct(col))).collect();
-        let mut s = format!("{service}: of {}, {}", plural(total, "retransmitted segment", "retransmitted segments"), shares.join(", "));
-        if let Some(j) = (0..stalls.len()).find(|&j| stalls.str(j, "service").as_deref() == Some(service.as_str())) {
-            let _ = write!(
-                s,
-                "; the longest RTO stall lasted {} s (backoff up to {}) toward {}",
-                stalls.f64(j, "stalled_s").unwrap_or(0.0),
-                stalls.i64(j, "max_backoff").unwrap_or(0),
-                stalls.str(j, "peer").unwrap_or_default()
-            );
-        }
-        out.push(s + ".");
-    }
-    Ok(out)
-}
-
-/// Listeners that dropped connection attempts (`tcpfr causes`, part 3).
-async fn listener_drops(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
-    let l = canned_part(ctx, "causes", 3, params).await?;
-    Ok((0..l.len().min(3))
-        .map(|i| {
-            format!(
-                "Listener {} ({}) dropped {}: accept queue full (limit {}, up to {} waiting).",
-                l.str(i, "listener").unwrap_or_default(),
-                l.str(i, "process").filter(|p| !p.is_empty()).unwrap_or_else(|| "unknown process".into()),
-                plural(l.i64(i, "drops").unwrap_or(0), "connection attempt", "connection attempts"),
-                l.i64(i, "queue_limit").unwrap_or(0),
-                l.i64(i, "max_waiting").unwrap_or(0)
-            )
-        })
-        .collect())
-}
-
-/// TCP packets this host dropped itself (`tcpfr causes`, part 4): one sentence, the
-/// three largest (reason, direction, peer) groups.
-async fn local_drops(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
-    let d = canned_part(ctx, "causes", 4, params).await?;
-    let total = query(ctx, "SELECT sum(packets) AS p FROM drops").await?.i64(0, "p").unwrap_or(0);
-    if total == 0 {
-        return Ok(Vec::new());
-    }
-    let groups: Vec<String> = (0..d.len().min(3))
-        .map(|i| {
-            let out = d.str(i, "direction").as_deref() == Some("out");
-            format!(
-                "{} {} {} {} port {}",
-                group_digits(d.i64(i, "packets").unwrap_or(0)),
-                d.str(i, "reason").unwrap_or_default(),
-                if out { "sent to" } else { "received from" },
-                d.str(i, "peer").unwrap_or_default(),
-                d.i64(i, "port").unwrap_or(0)
-            )
-        })
-        .collect();
-    Ok(vec![format!("This host dropped {} itself: {}.", plural(total, "TCP packet", "TCP packets"), groups.join("; "))])
 }
 
 fn params_clone(p: &canned::Params) -> canned::Params {
