@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use tcpfr_schema::drops::{direction, RawDropKey, RawDropValue};
-use tcpfr_schema::raw::{kind, stream, NO_OFFSET};
+use tcpfr_schema::raw::{kernel_flag, kind, stream, NO_OFFSET};
 
 use crate::{config, kernel, maps::count, sock};
 
@@ -53,10 +53,16 @@ pub fn kfree_skb(ctx: RawTracePointContext) -> i32 {
         core::mem::swap(&mut key.tuple.laddr, &mut key.tuple.raddr);
         core::mem::swap(&mut key.tuple.lport, &mut key.tuple.rport);
     }
+    key.sk = if key.direction == direction::OUT {
+        kernel::read(skb, b.skb_sk)
+    } else if cfg.flags & kernel_flag::KFREE_SKB_RX_SK != 0 {
+        ctx.arg(3)
+    } else {
+        0
+    };
     if key.netns == 0 {
         // Sent packets may have no device yet: their socket's namespace then.
-        let sk: u64 = kernel::read(skb, b.skb_sk);
-        key.netns = kernel::netns(sk);
+        key.netns = kernel::netns(key.sk);
     }
     add(&key, tcp_seq(skb));
     0

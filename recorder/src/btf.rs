@@ -212,7 +212,7 @@ pub fn load(path: &Path) -> Result<Kernel> {
 
     let mut warnings = Vec::new();
     match kfree_skb {
-        Ok(_) => flags |= kernel_flag::KFREE_SKB_OK,
+        Ok(rx_sk) => flags |= kernel_flag::KFREE_SKB_OK | if rx_sk { kernel_flag::KFREE_SKB_RX_SK } else { 0 },
         Err(e) => warnings.push(format!("{e:#}: the drops table will be empty")),
     }
     if flags & kernel_flag::RETRANSMIT_HAS_ERR == 0 {
@@ -381,6 +381,7 @@ mod tests {
         assert_eq!(k.flags & kernel_flag::RETRANSMIT_HAS_ERR, kernel_flag::RETRANSMIT_HAS_ERR, "6.18 has err");
         assert_eq!(k.flags & kernel_flag::SEND_RESET_HAS_REASON, kernel_flag::SEND_RESET_HAS_REASON);
         assert_eq!(k.flags & kernel_flag::KFREE_SKB_OK, kernel_flag::KFREE_SKB_OK);
+        assert_eq!(k.flags & kernel_flag::KFREE_SKB_RX_SK, kernel_flag::KFREE_SKB_RX_SK, "6.18 has rx_sk");
         assert_eq!(k.drop_reasons.get(&2).map(String::as_str), Some("NOT_SPECIFIED"), "value 2 here (bpftool btf dump)");
         assert!(k.drop_reasons.values().any(|n| n == "NETFILTER_DROP"));
     }

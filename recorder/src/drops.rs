@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use tcpfr_schema::drops::{direction, Drop, RawDropKey, RawDropValue};
 use tcpfr_schema::{Str, TableId, UtcNanos};
 
-use crate::enrich::{nonzero, Enricher};
+use crate::enrich::{nonzero, owner_cols, Enricher};
 
 /// At most this many entries are read per interval (the map's size).
 const MAX_ENTRIES: usize = 8192;
@@ -49,9 +49,12 @@ impl DropCounts {
     fn row(&self, e: &mut Enricher, k: &RawDropKey, v: &RawDropValue) {
         e.counts.seen[TableId::Drops.index()] += v.packets;
         let ends = e.addrs.endpoints(&k.tuple);
-        if !e.keep(TableId::Drops, &ends, None) {
+        let socket = (k.sk != 0).then(|| e.sockets.find(k.sk, &ends)).flatten();
+        let (socket_id, owner) = (socket.map(|s| s.id), socket.and_then(|s| s.owner.clone()));
+        if !e.keep(TableId::Drops, &ends, owner.as_deref()) {
             return;
         }
+        let o = owner_cols(owner.as_ref());
         let reason = match self.reasons.get(&k.reason) {
             Some(n) => n.clone(),
             None => Str::from(k.reason.to_string().as_str()),
@@ -70,6 +73,9 @@ impl DropCounts {
             direction: dir,
             reason,
             packets: v.packets as i64,
+            socket_id,
+            pid: o.pid,
+            comm: o.comm,
             seq_first: v.seq_first,
             seq_last: v.seq_last,
         });

@@ -14,7 +14,9 @@ use crate::procinfo::Owner;
 pub struct Filter {
     /// Inclusive port ranges; a connection matches if its local or remote port is in one.
     pub ports: Vec<(u16, u16)>,
-    /// A connection matches if its local or remote address is in one.
+    /// A connection matches if its local or remote address is in one. A listener on
+    /// every address (0.0.0.0, ::) matches any: it takes the connections the filter
+    /// asks for too.
     pub cidrs: Vec<IpNet>,
     /// cgroup path prefixes (`/system.slice/api.service`); matches the socket owner's.
     pub cgroups: Vec<String>,
@@ -36,7 +38,8 @@ impl Filter {
         {
             return false;
         }
-        if !self.cidrs.is_empty() && !self.cidrs.iter().any(|n| n.contains(&ends.lip) || n.contains(&ends.rip)) {
+        let wildcard_listener = ends.lip.is_unspecified() && ends.rip.is_unspecified();
+        if !self.cidrs.is_empty() && !wildcard_listener && !self.cidrs.iter().any(|n| n.contains(&ends.lip) || n.contains(&ends.rip)) {
             return false;
         }
         if !self.cgroups.is_empty() {
@@ -105,6 +108,10 @@ mod tests {
         assert!(f.keeps(&ends("10.0.0.1", 8050, "192.168.0.1", 1), None));
         assert!(!f.keeps(&ends("10.0.0.1", 40000, "10.0.0.34", 5433), None));
         assert!(!f.keeps(&ends("192.168.0.2", 40000, "192.168.0.3", 5432), None));
+        // Listeners: on every address, kept; on an address outside, not.
+        assert!(f.keeps(&ends("0.0.0.0", 5432, "0.0.0.0", 0), None));
+        assert!(f.keeps(&ends("::", 5432, "::", 0), None));
+        assert!(!f.keeps(&ends("192.168.0.2", 5432, "0.0.0.0", 0), None));
         let g = Filter { cgroups: vec!["/system.slice/api.service".into()], ..Default::default() };
         let owner = Owner {
             pid: 1,

@@ -314,6 +314,14 @@ impl SocketTable {
         self.by_sk.get_mut(&sk)
     }
 
+    /// A socket by its kernel address and ends, open or closed a moment ago (rows that
+    /// come after its close, like drop counts taken every interval, still find it). The
+    /// ends must match: by then the kernel may have given the address to a new socket.
+    pub fn find(&self, sk: u64, ends: &Endpoints) -> Option<&Socket> {
+        let same = |s: &&Socket| s.ends.lport == ends.lport && s.ends.rport == ends.rport && s.ends.raddr == ends.raddr;
+        self.by_sk.get(&sk).filter(same).or_else(|| self.closed.get(&sk).filter(same))
+    }
+
     /// Removes a socket that reached CLOSE (keeping it a few seconds for trailing
     /// events).
     pub fn remove(&mut self, sk: u64, now_ns: i64) -> Option<Socket> {

@@ -17,8 +17,13 @@ pub struct RawDropKey {
     /// [`direction`].
     pub direction: u8,
     pub _pad: [u8; 7],
+    /// The local socket: the sender's for [`direction::OUT`] (`skb->sk`), the
+    /// receiver's for [`direction::IN`] when the kernel had found it (`rx_sk`); 0 if
+    /// none. A key, as in the event records: the recorder turns it into a socket id
+    /// and an owner.
+    pub sk: u64,
 }
-const _: () = assert!(core::mem::size_of::<RawDropKey>() == 56);
+const _: () = assert!(core::mem::size_of::<RawDropKey>() == 64);
 
 /// Value of the kernel's drop counts.
 #[repr(C)]
@@ -92,6 +97,12 @@ mod table {
             reason: Str,
             /// Packets dropped (a TSO/GSO packet counts once, as netfilter's counters count it).
             packets: i64 => "packets",
+            /// Our socket of the connection (joins with the other tables on (host, socket_id)): the sender's for `out`, the receiver's for `in` when the kernel had found it before dropping (not for firewall drops on arrival, which come first); null otherwise, and when the socket had closed and its kernel address gone to a new one before the interval ended.
+            socket_id: Option<i64>,
+            /// Process that owns that socket; null when unknown.
+            pid: Option<i32>,
+            /// Command name of that process.
+            comm: Option<Str>,
             /// Lowest TCP sequence number of the packets dropped, in TCP's modular order: with `seq_last`, a range that holds every one of them (to match `retransmits.seq` of the same connection; `seq_first > seq_last` when the range wraps past 2^32).
             seq_first: u32,
             /// Highest TCP sequence number of the packets dropped, in TCP's modular order.

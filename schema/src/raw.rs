@@ -345,6 +345,9 @@ pub mod kernel_flag {
     pub const SEND_RESET_HAS_REASON: u32 = 2;
     /// `kfree_skb(skb, location, reason[, rx_sk])` as the drops program reads it.
     pub const KFREE_SKB_OK: u32 = 4;
+    /// `kfree_skb` has `rx_sk` (since 6.12): the socket a received packet was for, when
+    /// the kernel had found it before dropping the packet.
+    pub const KFREE_SKB_RX_SK: u32 = 8;
 }
 
 /// Bits of [`KernelConfig::streams`].
