@@ -14,7 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::context::SessionContext;
 use futures::StreamExt;
-use tcpfr_schema::metrics::{self as contract, Kind, RTT_BUCKETS};
+use tcpfr_schema::metrics::{self as contract, Kind};
 
 use super::Grid;
 
@@ -26,8 +26,11 @@ struct Family {
     contract: &'static contract::Family,
     /// Series start at the window's start rather than one step before their first event.
     from_start: bool,
-    /// `SELECT host, <labels>, k, <values>` with `{k}` and `{peer}` to fill in.
+    /// `SELECT host, <labels>, k, <values>` with `{k}` and `{peer}` to fill in, and for
+    /// a histogram `{buckets}`: the count of rows at or below each of its bounds.
     sql: &'static str,
+    /// A histogram's value in microseconds, as SQL (compared with its bounds).
+    value_us: &'static str,
 }
 
 impl std::ops::Deref for Family {
@@ -43,12 +46,21 @@ const FAMILIES: &[Family] = &[
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, kind, {k} AS k, sum(segments) AS v \
               FROM retransmits WHERE counted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+        value_us: "",
+    },
+    Family {
+        contract: &contract::RETRANSMIT_CAUSES,
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, cause, {k} AS k, sum(segments) AS v \
+              FROM retransmits WHERE counted AND kind = 'data' AND cause IS NOT NULL GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+        value_us: "",
     },
     Family {
         contract: &contract::RETRANSMIT_FAILURES,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS v \
               FROM retransmits WHERE NOT counted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        value_us: "",
     },
     Family {
         contract: &contract::HANDSHAKE_FAILURES,
@@ -56,34 +68,62 @@ const FAMILIES: &[Family] = &[
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, coalesce(role, 'unknown') AS role, handshake AS cause, {k} AS k, count(*) AS v \
               FROM flows WHERE handshake IS NOT NULL AND handshake <> 'completed' \
               GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+        value_us: "",
+    },
+    Family {
+        contract: &contract::CONNECT_DURATION,
+        from_start: false,
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS c, sum({value}) AS s, {buckets} \
+              FROM flows WHERE role = 'client' AND handshake = 'completed' AND handshake_ns IS NOT NULL \
+              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        value_us: "handshake_ns / 1000",
     },
     Family {
         contract: &contract::RESETS,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, direction, {k} AS k, count(*) AS v \
               FROM resets GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+        value_us: "",
     },
     Family {
         contract: &contract::STATE_CHANGES,
         from_start: false,
         sql: "SELECT host, coalesce(service, 'unknown') AS service, new_state AS state, {k} AS k, count(*) AS v \
               FROM state_changes GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        value_us: "",
     },
     Family {
         contract: &contract::RTT,
         from_start: false,
-        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS c, sum(CAST(srtt_us AS BIGINT)) AS s, {buckets} \
+        sql: "SELECT host, coalesce(service, 'unknown') AS service, {peer} AS peer, {k} AS k, count(*) AS c, sum({value}) AS s, {buckets} \
               FROM rtt_samples GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        value_us: "CAST(srtt_us AS BIGINT)",
+    },
+    Family {
+        contract: &contract::LOCAL_DROPS,
+        from_start: false,
+        sql: "SELECT host, {peer} AS peer, direction, reason, {k} AS k, sum(packets) AS v \
+              FROM drops GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+        value_us: "",
+    },
+    Family {
+        contract: &contract::LISTENER_DROPS,
+        from_start: false,
+        sql: "SELECT host, CASE WHEN strpos(laddr, ':') > 0 THEN '[' || laddr || ']' ELSE laddr END || ':' || CAST(lport AS VARCHAR) AS listener, \
+              {k} AS k, sum(drops) AS v FROM listeners WHERE drops > 0 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        value_us: "",
     },
     Family {
         contract: &contract::HOST_OUT_SEGMENTS,
         from_start: true,
         sql: "SELECT host, {k} AS k, sum(out_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
+        value_us: "",
     },
     Family {
         contract: &contract::HOST_RETRANS_SEGMENTS,
         from_start: true,
         sql: "SELECT host, {k} AS k, sum(retrans_segs) AS v FROM host_counters GROUP BY 1, 2 ORDER BY 1, 2",
+        value_us: "",
     },
 ];
 
@@ -110,19 +150,20 @@ pub async fn write(ctx: &SessionContext, grid: &Grid, max_peers: usize, out: &mu
         let list: Vec<String> = peers.iter().map(|p| format!("'{}'", p.replace('\'', "''"))).collect();
         format!("CASE WHEN raddr IN ({}) THEN raddr ELSE 'other' END", list.join(", "))
     };
-    let buckets: Vec<String> = RTT_BUCKETS
-        .iter()
-        .enumerate()
-        .map(|(i, (us, _))| format!("sum(CASE WHEN srtt_us <= {us} THEN 1 ELSE 0 END) AS b{i}"))
-        .collect();
-
     for f in FAMILIES {
         write_meta(out, f)?;
+        let buckets: Vec<String> = f
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, (us, _))| format!("sum(CASE WHEN {} <= {us} THEN 1 ELSE 0 END) AS b{i}", f.value_us))
+            .collect();
         let sql = f
             .sql
             .replace("{k}", &grid.k_sql())
             .replace("{peer}", &peer_sql)
-            .replace("{buckets}", &buckets.join(", "));
+            .replace("{buckets}", &buckets.join(", "))
+            .replace("{value}", f.value_us);
         write_family(ctx, f, &sql, grid, stats.host_label, out, &mut stats)
             .await
             .with_context(|| format!("computing {}", f.name))?;
@@ -134,7 +175,8 @@ pub async fn write(ctx: &SessionContext, grid: &Grid, max_peers: usize, out: &mu
 /// Hosts with rows in the window.
 const HOSTS_SQL: &str = "SELECT DISTINCT host FROM (\
     SELECT host FROM retransmits UNION ALL SELECT host FROM resets UNION ALL SELECT host FROM flows \
-    UNION ALL SELECT host FROM state_changes UNION ALL SELECT host FROM rtt_samples UNION ALL SELECT host FROM host_counters) \
+    UNION ALL SELECT host FROM state_changes UNION ALL SELECT host FROM rtt_samples UNION ALL SELECT host FROM host_counters \
+    UNION ALL SELECT host FROM drops UNION ALL SELECT host FROM listeners) \
     ORDER BY 1";
 
 /// The peers that get their own series: most trouble events, then most RTT samples.
@@ -142,6 +184,7 @@ const PEERS_SQL: &str = "SELECT peer FROM (\
     SELECT raddr AS peer, count(*) AS events, 0 AS samples FROM retransmits GROUP BY 1 \
     UNION ALL SELECT raddr, count(*), 0 FROM resets GROUP BY 1 \
     UNION ALL SELECT raddr, count(*), 0 FROM flows WHERE handshake IS NOT NULL AND handshake <> 'completed' GROUP BY 1 \
+    UNION ALL SELECT raddr, sum(packets), 0 FROM drops GROUP BY 1 \
     UNION ALL SELECT raddr, 0, count(*) FROM rtt_samples GROUP BY 1) \
     WHERE peer IS NOT NULL AND peer <> '' AND peer <> 'other' \
     GROUP BY peer ORDER BY sum(events) DESC, sum(samples) DESC, peer LIMIT {limit}";
@@ -247,7 +290,7 @@ fn fill(f: &Family, grid: &Grid, s: &mut Series, k: i64, out: &mut dyn Write, st
         point(f, grid, s, out)?;
         stats.samples += match f.kind {
             Kind::Counter => 1,
-            Kind::Histogram => RTT_BUCKETS.len() as u64 + 3,
+            Kind::Histogram => f.buckets.len() as u64 + 3,
         };
     }
     Ok(())
@@ -268,7 +311,7 @@ fn point(f: &Family, grid: &Grid, s: &Series, out: &mut dyn Write) -> Result<()>
         }
         Kind::Histogram => {
             // values: count, sum (µs), then the cumulative buckets.
-            for (i, (_, le)) in RTT_BUCKETS.iter().enumerate() {
+            for (i, (_, le)) in f.buckets.iter().enumerate() {
                 writeln!(out, "{}_bucket{{{}{sep}le=\"{le}\"}} {} {ts}", f.name, s.labels, s.values[2 + i])?;
             }
             writeln!(out, "{}_bucket{{{}{sep}le=\"+Inf\"}} {} {ts}", f.name, s.labels, s.values[0])?;

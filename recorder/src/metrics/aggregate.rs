@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use ahash::AHashMap as HashMap;
 use arrow_array::{Array, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
 use tcpfr_schema::host_counters::HostCounters;
-use tcpfr_schema::metrics::{self as contract, RTT_BUCKETS};
+use tcpfr_schema::metrics::{self as contract, MAX_BUCKETS};
 use tcpfr_schema::recorder_stats::RecorderStats;
 use tcpfr_schema::TABLES;
 use tcpfr_services::Matcher;
@@ -101,20 +101,31 @@ impl Services {
     }
 }
 
+/// One label set of a histogram family; bucket `i` counts values in the family's
+/// `i`-th bucket and not a lower one.
 #[derive(Default, Clone, Copy)]
 struct Histogram {
-    buckets: [u64; RTT_BUCKETS.len()],
+    buckets: [u64; MAX_BUCKETS],
     count: u64,
     sum_us: u64,
 }
 
 impl Histogram {
+    fn add(&mut self, f: &contract::Family, us: u64) {
+        if let Some(k) = f.buckets.iter().position(|(b, _)| us <= *b) {
+            self.buckets[k] += 1;
+        }
+        self.count += 1;
+        self.sum_us += us;
+    }
+
     /// The series of one label set: cumulative buckets (the contract's `le` labels),
     /// `+Inf`, sum and count.
-    fn render(&self, t: &mut Text, name: &str, service: &str, peer: &str) {
+    fn render(&self, t: &mut Text, f: &contract::Family, service: &str, peer: &str) {
+        let name = f.text_name();
         let bucket = format!("{name}_bucket");
         let mut cum = 0;
-        for (i, (_, le)) in RTT_BUCKETS.iter().enumerate() {
+        for (i, (_, le)) in f.buckets.iter().enumerate() {
             cum += self.buckets[i];
             t.sample(&bucket, &[("service", service), ("peer", peer), ("le", le)], cum);
         }
@@ -122,6 +133,12 @@ impl Histogram {
         t.sample(&format!("{name}_sum"), &[("service", service), ("peer", peer)], float(self.sum_us as f64 / 1e6));
         t.sample(&format!("{name}_count"), &[("service", service), ("peer", peer)], self.count);
     }
+}
+
+/// A listener's label: `address:port`, the address bracketed for IPv6 (as the export
+/// writes it).
+fn listener_label(laddr: &str, lport: u16) -> String {
+    if laddr.contains(':') { format!("[{laddr}]:{lport}") } else { format!("{laddr}:{lport}") }
 }
 
 /// Starts a family of the contract; its name in the text format.
@@ -144,6 +161,8 @@ struct Series {
     /// Other label values (kinds, states, causes, directions, roles).
     words: Interner,
     retransmitted: HashMap<Key, u64>,
+    /// word = cause.
+    retransmit_causes: HashMap<Key, u64>,
     retransmit_failures: HashMap<Key, u64>,
     /// word = "role\0cause".
     handshake_failures: HashMap<Key, u64>,
@@ -151,6 +170,13 @@ struct Series {
     /// peer unused (OTHER).
     state_changes: HashMap<Key, u64>,
     rtt: HashMap<(u32, u32), Histogram>,
+    connect: HashMap<(u32, u32), Histogram>,
+    /// service unused (OTHER); word = "direction\0reason".
+    local_drops: HashMap<Key, u64>,
+    /// Listener labels ("address:port"), bounded like peers: any local user can listen.
+    listeners: Peers,
+    /// The listener's id in the peer slot; service and word unused.
+    listener_drops: HashMap<Key, u64>,
     host_out_segs: u64,
     host_retrans_segs: u64,
     events: [u64; TableId::COUNT],
@@ -222,11 +248,17 @@ impl State {
     fn retransmits(&mut self, b: &RecordBatch) -> Option<()> {
         let e = Ends::of(b)?;
         let (kind, segs, err, counted) = (col::<StringArray>(b, "kind")?, col::<Int32Array>(b, "segments")?, col::<Int32Array>(b, "err")?, col::<BooleanArray>(b, "counted")?);
+        let cause = col::<StringArray>(b, "cause")?;
         for i in 0..b.num_rows() {
             let (svc, peer) = self.labels(&e, i);
             let k = self.series.words.id(kind.value(i));
             if counted.value(i) {
-                *self.series.retransmitted.entry((svc, peer, k)).or_default() += segs.value(i).max(0) as u64;
+                let n = segs.value(i).max(0) as u64;
+                *self.series.retransmitted.entry((svc, peer, k)).or_default() += n;
+                if let (Some(c), "data") = (opt(cause, i), kind.value(i)) {
+                    let c = self.series.words.id(c);
+                    *self.series.retransmit_causes.entry((svc, peer, c)).or_default() += n;
+                }
             } else if !err.is_null(i) && err.value(i) != 0 {
                 *self.series.retransmit_failures.entry((svc, peer, OTHER)).or_default() += 1;
             }
@@ -261,10 +293,15 @@ impl State {
     fn flows(&mut self, b: &RecordBatch, closed: &mut Vec<i64>) -> Option<()> {
         let e = Ends::of(b)?;
         let (hs, role, id) = (col::<StringArray>(b, "handshake")?, col::<StringArray>(b, "role")?, col::<Int64Array>(b, "socket_id")?);
+        let wait = col::<Int64Array>(b, "handshake_ns")?;
         for i in 0..b.num_rows() {
             closed.push(id.value(i));
             let (Some(cause), Some(role)) = (opt(hs, i), opt(role, i)) else { continue };
             if cause == "completed" {
+                if role == "client" && !wait.is_null(i) {
+                    let l = self.labels(&e, i);
+                    self.series.connect.entry(l).or_default().add(&contract::CONNECT_DURATION, wait.value(i).max(0) as u64 / 1000);
+                }
                 continue;
             }
             let (svc, peer) = self.labels(&e, i);
@@ -279,14 +316,27 @@ impl State {
         let unknown = self.series.services.id("unknown", false);
         for i in 0..b.num_rows() {
             let l = self.sockets.get(&id.value(i)).copied().unwrap_or((unknown, OTHER));
-            let h = self.series.rtt.entry(l).or_default();
-            let us = srtt.value(i) as u64;
-            // Cumulative buckets are made at render time; here the first that holds it.
-            if let Some(k) = RTT_BUCKETS.iter().position(|(b, _)| us <= u64::from(*b)) {
-                h.buckets[k] += 1;
-            }
-            h.count += 1;
-            h.sum_us += us;
+            self.series.rtt.entry(l).or_default().add(&contract::RTT, srtt.value(i) as u64);
+        }
+        Some(())
+    }
+
+    fn drops(&mut self, b: &RecordBatch) -> Option<()> {
+        let (raddr, dir, reason, packets) =
+            (col::<StringArray>(b, "raddr")?, col::<StringArray>(b, "direction")?, col::<StringArray>(b, "reason")?, col::<Int64Array>(b, "packets")?);
+        for i in 0..b.num_rows() {
+            let peer = self.series.peers.id(raddr.value(i));
+            let w = self.series.words.id(&format!("{}\0{}", dir.value(i), reason.value(i)));
+            *self.series.local_drops.entry((OTHER, peer, w)).or_default() += packets.value(i).max(0) as u64;
+        }
+        Some(())
+    }
+
+    fn listeners(&mut self, b: &RecordBatch) -> Option<()> {
+        let (laddr, lport, drops) = (col::<StringArray>(b, "laddr")?, col::<UInt16Array>(b, "lport")?, col::<Int64Array>(b, "drops")?);
+        for i in (0..b.num_rows()).filter(|&i| drops.value(i) > 0) {
+            let l = self.series.listeners.id(&listener_label(laddr.value(i), lport.value(i)));
+            *self.series.listener_drops.entry((OTHER, l, OTHER)).or_default() += drops.value(i) as u64;
         }
         Some(())
     }
@@ -305,11 +355,16 @@ impl Metrics {
             peers: Peers::new(max_peers),
             words: Interner::default(),
             retransmitted: HashMap::new(),
+            retransmit_causes: HashMap::new(),
             retransmit_failures: HashMap::new(),
             handshake_failures: HashMap::new(),
             resets: HashMap::new(),
             state_changes: HashMap::new(),
             rtt: HashMap::new(),
+            connect: HashMap::new(),
+            local_drops: HashMap::new(),
+            listeners: Peers::new(max_peers),
+            listener_drops: HashMap::new(),
             host_out_segs: 0,
             host_retrans_segs: 0,
             events: [0; TableId::COUNT],
@@ -349,6 +404,12 @@ impl Metrics {
         for b in &rows.rtt_samples {
             ok &= st.rtt_samples(b).is_some();
         }
+        for b in &rows.drops {
+            ok &= st.drops(b).is_some();
+        }
+        for b in &rows.listeners {
+            ok &= st.listeners(b).is_some();
+        }
         if !ok {
             tracing::debug!("metrics: a batch without the expected columns was skipped");
         }
@@ -383,6 +444,10 @@ impl Metrics {
         for ((s, p, k), v) in sorted(&st.retransmitted) {
             t.sample(&name, &[("service", svc(s)), ("peer", peer(p)), ("kind", word(k))], v);
         }
+        let name = family(t, &contract::RETRANSMIT_CAUSES);
+        for ((s, p, c), v) in sorted(&st.retransmit_causes) {
+            t.sample(&name, &[("service", svc(s)), ("peer", peer(p)), ("cause", word(c))], v);
+        }
         let name = family(t, &contract::RETRANSMIT_FAILURES);
         for ((s, p, _), v) in sorted(&st.retransmit_failures) {
             t.sample(&name, &[("service", svc(s)), ("peer", peer(p))], v);
@@ -392,6 +457,8 @@ impl Metrics {
             let (role, cause) = word(w).split_once('\0').unwrap_or(("", ""));
             t.sample(&name, &[("service", svc(s)), ("peer", peer(p)), ("role", role), ("cause", cause)], v);
         }
+        family(t, &contract::CONNECT_DURATION);
+        render_histograms(t, &contract::CONNECT_DURATION, &st.connect, &svc, &peer);
         let name = family(t, &contract::RESETS);
         for ((s, p, d), v) in sorted(&st.resets) {
             t.sample(&name, &[("service", svc(s)), ("peer", peer(p)), ("direction", word(d))], v);
@@ -400,11 +467,18 @@ impl Metrics {
         for ((s, _, w), v) in sorted(&st.state_changes) {
             t.sample(&name, &[("service", svc(s)), ("state", word(w))], v);
         }
-        let name = family(t, &contract::RTT);
-        let mut rtt: Vec<((u32, u32), Histogram)> = st.rtt.iter().map(|(k, v)| (*k, *v)).collect();
-        rtt.sort_by(|a, b| (svc(a.0 .0), peer(a.0 .1)).cmp(&(svc(b.0 .0), peer(b.0 .1))));
-        for ((s, p), h) in rtt {
-            h.render(t, &name, svc(s), peer(p));
+        family(t, &contract::RTT);
+        render_histograms(t, &contract::RTT, &st.rtt, &svc, &peer);
+        let name = family(t, &contract::LOCAL_DROPS);
+        for ((_, p, w), v) in sorted(&st.local_drops) {
+            let (dir, reason) = word(w).split_once('\0').unwrap_or(("", ""));
+            t.sample(&name, &[("peer", peer(p)), ("direction", dir), ("reason", reason)], v);
+        }
+        let name = family(t, &contract::LISTENER_DROPS);
+        let mut listeners: Vec<(&str, u64)> = st.listener_drops.iter().map(|((_, l, _), v)| (st.listeners.names.name(*l), *v)).collect();
+        listeners.sort();
+        for (l, v) in listeners {
+            t.sample(&name, &[("listener", l)], v);
         }
         let name = family(t, &contract::HOST_OUT_SEGMENTS);
         t.sample(&name, &[], st.host_out_segs);
@@ -418,6 +492,21 @@ impl Metrics {
         for table in TableId::ALL.into_iter().filter(|t| t.is_event()) {
             t.sample(families::EVENTS_LOST, &[("kind", table.name())], st.events_lost[table.index()]);
         }
+    }
+}
+
+/// A histogram family's label sets, in label order.
+fn render_histograms<'a>(
+    t: &mut Text,
+    f: &contract::Family,
+    m: &HashMap<(u32, u32), Histogram>,
+    svc: &dyn Fn(u32) -> &'a str,
+    peer: &dyn Fn(u32) -> &'a str,
+) {
+    let mut v: Vec<((u32, u32), Histogram)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+    v.sort_by(|a, b| (svc(a.0 .0), peer(a.0 .1)).cmp(&(svc(b.0 .0), peer(b.0 .1))));
+    for ((s, p), h) in v {
+        h.render(t, f, svc(s), peer(p));
     }
 }
 
@@ -497,6 +586,94 @@ mod tests {
         assert!(t.out.contains("tcpfr_rtt_seconds_bucket{service=\"unknown\",peer=\"other\",le=\"2.5\"} 3\n"));
         assert!(t.out.contains("tcpfr_rtt_seconds_bucket{service=\"unknown\",peer=\"other\",le=\"+Inf\"} 4\n"));
         assert!(t.out.contains("tcpfr_rtt_seconds_sum{service=\"unknown\",peer=\"other\"} 3.000451\n"));
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt16Array};
+
+    use super::*;
+
+    fn strs(v: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(v.to_vec()))
+    }
+
+    fn ends(n: usize, rport: u16) -> Vec<(&'static str, ArrayRef)> {
+        vec![
+            ("lport", Arc::new(UInt16Array::from(vec![40000; n])) as ArrayRef),
+            ("rport", Arc::new(UInt16Array::from(vec![rport; n])) as ArrayRef),
+            ("raddr", strs(&vec![Some("10.0.0.34"); n])),
+            ("comm", strs(&vec![Some("api"); n])),
+            ("cgroup", strs(&vec![None; n])),
+        ]
+    }
+
+    /// Causes, connect times, local drops and full accept queues, from rows as the
+    /// writer flushes them, by hand: 3 + 2 fast and 4 timeout data segments (a SYN and
+    /// an uncounted attempt in no cause), connects of 0.8 ms and 1.2 s (a failed one in
+    /// none), 7 + 3 packets dropped on arrival, 5 attempts dropped by one listener.
+    #[test]
+    fn the_cause_families_add_up_rows() {
+        let m = Metrics::new(&Default::default(), 20, 20);
+        let mut st = m.state.lock().unwrap();
+        let mut cols = ends(5, 5432);
+        cols.extend([
+            ("kind", strs(&[Some("data"), Some("data"), Some("data"), Some("syn"), Some("data")])),
+            ("segments", Arc::new(Int32Array::from(vec![3, 2, 4, 1, 9])) as ArrayRef),
+            ("err", Arc::new(Int32Array::from(vec![0, 0, 0, 0, -16])) as ArrayRef),
+            ("counted", Arc::new(BooleanArray::from(vec![true, true, true, true, false])) as ArrayRef),
+            ("cause", strs(&[Some("fast"), Some("fast"), Some("timeout"), None, Some("fast")])),
+        ]);
+        st.retransmits(&RecordBatch::try_from_iter(cols).unwrap()).unwrap();
+        let mut cols = ends(3, 5432);
+        cols.extend([
+            ("handshake", strs(&[Some("completed"), Some("completed"), Some("timeout")])),
+            ("role", strs(&[Some("client"), Some("client"), Some("client")])),
+            ("socket_id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("handshake_ns", Arc::new(Int64Array::from(vec![800_000, 1_200_000_000, 3_000_000_000])) as ArrayRef),
+        ]);
+        st.flows(&RecordBatch::try_from_iter(cols).unwrap(), &mut Vec::new()).unwrap();
+        st.drops(
+            &RecordBatch::try_from_iter([
+                ("raddr", strs(&[Some("10.0.0.10"), Some("10.0.0.10")])),
+                ("direction", strs(&[Some("in"), Some("in")])),
+                ("reason", strs(&[Some("NETFILTER_DROP"), Some("NETFILTER_DROP")])),
+                ("packets", Arc::new(Int64Array::from(vec![7, 3])) as ArrayRef),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        st.listeners(
+            &RecordBatch::try_from_iter([
+                ("laddr", strs(&[Some("0.0.0.0"), Some("0.0.0.0"), Some("::")])),
+                ("lport", Arc::new(UInt16Array::from(vec![6379, 6379, 80])) as ArrayRef),
+                ("drops", Arc::new(Int64Array::from(vec![2, 3, 0])) as ArrayRef),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        *m.published.lock().unwrap() = Arc::new(st.series.clone());
+        drop(st);
+        let mut t = Text::default();
+        m.render_into(&mut t);
+        for line in [
+            "tcpfr_retransmitted_data_segments_total{service=\"postgres\",peer=\"10.0.0.34\",cause=\"fast\"} 5\n",
+            "tcpfr_retransmitted_data_segments_total{service=\"postgres\",peer=\"10.0.0.34\",cause=\"timeout\"} 4\n",
+            "tcpfr_connect_duration_seconds_bucket{service=\"postgres\",peer=\"10.0.0.34\",le=\"0.001\"} 1\n",
+            "tcpfr_connect_duration_seconds_bucket{service=\"postgres\",peer=\"10.0.0.34\",le=\"1.0\"} 1\n",
+            "tcpfr_connect_duration_seconds_bucket{service=\"postgres\",peer=\"10.0.0.34\",le=\"2.0\"} 2\n",
+            "tcpfr_connect_duration_seconds_count{service=\"postgres\",peer=\"10.0.0.34\"} 2\n",
+            "tcpfr_connect_duration_seconds_sum{service=\"postgres\",peer=\"10.0.0.34\"} 1.2008\n",
+            "tcpfr_local_drop_packets_total{peer=\"10.0.0.10\",direction=\"in\",reason=\"NETFILTER_DROP\"} 10\n",
+            "tcpfr_listener_drops_total{listener=\"0.0.0.0:6379\"} 5\n",
+        ] {
+            assert!(t.out.contains(line), "{line:?} not in:\n{}", t.out);
+        }
+        assert_eq!(t.out.matches("tcpfr_retransmitted_data_segments_total{").count(), 2, "{}", t.out);
+        assert!(!t.out.contains("listener=\"[::]:80\""), "a listener that dropped nothing has no series");
     }
 }
 
