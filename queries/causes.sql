@@ -90,9 +90,14 @@ WITH r AS (
     SELECT host, socket_id, time, netns, laddr, lport, raddr, rport, segments, seq, {by} AS grp
     FROM retransmits
     WHERE counted AND kind = 'data' AND seq IS NOT NULL
+), d AS (
+    -- Duplicates the receiver already had are dropped as old data: an effect of a
+    -- retransmission, never its cause.
+    SELECT * FROM drops
+    WHERE reason NOT IN ('TCP_OLD_DATA', 'TCP_OLD_SEQUENCE', 'TCP_OFOMERGE', 'TCP_OLD_ACK', 'TCP_TOO_OLD_ACK')
 ), matched AS (
     SELECT r.host, r.socket_id, r.time, r.segments, r.grp, d.reason, d.direction
-    FROM r JOIN drops d
+    FROM r JOIN d
       ON d.host = r.host AND d.direction = 'out' AND d.netns = r.netns
      AND d.laddr = r.laddr AND d.lport = r.lport AND d.raddr = r.raddr AND d.rport = r.rport
     WHERE d.first_time <= r.time
@@ -100,7 +105,7 @@ WITH r AS (
                ELSE r.seq >= d.seq_first OR r.seq <= d.seq_last END
     UNION ALL
     SELECT r.host, r.socket_id, r.time, r.segments, r.grp, d.reason, d.direction
-    FROM r JOIN drops d
+    FROM r JOIN d
       ON d.host = r.host AND d.direction = 'in'
      AND d.laddr = r.raddr AND d.lport = r.rport AND d.raddr = r.laddr AND d.rport = r.lport
     WHERE d.first_time <= r.time

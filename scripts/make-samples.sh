@@ -5,13 +5,18 @@
 #
 #   scripts/make-samples.sh            # all scenarios
 #   scripts/make-samples.sh refused    # one
+#
+# Tests pin moments of the older samples (bulk-loss, refused, services, syn-blackhole:
+# analyzer/tests/{bundle,samples,ship,html_report}.rs), and exports over several samples
+# assume one run made them (a 1 s step over samples weeks apart is weeks of steps):
+# remaking those means updating the tests' times too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make-samples: needs root (eBPF, namespaces)" >&2; exit 1; }
 scripts/bootstrap.sh
 export PATH="${TCPFR_TOOLS:-$HOME/.cache/tcpfr-tools}/bin:$PATH"
 cargo build --release --locked -p tcpfr-recorder --bins
-BIN="$PWD/target/release"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 WORK="$(mktemp -d)"
 NS_C="tfs-$$-c"
 NS_S="tfs-$$-s"
@@ -28,7 +33,7 @@ trap cleanup EXIT
 
 # Process names are what owners look like in the recording: link the traffic tool
 # under service-like names (comm is the executable's name).
-for name in api-client batch-job postgres redis webapp; do
+for name in api-client batch-job postgres redis webapp reports report-job search cache-client; do
     ln -sf "$BIN/tcpfr-traffic" "$WORK/$name"
 done
 
@@ -132,8 +137,51 @@ scenario_services() {
     echo "Several services, one lossy path: api-client talks to postgres (:5432) and redis (:6379), batch-job to webapp (:8080), all on 10.66.0.34; only the path to :5432 drops 2% of data segments." > samples/services/README
 }
 
+# Each cause `tcpfr causes` tells apart, over two and a half minutes on one host (the
+# server side is a namespace of the same host, as a container would be):
+scenario_causes() {
+    bed
+    # postgres: its side drops 1% of arriving data (fast retransmits, matched to drops).
+    ip netns exec "$NS_S" iptables -A INPUT -p tcp --dport 5432 -m length --length 300:65535 \
+        -m statistic --mode random --probability 0.01 -j DROP
+    # search: this host's own firewall drops api-client's SYNs (handshake "filtered").
+    ip netns exec "$NS_C" iptables -A OUTPUT -p tcp --dport 9200 --syn -j DROP
+    start_recording causes
+    serve postgres 5432; serve redis 6379
+    serve webapp 8080 --backlog 1 --no-accept
+    serve reports 9000 --rcvbuf 4096 --read-rate 100000
+    sleep 0.3
+    # Background: batch-job writes to postgres every few seconds all along.
+    ( for i in $(seq 1 30); do send batch-job 5432 300000 1; sleep 4; done ) &
+    local bg=$!
+    sleep 10
+    # redis: a 1.5 s black hole mid-transfer (RTO stall with backoff).
+    send cache-client 6379 3000000 1 --rate 1000000 & local a=$!
+    sleep 1; ip netns exec "$NS_S" iptables -I INPUT -p tcp --dport 6379 -j DROP
+    sleep 1.5; ip netns exec "$NS_S" iptables -D INPUT -p tcp --dport 6379 -j DROP
+    wait "$a"
+    sleep 15
+    # webapp: a listener that never accepts, with a backlog of 1, and 12 clients at once.
+    for i in $(seq 1 12); do send api-client 8080 0 1 --connect-only --connect-timeout 3s & done
+    sleep 20
+    # search: three connects whose SYNs never leave.
+    send api-client 9200 0 3 --connect-timeout 1500ms
+    sleep 15
+    # reports: a slow reader with a small receive buffer (receiver-window limited).
+    send report-job 9000 400000 1
+    sleep 10
+    # redis again: only its ACKs are lost for 1.2 s (spurious retransmits, DSACK).
+    send cache-client 6379 3000000 1 --rate 1000000 & a=$!
+    sleep 1; ip netns exec "$NS_S" iptables -I OUTPUT -p tcp --sport 6379 -j DROP
+    sleep 1.2; ip netns exec "$NS_S" iptables -D OUTPUT -p tcp --sport 6379 -j DROP
+    wait "$a"
+    wait "$bg"
+    stop_recording causes
+    echo "Causes: over about two and a half minutes on one host (the servers are a namespace of it, as containers would be): batch-job writes to postgres (10.66.0.34:5432) every 4 s and postgres' side drops 1% of arriving data; cache-client's transfer to redis (:6379) hits a 1.5 s black hole, and later a second one loses only its ACKs for 1.2 s; 12 api-client connects hit webapp's listener (:8080, backlog 1, never accepts); api-client's 3 connects to search (:9200) have their SYNs dropped by this host's own firewall; report-job sends 400 KB to reports (:9000), which reads 100 KB/s with a 4 KB receive buffer." > samples/causes/README
+}
+
 want=${1:-all}
-for s in bulk_loss syn_blackhole refused services; do
+for s in bulk_loss syn_blackhole refused services causes; do
     if [ "$want" = all ] || [ "$want" = "${s//_/-}" ]; then
         echo "make-samples: ${s//_/-}"
         "scenario_$s"

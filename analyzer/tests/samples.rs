@@ -177,3 +177,46 @@ fn report_sentences_name_each_side_and_claim_nothing_from_a_few_samples() {
     let one = ok(&["report", sample("refused/recording").to_str().unwrap(), "--to", "2026-11-23T12:43:18.1009Z"]);
     assert!(one.contains("1 connection attempt from webapp to 10.66.0.34:6380 was refused"), "{one}");
 }
+
+/// samples/causes: each cause its README describes, against the kernel's counters of
+/// the namespace where it happened and against the scenario itself.
+#[test]
+fn causes_name_each_cause_the_scenario_made() {
+    let rec = sample("causes");
+    let rec = rec.to_str().unwrap();
+    let q = |sql: &str| scalar(&ok(&["query", rec, sql, "--format", "csv"]));
+    // Fast retransmits: the sender's namespace counted them (TCPFastRetrans).
+    let fast = q("SELECT sum(segments) FROM retransmits WHERE cause = 'fast' AND err = 0");
+    assert!(fast > 10, "postgres' side drops 1% of its data: {fast}");
+    assert_eq!(fast, q("SELECT sum(fast_retrans) FROM host_counters WHERE netns_name LIKE '%-c'"));
+    // The listener that never accepts: its drops are the server namespace's ListenDrops.
+    let listen_drops = q("SELECT sum(drops) FROM listeners WHERE lport = 8080");
+    assert!(listen_drops > 0);
+    assert_eq!(listen_drops, q("SELECT sum(listen_drops) FROM host_counters WHERE netns_name LIKE '%-s'"));
+    // SYNs the client's own firewall dropped: three connects (README).
+    assert_eq!(q("SELECT count(*) FROM flows WHERE handshake = 'filtered' AND rport = 9200"), 3);
+    // Every packet postgres' side dropped was sent again, and those retransmits are
+    // matched to the drop.
+    let dropped = q("SELECT sum(packets) FROM drops WHERE direction = 'in' AND reason = 'NETFILTER_DROP' AND lport = 5432");
+    let rows = csv_rows(&ok(&["causes", rec, "--part", "6", "--format", "csv"]));
+    let matched: i64 = rows.iter().filter(|r| r[0] == "postgres" && r[1] == "NETFILTER_DROP" && r[2] == "in").map(|r| r[3].parse::<i64>().unwrap()).sum();
+    assert!(dropped > 10 && matched >= dropped, "matched {matched} of {dropped} dropped: {rows:?}");
+    // The black hole: one stall of timeouts in a row toward redis.
+    let stalls = csv_rows(&ok(&["causes", rec, "--part", "2", "--format", "csv"]));
+    assert!(stalls.iter().any(|r| r[0] == "redis" && r[4].parse::<i64>().unwrap() >= 2), "{stalls:?}");
+    // The slow reader: report-job's sender waited for the receiver's window most of its busy time.
+    let limits = csv_rows(&ok(&["causes", rec, "--part", "5", "--format", "csv"]));
+    let report_job = limits.iter().find(|r| r[0] == "report-job").unwrap_or_else(|| panic!("{limits:?}"));
+    assert!(report_job[3].parse::<f64>().unwrap() > 50.0, "{report_job:?}");
+    // The report says each in words.
+    let report = ok(&["report", rec]);
+    for words in [
+        "resent because this host dropped the original (NETFILTER_DROP on arrival)",
+        "the longest RTO stall lasted",
+        "Listener 0.0.0.0:8080 (webapp) dropped",
+        "blocked by this host's own firewall",
+        "report-job: the receiver's window held the sender back",
+    ] {
+        assert!(report.contains(words), "{words:?} not in:\n{report}");
+    }
+}

@@ -42,13 +42,18 @@ pub async fn retransmits(ctx: &SessionContext, params: &canned::Params) -> Resul
             causes.iter().filter(|(col, _)| pct(col) >= 0.5).map(|(col, words)| format!("{:.0}% {words}", pct(col))).collect();
         let mut s = format!("{service}: of {}, {}", plural(total, "retransmitted segment", "retransmitted segments"), shares.join(", "));
         if let Some(j) = (0..stalls.len()).find(|&j| stalls.str(j, "service").as_deref() == Some(service.as_str())) {
-            let _ = write!(
-                s,
-                "; the longest RTO stall lasted {} s (backoff up to {}) toward {}",
-                stalls.f64(j, "stalled_s").unwrap_or(0.0),
-                stalls.i64(j, "max_backoff").unwrap_or(0),
-                stalls.str(j, "peer").unwrap_or_default()
-            );
+            let peer = stalls.str(j, "peer").unwrap_or_default();
+            // A lone timeout is a stall of one RTO, which the rows do not time.
+            if stalls.i64(j, "timeouts").unwrap_or(0) > 1 {
+                let _ = write!(
+                    s,
+                    "; the longest RTO stall lasted {} s (backoff up to {}) toward {peer}",
+                    stalls.f64(j, "stalled_s").unwrap_or(0.0),
+                    stalls.i64(j, "max_backoff").unwrap_or(0),
+                );
+            } else {
+                let _ = write!(s, "; no stall longer than one RTO (toward {peer})");
+            }
         }
         if matchable {
             s += &dropped_here(ctx, &dropped, &service).await?;
@@ -59,21 +64,24 @@ pub async fn retransmits(ctx: &SessionContext, params: &canned::Params) -> Resul
 }
 
 /// "; 6 of them resent because this host dropped the original (NETFILTER_DROP as it
-/// left)", or,
-/// when none were, where the loss must have been.
+/// left)", or, when none were, where the loss must have been: on the path, unless the
+/// peer reported most of them as duplicates (DSACK), then nothing was lost.
 async fn dropped_here(ctx: &SessionContext, dropped: &super::Rows, service: &str) -> Result<String> {
     let rows: Vec<usize> = (0..dropped.len()).filter(|&j| dropped.str(j, "service").as_deref() == Some(service)).collect();
     if rows.is_empty() {
-        let peer = query(
+        let svc = service.replace('\'', "''");
+        let r = query(
             ctx,
             &format!(
-                "SELECT raddr FROM retransmits WHERE counted AND kind = 'data' AND service = '{}' \
-                 GROUP BY raddr ORDER BY sum(segments) DESC, raddr LIMIT 1",
-                service.replace('\'', "''")
+                "SELECT raddr, sum(segments) AS n FROM retransmits WHERE counted AND kind = 'data' AND service = '{svc}' \
+                 GROUP BY raddr ORDER BY sum(segments) DESC, raddr"
             ),
         )
         .await?;
-        return Ok(match peer.str(0, "raddr") {
+        let total: i64 = (0..r.len()).map(|i| r.i64(i, "n").unwrap_or(0)).sum();
+        let dsack = query(ctx, &format!("SELECT sum(dsack_dups) AS n FROM flows WHERE service = '{svc}'")).await?.i64(0, "n").unwrap_or(0);
+        return Ok(match r.str(0, "raddr") {
+            Some(_) if 2 * dsack >= total => "; none after a drop on this host, and most were not needed (DSACK)".to_string(),
             Some(p) => format!("; none after a drop on this host: lost on the path toward {p}"),
             None => String::new(),
         });
@@ -92,7 +100,8 @@ async fn dropped_here(ctx: &SessionContext, dropped: &super::Rows, service: &str
 
 /// What limited connections (`tcpfr causes`, part 5): services whose senders the
 /// receiver's window or their own send buffer held back for a fifth of their busy time
-/// or more, and those with many retransmissions the peer did not need (DSACK).
+/// or more (of a second at least), and those with many retransmissions the peer did not
+/// need (DSACK).
 pub async fn limits(ctx: &SessionContext, params: &canned::Params) -> Result<Vec<String>> {
     let l = canned_part(ctx, "causes", 5, params).await?;
     let mut out = Vec::new();
@@ -104,7 +113,8 @@ pub async fn limits(ctx: &SessionContext, params: &canned::Params) -> Result<Vec
             ("send_buffer_pct", ("its own send buffer", "SO_SNDBUF or tcp_wmem too small for the path")),
         ] {
             let pct = l.f64(i, col).unwrap_or(0.0);
-            if pct >= 20.0 {
+            // A fifth of a few milliseconds is no finding.
+            if pct >= 20.0 && busy >= 1.0 {
                 parts.push(format!("{} held the sender back {pct:.0}% of its {busy} s busy time ({})", words.0, words.1));
             }
         }
