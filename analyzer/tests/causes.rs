@@ -144,6 +144,9 @@ fn write_recording(dir: &Path) {
             direction: Arc::from(dir),
             reason: Arc::from(reason),
             packets,
+            socket_id: None,
+            pid: None,
+            comm: None,
             seq_first: 1000,
             seq_last: 2000,
         });
@@ -356,4 +359,52 @@ fn causes_match_retransmits_to_this_hosts_drops() {
         ],
         "{rows:?}"
     );
+}
+
+/// The HTML report charts what this host dropped, by reason and direction, and says so
+/// when a recording has no drops.
+#[test]
+fn the_html_report_charts_local_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let page = tmp.path().join("r.html");
+    ok(&["report", rec.to_str().unwrap(), "--html", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let section = &html[html.find("<section id=\"drops\"").expect("a drops section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("id=\"chart-drops\"") && !section.contains("drops-nodata"), "{section}");
+    for series in ["NETFILTER_DROP (out)", "TCP_ZEROWINDOW (in)"] {
+        assert!(section.contains(series), "{series} not in {section}");
+    }
+    // A recording of format 1.1: no drops, said in words.
+    let old = tmp.path().join("old.html");
+    ok(&["report", sample("refused").to_str().unwrap(), "--html", old.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&old).unwrap().contains("id=\"drops-nodata\""));
+}
+
+/// The topology picture: one edge per service and peer, coloured by its share of
+/// retransmitted segments, its tooltip saying the numbers and the dominant cause (the
+/// flows above sent 1,000 segments and 1,000,000 bytes each).
+#[test]
+fn the_html_report_draws_the_topology() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let page = tmp.path().join("r.html");
+    ok(&["report", rec.to_str().unwrap(), "--html", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    let svg = &html[html.find("id=\"chart-topology\"").expect("a topology chart")..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    for (service, peer, retrans, color, words) in [
+        ("api", "10.0.0.34", 16, "#f28e2b", "api → 10.0.0.34: 1,000,000 bytes, 16 of 1,000 segments retransmitted (1.60%), mostly timeouts (RTO)"),
+        ("redis", "10.0.0.1", 5, "#edc948", "redis → 10.0.0.1: 1,000,000 bytes, 5 of 1,000 segments retransmitted (0.50%), mostly fast retransmits"),
+        ("postgres", "10.0.0.35", 3, "#edc948", "postgres → 10.0.0.35: 1,000,000 bytes, 3 of 1,000 segments retransmitted (0.30%)<"),
+    ] {
+        let at = svg.find(&format!("data-service=\"{service}\" data-peer=\"{peer}\" data-retrans=\"{retrans}\"")).unwrap_or_else(|| panic!("{service} → {peer} in {svg}"));
+        let edge = &svg[at..at + svg[at..].find("</path>").unwrap()];
+        assert!(edge.contains(&format!("stroke=\"{color}\"")), "{edge}");
+        assert!(edge.contains(words), "{words:?} not in {edge}");
+    }
+    assert_eq!(svg.matches("<path class=\"edge\"").count(), 3, "{svg}");
 }

@@ -19,6 +19,7 @@ mod chart;
 mod parts;
 mod sections;
 mod text;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,8 @@ pub async fn render(env: &Env, ds: &Dataset, window: &Window, services: &Service
         sections::findings(&page).await?,
         sections::retransmits(&mut page).await?,
         sections::hotspots(&mut page).await?,
+        sections::drops(&page).await?,
+        topology::section_markup(&page).await?,
         sections::handshakes(&page).await?,
         sections::resets(&page).await?,
         sections::rtt(&mut page).await?,

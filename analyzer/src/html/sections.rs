@@ -112,6 +112,40 @@ async fn host_rate(page: &Page<'_>) -> Result<Markup> {
     })
 }
 
+/// TCP packets this host dropped itself, per second by the kernel's reason and direction
+/// (`drops`): the local causes of retransmits, apart from the network's.
+pub async fn drops(page: &Page<'_>) -> Result<Markup> {
+    let bucket = page.bucket;
+    let d = query(
+        &page.tctx,
+        &format!(
+            "WITH b AS (SELECT {} AS t, reason || ' (' || direction || ')' AS s, sum(packets) AS n FROM drops GROUP BY 1, 2), \
+             top AS (SELECT s FROM b GROUP BY 1 ORDER BY sum(n) DESC, 1 LIMIT {MAX_SERIES}) \
+             SELECT b.t, CASE WHEN top.s IS NULL THEN 'other' ELSE b.s END AS reason, sum(b.n) AS n FROM b LEFT JOIN top ON b.s = top.s GROUP BY 1, 2 ORDER BY 1",
+            bin(bucket, "time")
+        ),
+    )
+    .await?;
+    // Reasons are not services: their own colors, from the palette's middle.
+    let mut i = 0;
+    let series = series_of(&d, "reason", "n", &mut |_| {
+        i += 1;
+        PALETTE[(i + PALETTE.len() / 2) % PALETTE.len()].to_string()
+    }, 1e9 / bucket as f64);
+    let intro = html! {
+        "TCP packets this host's kernel dropped itself (" code { "drops" } "), per second by its reason and direction (in: arrived and dropped here; out: ours, dropped before they left), in buckets of " (Text(&duration(bucket)))
+        ". " code { "tcpfr causes" } " says which retransmits they caused."
+    };
+    Ok(section("drops", "Local drops", Some(intro), html! {
+        @if series.is_empty() {
+            (nodata("drops-nodata", "No TCP packets dropped by this host in this time range (or none recorded: drops are in recordings of format 1.2)."))
+        } @else {
+            (legend(&series))
+            (page.chart(Chart { id: "chart-drops", y_label: "packets / s", bucket, body: Body::Lines(fill_zero(series, bucket, page.range)), log_y: false, height: 220, lost: Some("drops") }))
+        }
+    }))
+}
+
 /// The hotspots question as bars per service.
 pub async fn hotspots(page: &mut Page<'_>) -> Result<Markup> {
     let hot = &page.hot;
