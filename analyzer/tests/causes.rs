@@ -266,10 +266,7 @@ fn causes_split_segments_and_find_each_stall() {
 
 #[test]
 fn causes_name_the_listeners_that_dropped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("rec");
-    write_recording(&rec);
-    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--part", "3", "--format", "csv"]));
+    let rows = part("3", &[]);
     // listener, process, drops, max_waiting, queue_limit, first_drop, last_drop
     assert_eq!(
         rows,
@@ -308,10 +305,7 @@ fn the_report_names_causes_and_listeners() {
 
 #[test]
 fn causes_count_what_this_host_dropped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("rec");
-    write_recording(&rec);
-    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--part", "4", "--format", "csv"]));
+    let rows = part("4", &[]);
     // reason, direction, peer, port, packets, connections, first_drop, last_drop
     assert_eq!(
         rows,
@@ -325,10 +319,7 @@ fn causes_count_what_this_host_dropped() {
 
 #[test]
 fn causes_say_what_limited_connections() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("rec");
-    write_recording(&rec);
-    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--by", "peer", "--part", "5", "--format", "csv"]));
+    let rows = part("5", &["--by", "peer"]);
     // peer, connections, busy_s, receiver_window_pct, send_buffer_pct, network_pct, spurious_segs, spurious_pct
     assert_eq!(
         rows,
@@ -342,10 +333,7 @@ fn causes_say_what_limited_connections() {
 
 #[test]
 fn causes_match_retransmits_to_this_hosts_drops() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("rec");
-    write_recording(&rec);
-    let rows = csv_rows(&ok(&["causes", rec.to_str().unwrap(), "--by", "peer", "--part", "6", "--format", "csv"]));
+    let rows = part("6", &["--by", "peer"]);
     // peer, reason, direction, retrans_segs, connections, first_retransmit, last_retransmit:
     // socket 7's rows at 2.0 s (seq 2000), 11.2 s (1200) and 11.3 s (1300, 4 segments)
     // fall in the firewall drop's range 1000–2000 after it began at 1.1 s (the ones at
@@ -361,16 +349,31 @@ fn causes_match_retransmits_to_this_hosts_drops() {
     );
 }
 
-/// The HTML report charts what this host dropped, by reason and direction, and says so
-/// when a recording has no drops.
-#[test]
-fn the_html_report_charts_local_drops() {
+/// `tcpfr causes REC --part N [extra…] --format csv` on a recording written for it.
+fn part(n: &str, extra: &[&str]) -> Vec<Vec<String>> {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = tmp.path().join("rec");
+    write_recording(&rec);
+    let mut args = vec!["causes", rec.to_str().unwrap(), "--part", n, "--format", "csv"];
+    args.extend_from_slice(extra);
+    csv_rows(&ok(&args))
+}
+
+/// `tcpfr report REC --html` of the recording, as text.
+fn html_report() -> String {
     let tmp = tempfile::tempdir().unwrap();
     let rec = tmp.path().join("rec");
     write_recording(&rec);
     let page = tmp.path().join("r.html");
     ok(&["report", rec.to_str().unwrap(), "--html", page.to_str().unwrap()]);
-    let html = std::fs::read_to_string(&page).unwrap();
+    std::fs::read_to_string(&page).unwrap()
+}
+
+/// The HTML report charts what this host dropped, by reason and direction, and says so
+/// when a recording has no drops.
+#[test]
+fn the_html_report_charts_local_drops() {
+    let html = html_report();
     let section = &html[html.find("<section id=\"drops\"").expect("a drops section")..];
     let section = &section[..section.find("</section>").unwrap()];
     assert!(section.contains("id=\"chart-drops\"") && !section.contains("drops-nodata"), "{section}");
@@ -378,6 +381,7 @@ fn the_html_report_charts_local_drops() {
         assert!(section.contains(series), "{series} not in {section}");
     }
     // A recording of format 1.1: no drops, said in words.
+    let tmp = tempfile::tempdir().unwrap();
     let old = tmp.path().join("old.html");
     ok(&["report", sample("refused").to_str().unwrap(), "--html", old.to_str().unwrap()]);
     assert!(std::fs::read_to_string(&old).unwrap().contains("id=\"drops-nodata\""));
@@ -388,12 +392,7 @@ fn the_html_report_charts_local_drops() {
 /// flows above sent 1,000 segments and 1,000,000 bytes each).
 #[test]
 fn the_html_report_draws_the_topology() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rec = tmp.path().join("rec");
-    write_recording(&rec);
-    let page = tmp.path().join("r.html");
-    ok(&["report", rec.to_str().unwrap(), "--html", page.to_str().unwrap()]);
-    let html = std::fs::read_to_string(&page).unwrap();
+    let html = html_report();
     let svg = &html[html.find("id=\"chart-topology\"").expect("a topology chart")..];
     let svg = &svg[..svg.find("</svg>").unwrap()];
     for (service, peer, retrans, color, words) in [
