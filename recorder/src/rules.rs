@@ -23,8 +23,11 @@
 //! ```
 //! Every threshold a rule sets must be reached (≥) in the same interval; rates are per
 //! recorder interval (`--counters-interval`), failed handshakes over the last minute.
-//! A rule fires once its condition has held for `for` (default: one interval), and
-//! again every `for` while it keeps holding (the open snapshot is then extended). The
+//! A rule's `for` counts the way Prometheus's does: the clock starts at the first
+//! evaluation that finds the condition true (the end of that interval, since the traffic
+//! may have begun anywhere in it), so `for = "2s"` at 1 s intervals fires on the third
+//! interval in a row; without `for` a rule fires on the first. It fires again every `for`
+//! (at least one interval) while it keeps holding (the open snapshot is then extended). The
 //! recorder has no services map (that is the analyzer's, applied later); `port`,
 //! `cidr` and `process` select a service the way the map's rules would.
 
@@ -77,8 +80,9 @@ struct Rule {
     spec: RuleSpec,
     ports: Option<(u16, u16)>,
     cidr: Option<ipnet::IpNet>,
-    /// When the condition started holding (None: not holding).
-    since: Option<i64>,
+    /// Evaluations in a row that found the condition true (0: not holding). Counted,
+    /// not timed, so a tick a few ms early does not cost a whole interval.
+    held: u32,
     last_fired: Option<i64>,
     /// Failed handshakes per interval over the last minute.
     failed: VecDeque<(i64, u64)>,
@@ -107,7 +111,7 @@ impl Rules {
             }
             let ports = spec.port.as_deref().map(crate::filter::parse_port_range).transpose().map_err(|e| anyhow::anyhow!("rule {:?}: {e}", spec.name))?;
             let cidr = spec.cidr.as_deref().map(crate::filter::parse_cidr).transpose().map_err(|e| anyhow::anyhow!("rule {:?}: {e}", spec.name))?;
-            rules.push(Rule { spec, ports, cidr, since: None, last_fired: None, failed: VecDeque::new() });
+            rules.push(Rule { spec, ports, cidr, held: 0, last_fired: None, failed: VecDeque::new() });
         }
         Ok(Rules { rules, before, after })
     }
@@ -140,14 +144,15 @@ impl Rules {
                 && s.resets_per_s.is_none_or(|x| resets as f64 / secs >= x)
                 && s.failed_handshakes_per_min.is_none_or(|x| failed_min as f64 >= x);
             if !holds {
-                r.since = None;
+                r.held = 0;
                 continue;
             }
-            // The condition held through this interval.
-            let since = *r.since.get_or_insert(now_ns.saturating_sub(crate::clock::duration_ns(interval)));
-            let need = crate::clock::duration_ns(s.for_.unwrap_or(interval));
-            let due = r.last_fired.is_none_or(|t| now_ns - t >= need);
-            if now_ns - since >= need && due {
+            r.held = r.held.saturating_add(1);
+            let tick = crate::clock::duration_ns(interval);
+            let held_ns = i64::from(r.held - 1).saturating_mul(tick);
+            let every = crate::clock::duration_ns(s.for_.unwrap_or(interval).max(interval));
+            let due = r.last_fired.is_none_or(|t| now_ns - t + tick / 2 >= every);
+            if held_ns >= s.for_.map_or(0, crate::clock::duration_ns) && due {
                 r.last_fired = Some(now_ns);
                 let mut what = Vec::new();
                 if s.retransmits_per_s.is_some() {
@@ -206,4 +211,26 @@ fn count(batches: &[RecordBatch], r: &Rule, value: impl Fn(&RecordBatch, usize) 
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The intervals (1 s each, seconds 1..=n) at which a rule that always holds fires.
+    fn fires(rule: &str, n: i64) -> Vec<i64> {
+        let text = format!("[[rule]]\nname = \"r\"\nfailed_handshakes_per_min = 0\n{rule}");
+        let mut rules = Rules::parse(&text, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
+        let sec = 1_000_000_000;
+        // Ticks a few ms early or late, as a busy recorder's are.
+        (1..=n).filter(|i| !rules.observe(&Batches::default(), i * sec + (i % 3 - 1) * 3_000_000, Duration::from_secs(1)).is_empty()).collect()
+    }
+
+    #[test]
+    fn for_starts_at_the_first_evaluation_that_holds() {
+        assert_eq!(fires("", 3), [1, 2, 3]);
+        assert_eq!(fires("for = \"2s\"", 7), [3, 5, 7]);
+        assert_eq!(fires("for = \"1s\"", 4), [2, 3, 4]);
+        assert_eq!(fires("for = \"500ms\"", 3), [2, 3]);
+    }
 }
