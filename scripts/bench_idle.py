@@ -11,7 +11,7 @@ the walks: they run inside its read() of the iterator) as % of one core, the wal
 eBPF run time per walk and per socket (kernel.bpf_stats_enabled), RTT rows written
 during the window (should be 0: nothing moves), and the recorder's RSS and peak RSS.
 
-    sudo scripts/bench_idle.py [--conns 10000] [--procs 8] [--seconds 30] [-- recorder args]
+    sudo scripts/bench_idle.py [--conns 10000] [--procs 8] [--active 0] [--seconds 30] [-- recorder args]
 Needs a release build: cargo build --release -p tcpfr-recorder --bins (in
 $CARGO_TARGET_DIR/release, or target/release; TCPFR_BIN overrides).
 """
@@ -44,6 +44,28 @@ for _ in range(n):
     keep += [c, s]
 print("ready", flush=True)
 time.sleep(100000)
+"""
+
+# Busy connections beside the idle ones: each sends a byte every 100 ms, so TCP moves in
+# the namespace and every walk visits all of its sockets (a host is never all idle).
+TICKER = """
+import socket, sys, time, selectors
+port, n = int(sys.argv[1]), int(sys.argv[2])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", port))
+l.listen(4096)
+cs, ss = [], []
+for _ in range(n):
+    cs.append(socket.create_connection(("127.0.0.1", port)))
+    ss.append(l.accept()[0])
+print("ready", flush=True)
+while True:
+    for c in cs:
+        c.send(b"x")
+    for s in ss:
+        s.recv(100)
+    time.sleep(0.1)
 """
 
 
@@ -99,6 +121,7 @@ def main():
     ap.add_argument("--procs", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--active", type=int, default=0, help="busy connections beside the idle ones")
     ap.add_argument("recorder_args", nargs="*")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -116,6 +139,9 @@ def main():
             if n <= 0:
                 break
             holders.append(subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", HOLDER, str(7000 + i), str(n)],
+                                            stdout=subprocess.PIPE, text=True))
+        if a.active:
+            holders.append(subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", TICKER, "6999", str(a.active)],
                                             stdout=subprocess.PIPE, text=True))
         for h in holders:
             assert h.stdout.readline().strip() == "ready"
@@ -136,11 +162,12 @@ def main():
         window, total = rtt_rows(out, since)
         runs, run_ns = rc1 - rc0, rt1 - rt0
         # One run per socket of each walk plus one at its end; sockets of all namespaces.
-        print(f"idle connections: {a.conns} ({est} sockets)")
+        print(f"idle connections: {a.conns}, busy: {a.active} ({est} sockets)")
         print(f"recorder CPU: {(cpu1 - cpu0) / a.seconds * 100:.2f} % of a core over {a.seconds:.0f} s (process, walks included)")
         print(f"walk eBPF: {run_ns / 1e6:.1f} ms in {runs} program runs = {run_ns / max(1, runs):.0f} ns per socket visit, "
               f"{run_ns / 1e9 / a.seconds * 100:.3f} % of a core")
-        print(f"rtt_samples rows: {total} in all (the first walk), {window} during the measured window")
+        print(f"rtt_samples rows: {total} in all (the first walk), {window} during the measured window "
+              f"(the busy connections' share: {2 * a.active * a.seconds:.0f})")
         print(f"recorder RSS {rss:.0f} MB, peak {hwm:.0f} MB; largest mappings:")
         for name, kb in mappings:
             print(f"  {kb / 1024:7.1f} MB  {name}")

@@ -14,6 +14,20 @@ pub fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).unwrap_or_default() }
 }
 
+/// A field at `off` of the object behind BTF pointer `p` (a `tp_btf` argument or a
+/// helper's result), loaded directly instead of with a probe read (a helper call that
+/// costs tens of ns): the offsets come from the frozen read-only config, so the
+/// verifier knows them and checks each load against the kernel's BTF.
+#[inline(always)]
+pub fn field<T: Copy + Default>(p: *const u8, off: u32) -> T {
+    if off == NO_OFFSET {
+        return T::default();
+    }
+    // SAFETY: the verifier checks the offset and size against the object's type and
+    // turns the load into one that cannot fault.
+    unsafe { core::ptr::read(p.add(off as usize).cast::<T>()) }
+}
+
 /// Network namespace inode of a socket, 0 if unknown.
 #[inline(always)]
 pub fn netns(sk: u64) -> u32 {
@@ -48,17 +62,6 @@ pub fn sk_protocol(sk: u64) -> u16 {
 pub fn gso_segs(skb: u64) -> u32 {
     let segs: u16 = read(skb, config().btf.skb_gso_segs);
     if segs == 0 { 1 } else { segs as u32 }
-}
-
-/// RTT deviation in µs (`tcp_sock.mdev_us >> 2`, as `ss -i` shows it), `u32::MAX` if unknown.
-#[inline(always)]
-pub fn rtt_var_us(sk: u64) -> u32 {
-    let off = config().btf.tcp_mdev_us;
-    if off == NO_OFFSET {
-        return u32::MAX;
-    }
-    let mdev: u32 = read(sk, off);
-    mdev >> 2
 }
 
 /// `tcp_sock.total_retrans`.

@@ -4,8 +4,8 @@
 //!
 //! A listener is reported when it is first seen, when its drop count or queue changed
 //! since the walk before, and while its queue is not empty; userspace turns the drop
-//! counts into per-walk deltas. `RTT_LAST` (keyed by socket, which a listener never
-//! shares with a connection) holds what the last report said.
+//! counts into per-walk deltas. The listener's `RTT_LAST` storage holds what the last
+//! report said.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use tcpfr_schema::listeners::RawListener;
@@ -13,30 +13,23 @@ use tcpfr_schema::raw::{kind, scratch_slot};
 
 use crate::{
     config, kernel,
-    maps::{reserve, RTT_LAST},
+    maps::reserve,
     sock,
 };
 
-/// Reports listening socket `sk` if something changed or its queue is not empty.
+/// Reports listening socket `sk` if something changed or its queue is not empty;
+/// `last`: its storage.
 #[inline(always)]
-pub fn walked(sk: u64) {
+pub fn walked(sk: u64, last: &mut u64) {
     let b = &config().btf;
     let queue: u32 = kernel::read(sk, b.sk_ack_backlog);
     let drops: u32 = kernel::read(sk, b.sk_drops);
-    // The top bit tells a listener's value from a connection's progress value.
+    // The top bit: never 0, the value of new storage, so a listener is reported once.
     let now = (1 << 63) | ((queue as u64) << 32) | drops as u64;
-    let last = RTT_LAST.get_ptr_mut(sk);
-    // SAFETY: this socket's map value; walks do not run concurrently.
-    if queue == 0 && last.is_some_and(|l| unsafe { *l } == now) {
+    if queue == 0 && *last == now {
         return;
     }
-    match last {
-        // SAFETY: as above.
-        Some(l) => unsafe { *l = now },
-        None => {
-            let _ = RTT_LAST.insert(sk, now, 0);
-        }
-    }
+    *last = now;
     let Some(mut entry) = reserve::<RawListener>(kind::LISTENER) else { return };
     // SAFETY: a zeroed, reserved RawListener.
     let ev = unsafe { &mut *entry.as_mut_ptr() };

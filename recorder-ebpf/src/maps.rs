@@ -1,11 +1,15 @@
 //! Maps shared by the programs.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
-    macros::map,
-    maps::{ring_buf::RingBufEntry, Array, LruHashMap, PerCpuArray, RingBuf},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE, BPF_SK_STORAGE_GET_F_CREATE},
+    btf_maps::SkStorage,
+    helpers::generated::bpf_sk_storage_get,
+    macros::{btf_map, map},
+    maps::{ring_buf::RingBufEntry, Array, PerCpuArray, RingBuf},
 };
-use tcpfr_schema::raw::{counter, scratch_slot, TP_RECORD_MAX};
+use tcpfr_schema::raw::{counter, scratch_slot, SCRATCH_BYTES};
 
 /// All events, in the order they were reserved. Sized by the recorder (`--ring-size`).
 #[map]
@@ -19,18 +23,32 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// read), one slot per program.
 #[repr(C, align(8))]
 pub struct Scratch {
-    pub buf: [u8; TP_RECORD_MAX],
+    pub buf: [u8; SCRATCH_BYTES],
 }
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(scratch_slot::COUNT, 0);
 
-/// Per socket (`struct sock *`): the last RTT sample time, for the per-ACK mode's rate
-/// limit, or the socket walk's last progress value, to skip idle sockets. LRU: sockets
-/// we never see close cannot fill it up (beyond its size, the walk samples the least
-/// recently changed sockets again).
-#[map]
-pub static RTT_LAST: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+/// Per socket, in the socket's own storage (`bpf_sk_storage`: freed with the socket, no
+/// size to outgrow, nothing to clean up): the socket walk's last progress value, to
+/// skip idle sockets (a listener's: its last report), or with `--rtt-per-ack` the last
+/// sample's time, for the rate limit. Only one of the two modes is loaded. Only
+/// programs that hold a BTF pointer to the socket can reach it (the walk, `tp_btf`).
+#[btf_map]
+pub static RTT_LAST: SkStorage<u64> = SkStorage::new();
+
+/// The `RTT_LAST` value of socket `sk`, made (0) if the socket has none yet; None if
+/// the kernel cannot allocate it. `sk` must be a BTF pointer to a full socket (a
+/// `tp_btf` argument, or what `bpf_skc_to_tcp_sock` returned), not an address read
+/// with a probe read: the verifier checks its type.
+#[inline(always)]
+pub fn rtt_last(sk: *mut c_void) -> Option<&'static mut u64> {
+    let map = core::ptr::from_ref(&RTT_LAST).cast_mut().cast::<c_void>();
+    // SAFETY: the helper checks `sk`; the value is this socket's, 8 bytes.
+    let p = unsafe { bpf_sk_storage_get(map, sk, core::ptr::null_mut(), BPF_SK_STORAGE_GET_F_CREATE as u64) };
+    // SAFETY: non-null: a live u64 of this socket's storage.
+    unsafe { p.cast::<u64>().as_mut() }
+}
 
 /// The socket walk's state from one walk to the next (see `rtt_walk.rs`), indexed by
 /// `rtt_walk::walk_state`. Walks run one at a time (the recorder reads one iterator at a time).

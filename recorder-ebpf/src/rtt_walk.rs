@@ -5,7 +5,9 @@
 //! only if something happened on it since the previous walk (bytes acknowledged or
 //! received, a retransmission, a state change), so an idle host writes nothing. A
 //! connection also gets a last sample when it leaves ESTABLISHED (from
-//! `inet_sock_set_state`), so one shorter than the interval is not missed.
+//! `inet_sock_set_state`), so one shorter than the interval is not missed (that
+//! program cannot reach the socket's storage, so this one is taken even if nothing
+//! moved since the last walk: one row more per connection, not per packet).
 //!
 //! A walk does not crowd the ring buffer out (it is shared with the events that must not
 //! be lost): past half of it, a sample is put off to a later walk. The kernel visits
@@ -15,20 +17,19 @@
 //! after each walk with room), so each is sampled every few walks. Put-off samples are
 //! counted in `recorder_stats`.
 //!
-//! The last walk's progress value of each socket is kept in `RTT_LAST` (the per-ACK
-//! mode's rate-limit map; only one of the two modes is loaded), which the close and
-//! destroy programs already clear.
+//! The last walk's progress value of each socket is kept in the socket's own storage
+//! (`RTT_LAST`, shared with the per-ACK mode's rate limit; only one mode is loaded), so
+//! it is gone with the socket and there is no table to outgrow: with more sockets than
+//! a map holds, evicted idle sockets would be sampled again on every walk.
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
-use tcpfr_schema::raw::{counter, kind, scratch_slot, stream, tcp_state};
-use tcpfr_schema::rtt_samples::RawRttSample;
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock};
+use tcpfr_schema::raw::{counter, scratch_slot, stream, tcp_state};
 
 use crate::{
     config, kernel,
-    maps::{count, reserve, ring_half_full, RTT_LAST, WALK_STATE},
-    sock,
+    maps::{count, ring_half_full, rtt_last, WALK_STATE},
 };
 
 /// Called once per socket of the walk (and once more with no socket at its end).
@@ -41,27 +42,37 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     if cfg.streams & (stream::RTT_BY_WALK | stream::LISTENERS) == 0 {
         return 0;
     }
-    // Read with a probe read, so the verifier sees a plain number rather than a
-    // BTF pointer: all reads below are probe reads at offsets known only at load time.
-    // SAFETY: the context holds at least two pointers.
-    let sk: u64 = unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(1)).unwrap_or_default() };
-    if sk == 0 {
+    // SAFETY: the context's second field, a BTF pointer (NULL at the walk's end).
+    let skc = unsafe { *(ctx as *const *mut c_void).add(1) };
+    if skc.is_null() {
         walk_ended();
         return 0;
     }
+    // NULL for request and timewait sockets, which share the walk but are no
+    // `tcp_sock`s and have no storage; listeners and connections are.
+    // SAFETY: the helper checks its argument.
+    let tp = unsafe { bpf_skc_to_tcp_sock(skc) };
+    if tp.is_null() {
+        return 0;
+    }
+    // Most visits find an idle socket: they read through the BTF pointer, with no
+    // helper call, until a row is due.
+    let tp = tp.cast::<u8>().cast_const();
     let b = &cfg.btf;
-    let state: u8 = kernel::read(sk, b.sk_state);
+    let state: u8 = kernel::field(tp, b.sk_state);
     if state == tcp_state::LISTEN {
         if cfg.streams & stream::LISTENERS != 0 {
-            crate::listeners::walked(sk);
+            if let Some(last) = rtt_last(tp.cast_mut().cast()) {
+                crate::listeners::walked(sock_number(ctx), last);
+            }
         }
         return 0;
     }
     if cfg.streams & stream::RTT_BY_WALK == 0 {
         return 0;
     }
-    // Only full sockets with a connection: request and timewait sockets share the
-    // iteration but are not `tcp_sock`s; listeners have no RTT.
+    // Only sockets with a connection: listeners have no RTT, and a socket being
+    // set up or closed has none worth a row.
     if !matches!(
         state,
         tcp_state::ESTABLISHED
@@ -73,8 +84,18 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     ) {
         return 0;
     }
-    sample(sk, state, scratch_slot::RTT_WALK);
+    if let Some(last) = rtt_last(tp.cast_mut().cast()) {
+        sample(ctx, tp, state, last);
+    }
     0
+}
+
+/// The walk's socket as a plain number (a probe read of the context), for the probe
+/// reads at load-time offsets that fill a row.
+#[inline(always)]
+fn sock_number(ctx: *mut c_void) -> u64 {
+    // SAFETY: the context holds at least two pointers.
+    unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(1)).unwrap_or_default() }
 }
 
 /// Indices of `WALK_STATE`.
@@ -134,52 +155,28 @@ fn walk_ended() {
     set(walk_state::CROWDED, 0);
 }
 
-/// Writes a sample of full socket `sk` in `state` if it made progress since its last
-/// sample (walk or close). `slot`: the caller's scratch slot.
+/// Writes a sample of the walk's socket (`tp`, in `state`) if it made progress since
+/// the value in `last` (its storage), which it then updates.
 #[inline(always)]
-pub fn sample(sk: u64, state: u8, slot: u32) {
+fn sample(ctx: *mut c_void, tp: *const u8, state: u8, last: &mut u64) {
     let b = &config().btf;
-    let acked: u64 = kernel::read(sk, b.tcp_bytes_acked);
-    let received: u64 = kernel::read(sk, b.tcp_bytes_received);
-    let retrans = kernel::total_retrans(sk) as u64;
+    let acked: u64 = kernel::field(tp, b.tcp_bytes_acked);
+    let received: u64 = kernel::field(tp, b.tcp_bytes_received);
+    let retrans = kernel::field::<u32>(tp, b.tcp_total_retrans) as u64;
     // Equal values mean no progress; a wrap-around collision only skips one sample.
-    let progress = acked.wrapping_add(received).wrapping_add(retrans << 40) ^ ((state as u64) << 56);
-    let last = RTT_LAST.get_ptr_mut(sk);
-    // SAFETY: this socket's map value; a walk racing the close of the same socket can
-    // only add or skip one sample.
-    if last.is_some_and(|l| unsafe { *l } == progress) {
+    // Never 0, the value of a socket's new storage.
+    let progress = acked.wrapping_add(received).wrapping_add(retrans << 40) ^ ((state as u64) << 56) | 1 << 63;
+    if *last == progress {
         return;
     }
+    let sk = sock_number(ctx);
     // A socket the walk puts off keeps its progress unnoted, so a later walk samples it.
-    if slot == scratch_slot::RTT_WALK && !walk_takes(sk) {
+    if !walk_takes(sk) {
         count(counter::WALK_DEFERRED);
         return;
     }
-    match last {
-        // SAFETY: as above.
-        Some(l) => unsafe { *l = progress },
-        None => {
-            let _ = RTT_LAST.insert(sk, progress, 0);
-        }
-    }
-    let Some(mut entry) = reserve::<RawRttSample>(kind::RTT_SAMPLE) else { return };
-    // SAFETY: a zeroed, reserved RawRttSample.
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.hdr.kind = kind::RTT_SAMPLE;
+    *last = progress;
     // SAFETY: a helper without arguments.
-    ev.hdr.ts_ns = unsafe { bpf_ktime_get_ns() };
-    ev.hdr.sk = sk;
-    ev.hdr.netns = kernel::netns(sk);
-    sock::tuple(sk, slot, &mut ev.tuple);
-    // As tcp:tcp_probe reports it: srtt_us holds the smoothed RTT × 8.
-    ev.srtt_us = kernel::read::<u32>(sk, b.tcp_srtt_us) >> 3;
-    ev.rttvar_us = kernel::rtt_var_us(sk);
-    ev.snd_cwnd = kernel::read(sk, b.tcp_snd_cwnd);
-    ev.ssthresh = kernel::read(sk, b.tcp_snd_ssthresh);
-    ev.snd_wnd = kernel::read(sk, b.tcp_snd_wnd);
-    ev.rcv_wnd = kernel::read(sk, b.tcp_rcv_wnd);
-    let nxt: u32 = kernel::read(sk, b.tcp_snd_nxt);
-    let una: u32 = kernel::read(sk, b.tcp_snd_una);
-    ev.bytes_in_flight = nxt.wrapping_sub(una);
-    crate::maps::submit(entry);
+    let now = unsafe { bpf_ktime_get_ns() };
+    crate::rtt_samples::write(sk, now, kernel::netns(sk), scratch_slot::RTT_WALK);
 }

@@ -6,13 +6,10 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tcpfr_schema::raw::{RawTuple, AF_INET, AF_INET6, NO_OFFSET};
 
-use crate::{config, record::Record};
-
-/// Offsets above the scratch size read as absent.
-#[inline(always)]
-fn off16(o: u32) -> u16 {
-    if o > u16::MAX as u32 { u16::MAX } else { o as u16 }
-}
+use crate::{
+    config,
+    record::{off16, Record},
+};
 
 /// Fills `t` from the socket at `sk` and returns its TCP state (0 if unreadable).
 #[inline(always)]

@@ -12,7 +12,7 @@ use tcpfr_schema::state_changes::RawStateChange;
 
 use crate::{
     config, kernel,
-    maps::{reserve, RTT_LAST},
+    maps::reserve,
     sock,
 };
 
@@ -31,13 +31,11 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     }
     let old_state = ctx.arg::<u64>(1) as u8;
     let new_state = ctx.arg::<u64>(2) as u8;
-    // The socket walk's last sample of a connection (still in its old state here),
-    // if it moved since the last walk: one shorter than the interval gets one too.
+    // With the socket walk, a connection's last sample (still in its old state here):
+    // one shorter than the interval gets one too.
     if old_state == tcp_state::ESTABLISHED && cfg.streams & stream::RTT_AT_CLOSE != 0 {
-        crate::rtt_walk::sample(sk, old_state, scratch_slot::STATE);
-    }
-    if new_state == tcp_state::CLOSE {
-        let _ = RTT_LAST.remove(sk);
+        // SAFETY: a helper without arguments.
+        crate::rtt_samples::write(sk, unsafe { bpf_ktime_get_ns() }, kernel::netns(sk), scratch_slot::STATE);
     }
     if cfg.streams & (stream::STATE_CHANGES | stream::FLOWS) == 0 {
         return 0;

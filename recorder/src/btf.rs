@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use btfparse::{Integer32Value, Offset, Readable, TypeInformation, TypeVariant};
-use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, TP_RECORD_MAX};
+use tcpfr_schema::raw::{kernel_flag, BtfOffsets, NO_OFFSET, SCRATCH_BYTES};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -206,7 +206,7 @@ pub fn load(path: &Path) -> Result<Kernel> {
         flags |= kernel_flag::SEND_RESET_HAS_REASON;
     }
     check_args(&btf, "tcp_receive_reset", &[ptr("sock")], &[])?;
-    check_args(&btf, "tcp_destroy_sock", &[ptr("sock")], &[])?;
+    check_args(&btf, "tcp_probe", &[ptr("sock"), ptr("sk_buff")], &[])?;
     // (skb, location, reason[, rx_sk]): the drops program reads the skb and the reason.
     let kfree_skb = check_args(&btf, "kfree_skb", &[ptr("sk_buff"), Arg::Ptr(String::new()), Arg::Scalar], &[ptr("sock")]);
 
@@ -317,6 +317,9 @@ pub fn load(path: &Path) -> Result<Kernel> {
             Some(seq) => cb + seq,
             None => NO_OFFSET,
         },
+        // Set below, from the fields above.
+        tcp_sample_at: 0,
+        tcp_sample_len: 0,
         _pad: 0,
     };
     // struct sock begins with sock_common, so these offsets hold for both.
@@ -338,10 +341,11 @@ pub fn load(path: &Path) -> Result<Kernel> {
     .map(|(off, size)| off + size)
     .max()
     .unwrap_or(0);
-    if head_end as usize > TP_RECORD_MAX {
-        bail!("sock_common fields end at byte {head_end}, beyond the {TP_RECORD_MAX} bytes the programs copy");
+    if head_end as usize > SCRATCH_BYTES {
+        bail!("sock_common fields end at byte {head_end}, beyond the {SCRATCH_BYTES} bytes the programs copy");
     }
     o.sk_head_len = head_end;
+    (o.tcp_sample_at, o.tcp_sample_len) = sample_block(&o);
     for (off, align, what) in [(o.sk_family, 2, "skc_family"), (o.sk_num, 2, "skc_num"), (o.sk_dport, 2, "skc_dport")] {
         if off % align != 0 {
             bail!("sock_common.{what} at {off} is not {align}-aligned");
@@ -353,6 +357,28 @@ pub fn load(path: &Path) -> Result<Kernel> {
         .map(|(v, n)| (v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(&n).to_string()))
         .collect();
     Ok(Kernel { offsets: o, flags, warnings, drop_reasons })
+}
+
+/// The block of `tcp_sock` an RTT sample reads: (start, length), or (0, 0) if its
+/// fields are missing, misaligned or spread over more than the scratch space.
+fn sample_block(o: &BtfOffsets) -> (u32, u32) {
+    let fields = [
+        o.tcp_srtt_us,
+        o.tcp_mdev_us,
+        o.tcp_snd_cwnd,
+        o.tcp_snd_ssthresh,
+        o.tcp_snd_wnd,
+        o.tcp_rcv_wnd,
+        o.tcp_snd_nxt,
+        o.tcp_snd_una,
+    ];
+    let present = || fields.iter().copied().filter(|&f| f != NO_OFFSET);
+    let (Some(start), Some(last)) = (present().min(), present().max()) else { return (0, 0) };
+    let len = last + 4 - start;
+    if len as usize > SCRATCH_BYTES || present().any(|f| f % 4 != 0) {
+        return (0, 0);
+    }
+    (start, len)
 }
 
 #[cfg(test)]
@@ -369,6 +395,10 @@ mod tests {
         assert!(o.sk_head_len > 0 && o.sk_head_len < 136, "{o:?}");
         assert!(o.tcp_mdev_us > 1000, "{o:?}");
         assert!(k.can_walk(), "{o:?}");
+        // As `bpftool btf dump` shows tcp_sock here: snd_wnd (1436) is the first of the
+        // sample's fields and rcv_wnd (1720) the last, 288 bytes in all.
+        assert_eq!((o.tcp_sample_at, o.tcp_sample_len), (o.tcp_snd_wnd, o.tcp_rcv_wnd + 4 - o.tcp_snd_wnd), "{o:?}");
+        assert_eq!((o.tcp_snd_wnd, o.tcp_rcv_wnd), (1436, 1720), "{o:?}");
         // As `bpftool btf dump` shows inet_connection_sock here: the ca_state bitfield's
         // byte, then icsk_retransmits, icsk_pending, icsk_backoff.
         assert!(o.icsk_ca_state > 1000 && o.icsk_ca_state != NO_OFFSET, "{o:?}");

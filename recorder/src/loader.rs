@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, Iter, RawTracePoint, SockOps, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, Iter, RawTracePoint, SockOps};
 use aya::{Ebpf, EbpfLoader};
 use tcpfr_schema::raw::{counter, KernelConfig, RAW_ABI_VERSION};
 
@@ -44,7 +44,7 @@ pub enum RttMode {
     /// The `iter/tcp` walk, run by the recorder every `--rtt-interval`: nothing runs
     /// on the packet path.
     Walk,
-    /// `tcp:tcp_probe` on every received segment (`--rtt-per-ack`).
+    /// `tcp_probe` (a BTF tracepoint) on every received segment (`--rtt-per-ack`).
     PerAck,
 }
 
@@ -171,8 +171,9 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
         p.load().with_context(|| format!("the kernel rejected program {name}"))?;
         p.attach(name).with_context(|| format!("attaching to raw tracepoint {name}"))?;
     }
-    let btf = if socket_walk || owners {
-        Some(aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket and owner walks")?)
+    let per_ack = rtt == RttMode::PerAck;
+    let btf = if socket_walk || owners || per_ack {
+        Some(aya::Btf::from_sys_fs().context("reading the kernel's BTF for the socket and owner walks and tp_btf programs")?)
     } else {
         None
     };
@@ -194,15 +195,15 @@ pub fn load(config: KernelConfig, ring_bytes: u32, with_sock_ops: bool, rtt: Rtt
             .ok(),
         None => None,
     };
-    let classic = programs::with_hook(Hook::Tracepoint).filter(|_| rtt == RttMode::PerAck);
-    for (category, name) in classic.map(|p| (p.group, p.name)) {
-        let p: &mut TracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the object"))?
-            .try_into()?;
-        p.load().with_context(|| format!("the kernel rejected program {name}"))?;
-        p.attach(category, name)
-            .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
+    if let (true, Some(btf)) = (per_ack, &btf) {
+        for name in programs::with_hook(Hook::BtfTracepoint).map(|p| p.name) {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            p.load(name, btf).with_context(|| format!("the kernel rejected program {name} (tp_btf)"))?;
+            p.attach().with_context(|| format!("attaching to BTF tracepoint {name}"))?;
+        }
     }
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
     let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS missing")?)?;

@@ -118,10 +118,10 @@ pub struct Options {
     #[serde(serialize_with = "ser_duration")]
     pub rtt_interval: Duration,
 
-    /// Sample RTT from the tcp:tcp_probe tracepoint on every received segment instead
+    /// Sample RTT from the tcp_probe tracepoint on every received segment instead
     /// of walking the sockets: samples right after ACKs, for deep dives, at a cost
-    /// that grows with traffic (a program run of about 0.2-0.25 µs per incoming segment,
-    /// about a million runs per GB received, even when the sample is rate-limited away).
+    /// that grows with traffic (a program run per incoming segment, about a million
+    /// runs per GB received, even when the sample is rate-limited away).
     #[arg(long)]
     pub rtt_per_ack: bool,
 

@@ -11,8 +11,9 @@ pub enum Hook {
     /// A raw tracepoint of the same name (in tracefs `group`): the kernel guards each
     /// such program on its own, so one running cannot make the kernel skip another.
     RawTracepoint,
-    /// A classic tracepoint of the same name: only with `--rtt-per-ack`.
-    Tracepoint,
+    /// A BTF tracepoint (`tp_btf`) of the same name, which can reach a socket's own
+    /// storage: only with `--rtt-per-ack`.
+    BtfTracepoint,
     /// sock_ops on the cgroup v2 root (per-connection counters).
     SockOps,
     /// The socket walk, a BPF iterator over TCP sockets.
@@ -30,7 +31,7 @@ pub struct Program {
     pub group: &'static str,
     pub hook: Hook,
     /// The tables whose events are lost when the kernel skips a run of it. None: a
-    /// program whose skipped runs lose no row (cleanup), or only a sample among many
+    /// program whose skipped runs lose no row (the owner walk), or only a sample among many
     /// (tcp_probe's misses are said in a note instead).
     pub feeds: &'static [TableId],
 }
@@ -48,10 +49,9 @@ pub const PROGRAMS: &[Program] = &[
     raw("sock", "inet_sock_set_state", &[TableId::StateChanges, TableId::Flows, TableId::RttSamples]),
     raw("tcp", "tcp_send_reset", &[TableId::Resets]),
     raw("tcp", "tcp_receive_reset", &[TableId::Resets]),
-    raw("tcp", "tcp_destroy_sock", &[]),
     raw("skb", "kfree_skb", &[TableId::Drops]),
     Program { name: "tcpfr_rtt_walk", group: "", hook: Hook::TcpIter, feeds: &[TableId::RttSamples, TableId::Listeners] },
-    Program { name: "tcp_probe", group: "tcp", hook: Hook::Tracepoint, feeds: &[] },
+    Program { name: "tcp_probe", group: "tcp", hook: Hook::BtfTracepoint, feeds: &[] },
     Program { name: "tcpfr_socket_owners", group: "", hook: Hook::TaskFileIter, feeds: &[] },
 ];
 
@@ -67,7 +67,7 @@ pub fn feeds(name: &str) -> &'static [TableId] {
 
 /// Every tracepoint a program attaches to, as (group, name): tracefs must have them.
 pub fn tracepoints() -> impl Iterator<Item = (&'static str, &'static str)> {
-    PROGRAMS.iter().filter(|p| matches!(p.hook, Hook::RawTracepoint | Hook::Tracepoint)).map(|p| (p.group, p.name))
+    PROGRAMS.iter().filter(|p| matches!(p.hook, Hook::RawTracepoint | Hook::BtfTracepoint)).map(|p| (p.group, p.name))
 }
 
 #[cfg(test)]

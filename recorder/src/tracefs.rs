@@ -1,13 +1,12 @@
-//! What tracefs says about the running kernel's TCP tracepoints: that they exist, the
-//! record layout of `tcp:tcp_probe` (the one classic tracepoint we attach), and the
-//! names of reset reasons. Nothing about them is compiled in; a missing tracepoint or
-//! field is an error that names it.
+//! What tracefs says about the running kernel's TCP tracepoints: that they exist, and
+//! the names of reset reasons. Nothing about them is compiled in; a missing tracepoint
+//! is an error that names it. (The programs read their arguments, not the classic
+//! tracepoints' formatted records, so no record layout is needed.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use tcpfr_schema::raw::{addr_layout, tp_field as f, AddrOffsets, TpOffsets, NO_FIELD, TP_RECORD_MAX};
 
 /// One field of a tracepoint record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,120 +103,9 @@ pub fn parse_format(text: &str) -> Format {
     fmt
 }
 
-impl Format {
-    /// A scalar field (read with an aligned load).
-    fn field(&self, name: &str, sizes: &[u16]) -> Result<&Field> {
-        self.field_aligned(name, sizes, true)
-    }
-
-    /// A byte array (addresses; read byte by byte, any alignment).
-    fn bytes(&self, name: &str, sizes: &[u16]) -> Result<&Field> {
-        self.field_aligned(name, sizes, false)
-    }
-
-    fn field_aligned(&self, name: &str, sizes: &[u16], aligned: bool) -> Result<&Field> {
-        let Some(field) = self.fields.get(name) else {
-            bail!(
-                "tracepoint {} has no field `{name}` on this kernel (fields: {}); tcpfr cannot record it",
-                self.name,
-                self.field_names()
-            );
-        };
-        if !sizes.contains(&field.size) {
-            bail!("tracepoint {}: field `{name}` has size {}, expected one of {sizes:?}", self.name, field.size);
-        }
-        // The programs read scalars with aligned loads.
-        let align = field.size.min(8);
-        if aligned && field.offset % align != 0 {
-            bail!("tracepoint {}: field `{name}` at offset {} is not {align}-aligned", self.name, field.offset);
-        }
-        if field.offset as usize + field.size as usize > TP_RECORD_MAX {
-            bail!("tracepoint {}: field `{name}` lies beyond {TP_RECORD_MAX} bytes", self.name);
-        }
-        Ok(field)
-    }
-
-    fn field_names(&self) -> String {
-        let mut names: Vec<&str> = self.fields.keys().map(|s| s.as_str()).collect();
-        names.sort();
-        names.join(", ")
-    }
-}
-
-/// Builds the offsets of one tracepoint from the fields the program uses.
-struct Builder<'a> {
-    fmt: &'a Format,
-    tp: TpOffsets,
-}
-
-impl<'a> Builder<'a> {
-    fn new(fmt: &'a Format) -> Self {
-        Builder { fmt, tp: TpOffsets::EMPTY }
-    }
-
-    fn grow(&mut self, field: &Field) {
-        self.tp.size = self.tp.size.max(field.offset + field.size);
-    }
-
-    fn need(mut self, slot: usize, name: &str, sizes: &[u16]) -> Result<Self> {
-        let field = self.fmt.field(name, sizes)?.clone();
-        self.tp.fields[slot] = field.offset;
-        self.grow(&field);
-        Ok(self)
-    }
-
-    fn addrs(mut self) -> Result<Self> {
-        let fmt = self.fmt;
-        let a = if fmt.fields.get("saddr").is_some_and(|f| f.size == 28) {
-            let s = fmt.bytes("saddr", &[28])?.clone();
-            let d = fmt.bytes("daddr", &[28])?.clone();
-            // The family (u16) and port (u16) inside the sockaddrs are read as scalars.
-            if s.offset % 2 != 0 || d.offset % 2 != 0 {
-                bail!("tracepoint {}: saddr/daddr are not 2-aligned", fmt.name);
-            }
-            self.grow(&s);
-            self.grow(&d);
-            AddrOffsets {
-                layout: addr_layout::SOCKADDR,
-                family: NO_FIELD,
-                sport: NO_FIELD,
-                dport: NO_FIELD,
-                saddr: s.offset,
-                daddr: d.offset,
-                saddr_v6: NO_FIELD,
-                daddr_v6: NO_FIELD,
-            }
-        } else {
-            let mut get = |name: &str, size: u16| -> Result<u16> {
-                let field = if size == 2 { fmt.field(name, &[2])? } else { fmt.bytes(name, &[size])? }.clone();
-                self.grow(&field);
-                Ok(field.offset)
-            };
-            AddrOffsets {
-                layout: addr_layout::SPLIT,
-                family: get("family", 2)?,
-                sport: get("sport", 2)?,
-                dport: get("dport", 2)?,
-                saddr: get("saddr", 4)?,
-                daddr: get("daddr", 4)?,
-                saddr_v6: get("saddr_v6", 16)?,
-                daddr_v6: get("daddr_v6", 16)?,
-            }
-        };
-        self.tp.addr = a;
-        Ok(self)
-    }
-
-    fn done(self) -> TpOffsets {
-        self.tp
-    }
-}
-
 /// What the programs need from tracefs.
 #[derive(Debug, Clone)]
 pub struct Tracepoints {
-    /// Record layout of `tcp:tcp_probe`.
-    pub probe: TpOffsets,
     /// `enum sk_rst_reason` value → name, from tcp_send_reset's print format.
     pub reset_reasons: HashMap<u32, String>,
 }
@@ -230,20 +118,7 @@ pub fn load(root: &Path) -> Result<Tracepoints> {
             reset_fmt = fmt;
         }
     }
-    let pr = read_format(root, "tcp", "tcp_probe")?;
-    let probe = Builder::new(&pr)
-        .need(f::SKADDR, "skaddr", &[8])?
-        .need(f::SND_NXT, "snd_nxt", &[4])?
-        .need(f::SND_UNA, "snd_una", &[4])?
-        .need(f::SND_CWND, "snd_cwnd", &[4])?
-        .need(f::SSTHRESH, "ssthresh", &[4])?
-        .need(f::SND_WND, "snd_wnd", &[4])?
-        .need(f::SRTT, "srtt", &[4])?
-        .need(f::RCV_WND, "rcv_wnd", &[4])?
-        .addrs()?
-        .done();
     Ok(Tracepoints {
-        probe,
         reset_reasons: symbolic_names(&reset_fmt.print_fmt, "REC->reason"),
     })
 }
@@ -284,35 +159,14 @@ print fmt: "skbaddr=%p state=%s reason=%s", REC->skbaddr, REC->state ? __print_s
 "#;
 
     #[test]
-    fn parses_fields_and_sockaddr_layout() {
+    fn parses_fields_and_reset_reasons() {
         let fmt = parse_format(SEND_RESET);
         assert_eq!(fmt.fields["skaddr"], Field { offset: 16, size: 8 });
         assert_eq!(fmt.fields["saddr"], Field { offset: 32, size: 28 });
         assert!(!fmt.fields.contains_key("common_type"));
-        let tp = Builder::new(&fmt)
-            .need(f::SKADDR, "skaddr", &[8])
-            .unwrap()
-            .need(f::SND_NXT, "reason", &[4])
-            .unwrap()
-            .addrs()
-            .unwrap()
-            .done();
-        assert_eq!(tp.addr.layout, addr_layout::SOCKADDR);
-        assert_eq!((tp.addr.saddr, tp.addr.daddr), (32, 60));
-        assert_eq!(tp.fields[f::SND_NXT], 28);
-        assert_eq!(tp.fields[f::SND_UNA], NO_FIELD, "unused slots stay empty");
-        assert_eq!(tp.size, 88);
         let reasons = symbolic_names(&fmt.print_fmt, "REC->reason");
         assert_eq!(reasons[&1], "NO_SOCKET");
         assert_eq!(reasons[&11], "TCP_ABORT_ON_CLOSE");
-    }
-
-    #[test]
-    fn missing_field_is_named() {
-        let mut fmt = parse_format(SEND_RESET);
-        fmt.name = "tcp:tcp_send_reset".into();
-        let err = Builder::new(&fmt).need(f::SRTT, "oldstate", &[4]).err().unwrap().to_string();
-        assert!(err.contains("tcp:tcp_send_reset") && err.contains("`oldstate`"), "{err}");
     }
 
     #[test]
@@ -322,8 +176,8 @@ print fmt: "skbaddr=%p state=%s reason=%s", REC->skbaddr, REC->state ? __print_s
             panic!("tracefs unavailable: run as root (the recorder needs it)")
         };
         let tps = load(&root).unwrap();
-        assert!(tps.probe.size > 0);
-        assert_eq!(tps.probe.addr.layout, addr_layout::SOCKADDR);
+        let err = read_format(&root, "tcp", "no_such_tracepoint").unwrap_err().to_string();
+        assert!(err.contains("tcp:no_such_tracepoint") && err.contains("not available"), "{err}");
         assert!(tps.reset_reasons.values().any(|r| r == "NO_SOCKET"));
     }
 }

@@ -1,6 +1,6 @@
 //! RTT sampling: by default a walk over the TCP sockets every `--rtt-interval` (a BPF
 //! iterator, nothing on the packet path), which skips sockets with no progress; with
-//! `--rtt-per-ack` the `tcp:tcp_probe` tracepoint on every received segment.
+//! `--rtt-per-ack` the BTF tracepoint `tcp_probe` on every received segment.
 
 mod testbed;
 
@@ -208,6 +208,50 @@ fn idle_connections_are_not_sampled_after_the_first_walk() {
     drop((c, s));
 }
 
+/// Holds N idle connections to itself on ADDR:PORT (both ends open); with "busy", its
+/// first connection sends a byte every 50 ms, so TCP moves in the namespace and every
+/// walk visits all of its sockets.
+const HOLDER: &str = "import socket,sys,time\n\
+addr,port,n,busy=sys.argv[1],int(sys.argv[2]),int(sys.argv[3]),sys.argv[4]=='busy'\n\
+l=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind((addr,port))\nl.listen(4096)\n\
+k=[]\nfor _ in range(n):\n    k.append(socket.create_connection((addr,port)))\n    k.append(l.accept()[0])\n\
+print('ready',flush=True)\nwhile True:\n    time.sleep(0.05)\n    if busy:\n        k[0].send(b'x')\n        k[1].recv(10)\n";
+
+/// More idle sockets than a map keyed by socket held before (the walk's last progress
+/// values were in a 65,536-entry LRU map, so beyond it every walk sampled evicted idle
+/// sockets again; now each socket keeps its own): 72,000 sockets in a namespace where
+/// one connection keeps moving, so every walk visits them all. After the walks that
+/// met each connection first, none of the idle ones gets another row.
+#[test]
+fn idle_sockets_beyond_any_map_size_are_sampled_once() {
+    let _serial = serial();
+    let bed = Bed::new("rttm", 54, false);
+    // 5 processes: the open-file limit is 20,000 per process here.
+    let (holders, per) = (5u16, 7_200usize);
+    let rec = Recorder::start(&["--rtt-interval", "200ms", "--ring-size", "32MiB"]);
+    let mut procs: Vec<Proc> = (0..holders)
+        .map(|i| bed.server.spawn(&["python3", "-c", HOLDER, &bed.server_ip, &(5540 + i).to_string(), &per.to_string(), "idle"]))
+        .collect();
+    procs.push(bed.server.spawn(&["python3", "-c", HOLDER, &bed.server_ip, "5549", "1", "busy"]));
+    for p in &mut procs {
+        p.wait_for_line("ready", Duration::from_secs(60));
+    }
+    let opened = now_ns();
+    std::thread::sleep(Duration::from_secs(4));
+    let (recording, _d) = rec.stop();
+
+    let idle_port = |p: u16| (5540..5540 + holders).contains(&p);
+    let sockets = samples_in(&recording, bed.server.inode(), |s| idle_port(s.lport) || idle_port(s.rport));
+    let sampled = sockets.values().filter(|v| !v.is_empty()).count();
+    let want = 2 * holders as usize * per;
+    assert!(sampled >= want * 99 / 100, "each idle socket is sampled when first met: {sampled} of {want} ({} known)", sockets.len());
+    let late: usize = sockets.values().map(|v| v.iter().filter(|r| r.time.0 > opened + 1_500_000_000).count()).sum();
+    assert_eq!(late, 0, "rows of idle sockets in the last 2.5 s (12 walks)");
+    let busy = samples_in(&recording, bed.server.inode(), |s| s.lport == 5549 || s.rport == 5549);
+    let busy_late: usize = busy.values().map(|v| v.iter().filter(|r| r.time.0 > opened + 1_500_000_000).count()).sum();
+    assert!(busy_late >= 10, "the busy connection is sampled every walk: {busy_late} rows");
+}
+
 /// `--rtt-per-ack` samples from tcp_probe on every ACK (here without rate limit),
 /// and does not load the walk unless `listeners` need it (left out here; the walk for
 /// listeners alone is tested in listeners.rs).
@@ -256,6 +300,27 @@ fn a_connection_shorter_than_the_interval_is_sampled_at_close() {
         assert_eq!(rows.len(), 1, "socket {id}: {rows:?}");
         assert!(rows[0].srtt_us > 0 && rows[0].cwnd > 0, "{rows:?}");
     }
+}
+
+/// `--rtt-per-ack` with an interval: at most one sample per socket per interval, the
+/// limit kept in the socket's own storage (none at all would be written if the
+/// storage could not be had; thousands without the limit).
+#[test]
+fn per_ack_mode_samples_a_socket_at_most_once_per_interval() {
+    let _serial = serial();
+    let bed = Bed::new("rtal", 55, false);
+    let port = 5055;
+    let rec = Recorder::start(&["--rtt-per-ack", "--rtt-interval", "100ms", "--streams", "rtt_samples,flows"]);
+    let (server, client) = bed.lossy_bulk(port, 0.005);
+    std::thread::sleep(Duration::from_secs(2));
+    drop((client, server));
+    let (recording, _d) = rec.stop();
+
+    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
+    let rows = by_socket.values().next().expect("the client's socket");
+    assert!((10..=25).contains(&rows.len()), "{} samples in about 2 s at one per 100 ms", rows.len());
+    let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].time.0 - w[0].time.0).collect();
+    assert!(gaps.iter().all(|&g| g >= 100_000_000), "samples closer than the interval: {gaps:?}");
 }
 
 /// A walk over many busy sockets cannot flood a small ring buffer: past half of it the

@@ -10,7 +10,7 @@
 
 /// Bumped whenever an event layout changes. The recorder embeds the eBPF object built
 /// from the same source, and puts this in the config it hands the programs.
-pub const RAW_ABI_VERSION: u32 = 10;
+pub const RAW_ABI_VERSION: u32 = 11;
 
 /// Discriminant in [`RawHeader::kind`].
 pub mod kind {
@@ -25,7 +25,7 @@ pub mod kind {
     /// `tcp:tcp_receive_reset` → `RawReset`
     pub const RESET_RECEIVED: u8 = 5;
     /// The `iter/tcp` walk every `--rtt-interval` (sockets with progress since the
-    /// last walk), or with `--rtt-per-ack` `tcp:tcp_probe` (rate-limited per socket)
+    /// last walk), or with `--rtt-per-ack` `tcp_probe` (rate-limited per socket)
     /// → `RawRttSample`
     pub const RTT_SAMPLE: u8 = 6;
     /// sock_ops `STATE_CB` when a socket reaches CLOSE → `RawFlowCounters`
@@ -135,63 +135,12 @@ const _: () = {
     assert!(core::mem::size_of::<RawTask>() == 32);
 };
 
-/// "This field does not exist on the running kernel" in the offset tables below.
-pub const NO_FIELD: u16 = u16::MAX;
 /// "Not found in BTF" for [`BtfOffsets`].
 pub const NO_OFFSET: u32 = u32::MAX;
 
-/// Where a tracepoint record keeps its addresses. Kernels use two layouts: separate
-/// `family`/`sport`/`dport`/`saddr`/`daddr`/`saddr_v6`/`daddr_v6` fields, or two
-/// `struct sockaddr_in6`-sized `saddr`/`daddr` fields holding a sockaddr each.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddrOffsets {
-    /// [`addr_layout`] value.
-    pub layout: u16,
-    pub family: u16,
-    pub sport: u16,
-    pub dport: u16,
-    pub saddr: u16,
-    pub daddr: u16,
-    pub saddr_v6: u16,
-    pub daddr_v6: u16,
-}
-
-pub mod addr_layout {
-    /// No addresses in this tracepoint.
-    pub const NONE: u16 = 0;
-    /// `family`, `sport`, `dport`, `saddr[4]`, `daddr[4]`, `saddr_v6[16]`, `daddr_v6[16]`.
-    pub const SPLIT: u16 = 1;
-    /// `saddr[28]`, `daddr[28]` holding `struct sockaddr_in` / `sockaddr_in6`.
-    pub const SOCKADDR: u16 = 2;
-}
-
-/// Field offsets of one classic tracepoint record, read from tracefs `format` at
-/// start-up (only `tcp:tcp_probe` is attached that way; see [`KernelConfig`]).
-/// Unused slots are [`NO_FIELD`]; see [`tp_field`] for which slot means what.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TpOffsets {
-    /// Bytes to copy from the record (end of its last field we use), ≤ [`TP_RECORD_MAX`].
-    pub size: u16,
-    pub fields: [u16; 11],
-    pub addr: AddrOffsets,
-}
-
-/// Largest tracepoint record (or `struct sock` head) the programs copy.
-pub const TP_RECORD_MAX: usize = 256;
-
-/// Meaning of [`TpOffsets::fields`] slots for `tcp:tcp_probe`.
-pub mod tp_field {
-    pub const SKADDR: usize = 0;
-    pub const SND_NXT: usize = 1;
-    pub const SND_UNA: usize = 2;
-    pub const SND_CWND: usize = 3;
-    pub const SSTHRESH: usize = 4;
-    pub const SND_WND: usize = 5;
-    pub const SRTT: usize = 6;
-    pub const RCV_WND: usize = 7;
-}
+/// Largest block of a socket the programs copy with one probe read into per-CPU
+/// scratch space (the `sock_common` head; the `tcp_sock` fields of an RTT sample).
+pub const SCRATCH_BYTES: usize = 512;
 
 /// Offsets inside kernel structs, from `/sys/kernel/btf/vmlinux` at start-up.
 #[repr(C)]
@@ -234,8 +183,8 @@ pub struct BtfOffsets {
     /// the namespace of a reset sent without a socket.
     pub skb_dev: u32,
     pub dev_net: u32,
-    /// `tcp_sock` fields the socket walk (`iter/tcp`) reads, as `tcp:tcp_probe` reports
-    /// them: `srtt_us` (u32, smoothed RTT × 8), `snd_cwnd`, `snd_ssthresh`, `snd_wnd`,
+    /// `tcp_sock` fields the socket walk (`iter/tcp`) and `tcp_probe` read:
+    /// `srtt_us` (u32, smoothed RTT × 8), `snd_cwnd`, `snd_ssthresh`, `snd_wnd`,
     /// `rcv_wnd`, `snd_nxt`, `snd_una` (u32), and the progress counters
     /// `bytes_acked`, `bytes_received` (u64) that tell a walk whether anything happened
     /// on the socket since the last one.
@@ -302,6 +251,11 @@ pub struct BtfOffsets {
     pub ca_ops_name: u32,
     /// `sk_buff.cb` + `tcp_skb_cb.seq` (u32): a retransmit's first sequence number.
     pub skb_tcp_seq: u32,
+    /// Where the RTT sample's `tcp_sock` fields (srtt_us … snd_una, mdev_us) lie:
+    /// from `tcp_sample_at`, `tcp_sample_len` bytes, copied with one probe read
+    /// instead of eight (0: they span more than [`SCRATCH_BYTES`], read one by one).
+    pub tcp_sample_at: u32,
+    pub tcp_sample_len: u32,
     pub _pad: u32,
 }
 
@@ -314,8 +268,7 @@ pub struct BtfOffsets {
 /// tracepoint programs share one guard per CPU, so a retransmit in softirq that
 /// interrupts any other tracing program on that CPU would be skipped. RTT samples come
 /// from a walk over the TCP sockets (`iter/tcp`, [`BtfOffsets`]) or, with
-/// `--rtt-per-ack`, from the classic `tcp:tcp_probe` record (already formatted by the
-/// kernel).
+/// `--rtt-per-ack`, from the BTF tracepoint `tcp_probe`, which reads the same fields.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
@@ -333,7 +286,6 @@ pub struct KernelConfig {
     /// that the recorder polls on a timer. A wakeup costs the traced CPU an
     /// interrupt (a VM exit on virtual machines), more than the event itself.
     pub wakeup_bytes: u32,
-    pub probe: TpOffsets,
     pub btf: BtfOffsets,
 }
 
@@ -366,25 +318,6 @@ pub mod stream {
     /// Not a table: the socket walk samples RTT (it also runs for `listeners` alone,
     /// e.g. with `--rtt-per-ack`, where `tcp_probe` samples RTT instead).
     pub const RTT_BY_WALK: u32 = 1 << 30;
-}
-
-const EMPTY_ADDR: AddrOffsets = AddrOffsets {
-    layout: addr_layout::NONE,
-    family: NO_FIELD,
-    sport: NO_FIELD,
-    dport: NO_FIELD,
-    saddr: NO_FIELD,
-    daddr: NO_FIELD,
-    saddr_v6: NO_FIELD,
-    daddr_v6: NO_FIELD,
-};
-
-impl TpOffsets {
-    pub const EMPTY: TpOffsets = TpOffsets {
-        size: 0,
-        fields: [NO_FIELD; 11],
-        addr: EMPTY_ADDR,
-    };
 }
 
 impl BtfOffsets {
@@ -448,6 +381,8 @@ impl BtfOffsets {
         icsk_ca_ops: NO_OFFSET,
         ca_ops_name: NO_OFFSET,
         skb_tcp_seq: NO_OFFSET,
+        tcp_sample_at: 0,
+        tcp_sample_len: 0,
         _pad: 0,
     };
 }
@@ -460,7 +395,6 @@ impl KernelConfig {
         rtt_interval_ns: 0,
         flags: 0,
         wakeup_bytes: 0,
-        probe: TpOffsets::EMPTY,
         btf: BtfOffsets::EMPTY,
     };
 }

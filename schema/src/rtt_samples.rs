@@ -1,7 +1,8 @@
 //! `rtt_samples`: congestion-control snapshots from a walk over the TCP sockets every
 //! sample interval (a BPF iterator; sockets without progress since the last walk are
-//! skipped) or, with `--rtt-per-ack`, from `tcp:tcp_probe`, which fires on every
-//! incoming ACK and of which the kernel side keeps at most one per socket per interval.
+//! skipped) or, with `--rtt-per-ack`, from the BTF tracepoint `tcp_probe`, which fires
+//! on every incoming ACK and of which the kernel side keeps at most one per socket per
+//! interval.
 
 use crate::raw::{RawHeader, RawTuple};
 
@@ -41,10 +42,11 @@ mod table {
         /// connection that made progress since the previous walk (bytes acknowledged or
         /// received, a retransmission, a state change): a connection idle since the last
         /// walk gets no row, and the first walk that sees a connection always writes
-        /// one. A connection that moved since the last walk also gets a row when it
-        /// leaves ESTABLISHED, so one shorter than the interval has one too. With `--rtt-per-ack` (in the manifest as `rtt_per_ack`) rows are taken
+        /// one. Every connection also gets a row when it leaves ESTABLISHED (even if
+        /// nothing moved since the last walk), so one shorter than the interval has one
+        /// too. With `--rtt-per-ack` (in the manifest as `rtt_per_ack`) rows are taken
         /// when an ACK arrives instead, at most one per socket per interval (0: every
-        /// ACK). Addresses and owner are in `sockets` (join on host, socket_id):
+        /// ACK); both modes read the same fields of the socket. Addresses and owner are in `sockets` (join on host, socket_id):
         /// repeating them on every sample would double the size of the busiest table.
         pub struct RttSample in "rtt_samples" ordered by time {
             /// Host name of the machine that made the recording.
@@ -59,7 +61,7 @@ mod table {
             rttvar_us: Option<u32> => "us",
             /// Congestion window.
             cwnd: u32 => "segments",
-            /// Slow-start threshold; null while the kernel has none yet (initial slow start). The walk reads the kernel's snd_ssthresh; tcp_probe (`--rtt-per-ack`) reports tcp_current_ssthresh, which outside recovery is at least ¾ of cwnd.
+            /// Slow-start threshold (the kernel's snd_ssthresh); null while the kernel has none yet (initial slow start).
             ssthresh: Option<u32> => "segments",
             /// Send window the peer advertised.
             snd_wnd: u32 => "bytes",

@@ -249,7 +249,6 @@ impl KernelSetup {
             rtt_interval_ns: opts.rtt_interval.as_nanos() as u64,
             flags: kernel_btf.flags,
             wakeup_bytes: (opts.ring_size / 8) as u32,
-            probe: tps.probe,
             btf: kernel_btf.offsets,
         };
         Ok(KernelSetup { config, enabled, rtt_mode, socket_walk, tracepoints: tps, btf: kernel_btf, hz })
