@@ -19,6 +19,10 @@ a fraction of what `tcpdump -w` adds (the goal: the recorder adds at most 1/10 o
     sudo scripts/bench_recorder.py [--bytes 1000000000] [--rounds 3] [--every-ack]
     sudo scripts/bench_recorder.py --curve 0.1,0.3,1,3 [--seconds 10] [--rounds 3]
 
+`--accuracy SECONDS` compares what the two RTT modes record instead: one transfer paced
+at 0.5 Gbit/s for SECONDS, recorded at once by a recorder walking the sockets and one
+sampling per ACK, both every 100 ms; srtt p50/p99 of the transfer's connection from each.
+
 `--curve` measures cost against traffic instead: transfers paced at each rate (Gbit/s)
 for `--seconds`, and per variant the tracer's own CPU (its process, plus for the
 recorder the run time of its eBPF programs on the traffic's path) as % of one core, and
@@ -178,6 +182,7 @@ def main():
     ap.add_argument("--every-ack", action="store_true", help="also --rtt-per-ack --rtt-interval 0 (a sample per ACK)")
     ap.add_argument("--curve", help="cost against traffic: comma-separated rates in Gbit/s")
     ap.add_argument("--seconds", type=float, default=10, help="with --curve: length of each paced transfer")
+    ap.add_argument("--accuracy", type=float, help="compare the RTT modes on one transfer this long (seconds)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root")
@@ -191,9 +196,9 @@ def main():
     recorders = {"tcpfr-recorder": [], per_ack: ["--rtt-per-ack"]}
     if a.every_ack:
         recorders[every_ack] = ["--rtt-per-ack", "--rtt-interval", "0", "--ring-size", "64MiB"]
-    if a.curve:
+    if a.curve or a.accuracy:
         try:
-            curve(a, work, recorders)
+            curve(a, work, recorders) if a.curve else accuracy(a.accuracy, work)
         finally:
             srv.kill()
             teardown()
@@ -240,6 +245,34 @@ def main():
         print("  eBPF ns per run by program (last round):", json.dumps({k: round(v) for k, v in rec[-1]["bpf_ns_per_run_by_program"].items()}))
         print("  events recorded (last round):", rec[-1]["events"], "lost:", rec[-1]["events_lost"])
     print("pcap MB:", round(td[-1]["pcap_mb"]), td[-1]["tcpdump"])
+
+
+def accuracy(seconds, work):
+    """srtt p50/p99 of one paced transfer's connection as the walk and the per-ACK
+    mode record it at the same time."""
+    import duckdb
+    modes = {"walk": [], "per-ack": ["--rtt-per-ack"]}
+    outs, procs = {}, []
+    for name, extra in modes.items():
+        outs[name] = tempfile.mkdtemp(dir=work)
+        procs.append(subprocess.Popen([os.path.join(BIN, "tcpfr-recorder"), "--out", outs[name], "--cidr", "10.99.0.0/24",
+                                       "--log", "warn", "--rtt-interval", "100ms", *extra]))
+    time.sleep(3)
+    rate = 0.5e9 / 8
+    transfer(int(rate * seconds), rate)
+    time.sleep(1)
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+        p.wait(60)
+    print(f"one transfer at 0.5 Gbit/s for {seconds:.0f} s, 0.5% loss; srtt of the client's connection")
+    db = duckdb.connect()
+    for name, out in outs.items():
+        rec = [os.path.join(out, d) for d in os.listdir(out) if not d.startswith(".")][0]
+        n, p50, p99 = db.execute(
+            f"SELECT count(*), quantile_cont(srtt_us, 0.5), quantile_cont(srtt_us, 0.99) "
+            f"FROM read_parquet('{rec}/rtt_samples/*.parquet') r JOIN read_parquet('{rec}/sockets/*.parquet') s "
+            f"USING (socket_id) WHERE s.rport = {PORT}").fetchone()
+        print(f"  {name:<8} {n:>6} samples  p50 {p50:8.0f} µs  p99 {p99:8.0f} µs")
 
 
 def curve(a, work, recorders):
