@@ -14,6 +14,8 @@ use crate::loader;
 pub(super) struct CountersThread {
     cmd: mpsc::Sender<CountersCmd>,
     rows: mpsc::Receiver<Vec<tcpfr_schema::host_counters::HostCounters>>,
+    /// Failures of the socket walk, for `recorder_stats` notes (see [`walk_failure_note`]).
+    notes: mpsc::Receiver<String>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -34,6 +36,7 @@ impl CountersThread {
     ) -> Result<Self> {
         let (cmd_tx, cmd_rx) = mpsc::channel::<CountersCmd>();
         let (rows_tx, rows_rx) = mpsc::channel();
+        let (notes_tx, notes_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let thread = std::thread::Builder::new().name("tcpfr-counters".into()).spawn(move || {
             crate::privileges::confine_thread(crate::privileges::Role::Counters);
@@ -68,7 +71,7 @@ impl CountersThread {
                 let now = std::time::Instant::now();
                 if let (Some(at), Some((w, every))) = (next_walk.as_mut(), walk.as_ref()) {
                     if now >= *at {
-                        walk_namespaces(&reader, w, &mut walked_at, &mut walk_errors);
+                        walk_namespaces(&reader, w, &mut walked_at, &mut walk_errors, &notes_tx);
                         // A late walk does not make the next one come sooner.
                         *at = (*at + *every).max(std::time::Instant::now() + *every / 2);
                     }
@@ -82,7 +85,7 @@ impl CountersThread {
             }
         })?;
         ready_rx.recv().context("the host-counters thread died")??;
-        Ok(CountersThread { cmd: cmd_tx, rows: rows_rx, thread })
+        Ok(CountersThread { cmd: cmd_tx, rows: rows_rx, notes: notes_rx, thread })
     }
 
     pub(super) fn seen(&self, ns: Vec<u32>) {
@@ -98,8 +101,13 @@ impl CountersThread {
         out
     }
 
+    /// Notes on the socket walk since the last call.
+    pub(super) fn notes(&self) -> Vec<String> {
+        self.notes.try_iter().collect()
+    }
+
     pub(super) fn stop(self) -> Vec<tcpfr_schema::host_counters::HostCounters> {
-        let CountersThread { cmd, rows, thread } = self;
+        let CountersThread { cmd, rows, thread, .. } = self;
         let _ = cmd.send(CountersCmd::Stop);
         let _ = thread.join();
         rows.try_iter().flatten().collect()
@@ -112,8 +120,14 @@ impl CountersThread {
 type WalkedAt = std::collections::HashMap<u32, [i64; 3]>;
 
 /// Runs the socket walk in each namespace followed where a segment moved since its
-/// last walk. `walk_errors`: the walks that failed so far.
-fn walk_namespaces(reader: &CounterReader, w: &loader::Walk, walked_at: &mut WalkedAt, walk_errors: &mut u64) {
+/// last walk. `walk_errors`: the walks that failed so far; `notes`: what to say of them.
+fn walk_namespaces(
+    reader: &CounterReader,
+    w: &loader::Walk,
+    walked_at: &mut WalkedAt,
+    walk_errors: &mut u64,
+    notes: &mpsc::Sender<String>,
+) {
     reader.in_each_namespace(|ns| {
         let segs = crate::host_counters::segment_counts();
         if segs.is_some() && walked_at.get(&ns) == segs.as_ref() {
@@ -126,12 +140,40 @@ fn walk_namespaces(reader: &CounterReader, w: &loader::Walk, walked_at: &mut Wal
                 }
             }
             Err(e) => {
-                // Said once; a walk that fails keeps failing the same way.
                 *walk_errors += 1;
-                if *walk_errors == 1 {
-                    tracing::warn!("the socket walk (rtt_samples) failed in netns {ns}: {e}");
+                if let Some(note) = walk_failure_note(*walk_errors, ns, &e) {
+                    tracing::warn!("{note}");
+                    let _ = notes.send(note);
                 }
             }
         }
     });
+}
+
+/// What to say of the `n`th failed walk: the first, then the 10th, 100th, … (a walk
+/// that fails keeps failing the same way; the count says it goes on).
+fn walk_failure_note(n: u64, ns: u32, e: &std::io::Error) -> Option<String> {
+    let mut p = n;
+    while p % 10 == 0 {
+        p /= 10;
+    }
+    (p == 1).then(|| {
+        let times = if n == 1 { String::new() } else { format!(" ({n} walks so far)") };
+        format!("the socket walk failed in netns {ns}{times}: {e}; rtt_samples has no rows from walks that failed")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_walks_are_said_at_powers_of_ten() {
+        let e = std::io::Error::from_raw_os_error(libc::EAGAIN);
+        let said: Vec<u64> = (1..=1000).filter(|&n| walk_failure_note(n, 7, &e).is_some()).collect();
+        assert_eq!(said, [1, 10, 100, 1000]);
+        let first = walk_failure_note(1, 7, &e).unwrap();
+        assert!(first.contains("netns 7") && first.contains("rtt_samples") && !first.contains("walks so far"), "{first}");
+        assert!(walk_failure_note(100, 7, &e).unwrap().contains("(100 walks so far)"));
+    }
 }

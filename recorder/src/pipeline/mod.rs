@@ -147,6 +147,7 @@ impl Recorder {
         if let Some(err) = self.writer.stats.last_error.lock().unwrap().take() {
             rs.push(recorder_stats::note(&self.enr.host, now, format!("write error: {err}")));
         }
+        rs.extend(self.counters_thread.notes().into_iter().map(|n| recorder_stats::note(&self.enr.host, now, n)));
         rs.extend(self.ship_row(now));
         let rows = self.enr.take_rows();
         let triggered = match self.rules.as_mut() {
