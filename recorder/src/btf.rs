@@ -195,22 +195,35 @@ pub fn load(path: &Path) -> Result<Kernel> {
     })?;
     let ti = TypeInformation::new(&Bytes(&data)).map_err(|e| anyhow::anyhow!("cannot parse {}: {e:?}", path.display()))?;
     let btf = Btf { ti };
+    let mut warnings = Vec::new();
+    let flags = tracepoint_flags(&btf, &mut warnings)?;
+    let mut offsets = offsets(&btf, &mut warnings)?;
+    offsets.sk_head_len = sock_head(&btf, &offsets)?;
+    (offsets.tcp_sample_at, offsets.tcp_sample_len) = sample_block(&offsets);
+    let drop_reasons = btf
+        .enum_names("skb_drop_reason")
+        .into_iter()
+        .map(|(v, n)| (v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(&n).to_string()))
+        .collect();
+    Ok(Kernel { offsets, flags, warnings, drop_reasons })
+}
 
+/// Checks the arguments of the tracepoints the programs attach to; returns the
+/// [`kernel_flag`]s of this kernel's optional ones.
+fn tracepoint_flags(btf: &Btf, warnings: &mut Vec<String>) -> Result<u32> {
     let mut flags = 0;
-    if check_args(&btf, "tcp_retransmit_skb", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
+    if check_args(btf, "tcp_retransmit_skb", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
         flags |= kernel_flag::RETRANSMIT_HAS_ERR;
     }
-    check_args(&btf, "tcp_retransmit_synack", &[ptr("sock"), ptr("request_sock")], &[])?;
-    check_args(&btf, "inet_sock_set_state", &[ptr("sock"), Arg::Scalar, Arg::Scalar], &[])?;
-    if check_args(&btf, "tcp_send_reset", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
+    check_args(btf, "tcp_retransmit_synack", &[ptr("sock"), ptr("request_sock")], &[])?;
+    check_args(btf, "inet_sock_set_state", &[ptr("sock"), Arg::Scalar, Arg::Scalar], &[])?;
+    if check_args(btf, "tcp_send_reset", &[ptr("sock"), ptr("sk_buff")], &[Arg::Scalar])? {
         flags |= kernel_flag::SEND_RESET_HAS_REASON;
     }
-    check_args(&btf, "tcp_receive_reset", &[ptr("sock")], &[])?;
-    check_args(&btf, "tcp_probe", &[ptr("sock"), ptr("sk_buff")], &[])?;
+    check_args(btf, "tcp_receive_reset", &[ptr("sock")], &[])?;
+    check_args(btf, "tcp_probe", &[ptr("sock"), ptr("sk_buff")], &[])?;
     // (skb, location, reason[, rx_sk]): the drops program reads the skb and the reason.
-    let kfree_skb = check_args(&btf, "kfree_skb", &[ptr("sk_buff"), Arg::Ptr(String::new()), Arg::Scalar], &[ptr("sock")]);
-
-    let mut warnings = Vec::new();
+    let kfree_skb = check_args(btf, "kfree_skb", &[ptr("sk_buff"), Arg::Ptr(String::new()), Arg::Scalar], &[ptr("sock")]);
     match kfree_skb {
         Ok(rx_sk) => flags |= kernel_flag::KFREE_SKB_OK | if rx_sk { kernel_flag::KFREE_SKB_RX_SK } else { 0 },
         Err(e) => warnings.push(format!("{e:#}: the drops table will be empty")),
@@ -218,6 +231,12 @@ pub fn load(path: &Path) -> Result<Kernel> {
     if flags & kernel_flag::RETRANSMIT_HAS_ERR == 0 {
         warnings.push("tcp_retransmit_skb has no `err` on this kernel (before 6.13): failed attempts cannot be told apart, retransmits.err will be null".to_string());
     }
+    Ok(flags)
+}
+
+/// The offsets of every field a program reads; a missing optional one is a warning
+/// that says what will be missing (`sk_head_len` and the sample block are set after).
+fn offsets(btf: &Btf, warnings: &mut Vec<String>) -> Result<BtfOffsets> {
     let write_timer_deferred_bit = btf.enum_value("tsq_enum", "TCP_WRITE_TIMER_DEFERRED").filter(|&b| b < 64);
     if write_timer_deferred_bit.is_none() {
         warnings.push(format!("kernel BTF has no tsq_enum.TCP_WRITE_TIMER_DEFERRED: a few fast retransmits may show as tail loss probes ({CAUSE_PARTLY})"));
@@ -242,7 +261,7 @@ pub fn load(path: &Path) -> Result<Kernel> {
              TSO/GSO packet cannot be counted in segments, and counts would disagree with RetransSegs"
         );
     };
-    let mut o = BtfOffsets {
+    let o = BtfOffsets {
         skb_gso_segs: cb + gso,
         skb_head: optional("sk_buff", "head", "addresses of resets sent without a socket will be empty"),
         skb_network_header: optional("sk_buff", "network_header", "addresses of resets sent without a socket will be empty"),
@@ -322,6 +341,12 @@ pub fn load(path: &Path) -> Result<Kernel> {
         tcp_sample_len: 0,
         _pad: 0,
     };
+    Ok(o)
+}
+
+/// The bytes to copy from the start of a socket to cover its `sock_common` fields,
+/// after checking that request, timewait and full sockets share them.
+fn sock_head(btf: &Btf, o: &BtfOffsets) -> Result<u32> {
     // struct sock begins with sock_common, so these offsets hold for both.
     if btf.offset("sock", "__sk_common") != Some(0) {
         bail!("struct sock does not begin with __sk_common on this kernel");
@@ -344,19 +369,12 @@ pub fn load(path: &Path) -> Result<Kernel> {
     if head_end as usize > SCRATCH_BYTES {
         bail!("sock_common fields end at byte {head_end}, beyond the {SCRATCH_BYTES} bytes the programs copy");
     }
-    o.sk_head_len = head_end;
-    (o.tcp_sample_at, o.tcp_sample_len) = sample_block(&o);
     for (off, align, what) in [(o.sk_family, 2, "skc_family"), (o.sk_num, 2, "skc_num"), (o.sk_dport, 2, "skc_dport")] {
         if off % align != 0 {
             bail!("sock_common.{what} at {off} is not {align}-aligned");
         }
     }
-    let drop_reasons = btf
-        .enum_names("skb_drop_reason")
-        .into_iter()
-        .map(|(v, n)| (v, n.strip_prefix("SKB_DROP_REASON_").unwrap_or(&n).to_string()))
-        .collect();
-    Ok(Kernel { offsets: o, flags, warnings, drop_reasons })
+    Ok(head_end)
 }
 
 /// The block of `tcp_sock` an RTT sample reads: (start, length), or (0, 0) if its
