@@ -58,9 +58,13 @@ fn view_sql_with(table: &str, source: &dyn Fn(&str) -> String, window: &Window, 
         // Samples carry only the socket id: addresses, owner and service come from the
         // socket's row (every socket is in `sockets`, whatever the window). `sockets`
         // is written first so that it is the build side of the hash join even where
-        // no statistics say it is the small one (a cluster's shuffled inputs).
+        // no statistics say it is the small one (a cluster's shuffled inputs). The
+        // service is named per socket, before the join, not per sample after it (the
+        // map's expression is several CASEs); a sample whose socket is missing is
+        // `unknown`, as the map names a connection it knows nothing of.
         "rtt_samples" => format!(
-            "CREATE VIEW rtt_samples AS SELECT r.*, {SOCKET_COLUMNS}, {service} AS service FROM {} AS s \
+            "CREATE VIEW rtt_samples AS SELECT r.*, {SOCKET_COLUMNS}, coalesce(s.service, 'unknown') AS service \
+             FROM (SELECT *, {service} AS service FROM {}) AS s \
              RIGHT JOIN {} AS r ON r.host = s.host AND r.socket_id = s.socket_id{}",
             source("sockets"),
             source("rtt_samples"),
@@ -103,9 +107,11 @@ fn shipped_view_sql(table: &str, source: &dyn Fn(&str) -> String, window: &Windo
     };
     match table {
         "rtt_samples" => format!(
-            "CREATE VIEW rtt_samples AS SELECT {}, {SOCKET_COLUMNS}, {service} AS service FROM {} AS s \
+            "CREATE VIEW rtt_samples AS SELECT {}, {SOCKET_COLUMNS}, coalesce(s.service, 'unknown') AS service \
+             FROM (SELECT {}, {service} AS service FROM {}) AS s \
              RIGHT JOIN {} AS r ON r.host = s.host AND r.socket_id = s.socket_id{}",
             cols("rtt_samples", "r."),
+            cols("sockets", ""),
             source("sockets"),
             source("rtt_samples"),
             filter("r.time", "r.")
