@@ -34,19 +34,7 @@ impl Kernel {
     /// Whether every `tcp_sock` field the socket walk reads was found.
     pub fn can_walk(&self) -> bool {
         let o = &self.offsets;
-        [
-            o.tcp_srtt_us,
-            o.tcp_snd_cwnd,
-            o.tcp_snd_ssthresh,
-            o.tcp_snd_wnd,
-            o.tcp_rcv_wnd,
-            o.tcp_snd_nxt,
-            o.tcp_snd_una,
-            o.tcp_bytes_acked,
-            o.tcp_bytes_received,
-        ]
-        .iter()
-        .all(|&off| off != NO_OFFSET)
+        sample_fields(o).iter().chain(&[o.tcp_bytes_acked, o.tcp_bytes_received]).all(|&off| off != NO_OFFSET)
     }
 }
 
@@ -377,20 +365,16 @@ fn sock_head(btf: &Btf, o: &BtfOffsets) -> Result<u32> {
     Ok(head_end)
 }
 
+/// The `tcp_sock` fields an RTT sample needs (u32 each; `mdev_us` is optional).
+fn sample_fields(o: &BtfOffsets) -> [u32; 7] {
+    [o.tcp_srtt_us, o.tcp_snd_cwnd, o.tcp_snd_ssthresh, o.tcp_snd_wnd, o.tcp_rcv_wnd, o.tcp_snd_nxt, o.tcp_snd_una]
+}
+
 /// The block of `tcp_sock` an RTT sample reads: (start, length), or (0, 0) if its
 /// fields are missing, misaligned or spread over more than the scratch space.
 fn sample_block(o: &BtfOffsets) -> (u32, u32) {
-    let fields = [
-        o.tcp_srtt_us,
-        o.tcp_mdev_us,
-        o.tcp_snd_cwnd,
-        o.tcp_snd_ssthresh,
-        o.tcp_snd_wnd,
-        o.tcp_rcv_wnd,
-        o.tcp_snd_nxt,
-        o.tcp_snd_una,
-    ];
-    let present = || fields.iter().copied().filter(|&f| f != NO_OFFSET);
+    let fields = sample_fields(o);
+    let present = || fields.iter().copied().chain(std::iter::once(o.tcp_mdev_us)).filter(|&f| f != NO_OFFSET);
     let (Some(start), Some(last)) = (present().min(), present().max()) else { return (0, 0) };
     let len = last + 4 - start;
     if len as usize > SCRATCH_BYTES || present().any(|f| f % 4 != 0) {

@@ -252,6 +252,17 @@ fn idle_sockets_beyond_any_map_size_are_sampled_once() {
     assert!(busy_late >= 10, "the busy connection is sampled every walk: {busy_late} rows");
 }
 
+/// The samples `rec` took of the client's socket during 2 s of a lossy bulk transfer to
+/// `port`.
+fn lossy_bulk_client_samples(bed: &Bed, port: u16, rec: Recorder) -> Vec<RttSample> {
+    let (server, client) = bed.lossy_bulk(port, 0.005);
+    std::thread::sleep(Duration::from_secs(2));
+    drop((client, server));
+    let (recording, _d) = rec.stop();
+    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
+    by_socket.into_values().next().expect("the client's socket")
+}
+
 /// `--rtt-per-ack` samples from tcp_probe on every ACK (here without rate limit),
 /// and does not load the walk unless `listeners` need it (left out here; the walk for
 /// listeners alone is tested in listeners.rs).
@@ -265,13 +276,7 @@ fn per_ack_mode_samples_every_ack() {
     assert!(progs.contains("tcp_probe"), "tcp_probe is attached with --rtt-per-ack: {progs:?}");
     assert!(!progs.contains("tcpfr_rtt_walk"), "no walk with --rtt-per-ack without listeners: {progs:?}");
     assert!(!progs.contains("kfree_skb"), "no drops program with drops left out: {progs:?}");
-    let (server, client) = bed.lossy_bulk(port, 0.005);
-    std::thread::sleep(Duration::from_secs(2));
-    drop((client, server));
-    let (recording, _d) = rec.stop();
-
-    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
-    let rows = by_socket.values().next().expect("the client's socket");
+    let rows = lossy_bulk_client_samples(&bed, port, rec);
     // A walk would give one or two samples per second; ACKs arrive thousands of times.
     assert!(rows.len() > 200, "{} samples in 2 s", rows.len());
     let close = rows.windows(2).filter(|w| w[1].time.0 - w[0].time.0 < 1_000_000).count();
@@ -311,13 +316,7 @@ fn per_ack_mode_samples_a_socket_at_most_once_per_interval() {
     let bed = Bed::new("rtal", 55, false);
     let port = 5055;
     let rec = Recorder::start(&["--rtt-per-ack", "--rtt-interval", "100ms", "--streams", "rtt_samples,flows"]);
-    let (server, client) = bed.lossy_bulk(port, 0.005);
-    std::thread::sleep(Duration::from_secs(2));
-    drop((client, server));
-    let (recording, _d) = rec.stop();
-
-    let by_socket = samples_in(&recording, bed.client.inode(), |s| s.rport == port);
-    let rows = by_socket.values().next().expect("the client's socket");
+    let rows = lossy_bulk_client_samples(&bed, port, rec);
     assert!((10..=25).contains(&rows.len()), "{} samples in about 2 s at one per 100 ms", rows.len());
     let gaps: Vec<i64> = rows.windows(2).map(|w| w[1].time.0 - w[0].time.0).collect();
     assert!(gaps.iter().all(|&g| g >= 100_000_000), "samples closer than the interval: {gaps:?}");
