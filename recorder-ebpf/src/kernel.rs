@@ -14,6 +14,15 @@ pub fn read<T: Copy + Default>(base: u64, off: u32) -> T {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).unwrap_or_default() }
 }
 
+/// Word `i` of a program's context (an argument, an iterator's object) as a plain
+/// number: read with a probe read, so that the verifier does not type it as a BTF
+/// pointer and the probe reads at load-time offsets from it are allowed.
+#[inline(always)]
+pub fn ctx_word(ctx: *const core::ffi::c_void, i: usize) -> u64 {
+    // SAFETY: a probe read; the callers' contexts hold at least `i + 1` words.
+    unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(i)).unwrap_or_default() }
+}
+
 /// A field at `off` of the object behind BTF pointer `p` (a `tp_btf` argument or a
 /// helper's result), loaded directly instead of with a probe read (a helper call that
 /// costs tens of ns): the offsets come from the frozen read-only config, so the

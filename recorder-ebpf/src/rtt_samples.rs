@@ -13,7 +13,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::bpf_ktime_get_ns,
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
     EbpfContext,
@@ -46,10 +46,8 @@ pub fn tcp_probe(ctx: BtfTracePointContext) -> i32 {
         }
         *last = now;
     }
-    // The same argument as a plain number (a probe read of the context), so that the
-    // reads at load-time offsets below are probe reads, not BTF pointer accesses.
-    // SAFETY: the context holds the two arguments.
-    let sk: u64 = unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const u64).unwrap_or_default() };
+    // The same argument as a plain number, for the probe reads below.
+    let sk = kernel::ctx_word(ctx.as_ptr(), 0);
     // Per ACK, the namespace read is left out (0): the recorder knows it from the
     // socket's other events.
     write(sk, now, 0, scratch_slot::PROBE);

@@ -24,7 +24,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock};
+use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_skc_to_tcp_sock};
 use tcpfr_schema::raw::{counter, scratch_slot, stream, tcp_state};
 
 use crate::{
@@ -90,12 +90,10 @@ pub fn tcpfr_rtt_walk(ctx: *mut c_void) -> i32 {
     0
 }
 
-/// The walk's socket as a plain number (a probe read of the context), for the probe
-/// reads at load-time offsets that fill a row.
+/// The walk's socket as a plain number, for the probe reads that fill a row.
 #[inline(always)]
 fn sock_number(ctx: *mut c_void) -> u64 {
-    // SAFETY: the context holds at least two pointers.
-    unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(1)).unwrap_or_default() }
+    kernel::ctx_word(ctx, 1)
 }
 
 /// Indices of `WALK_STATE`.

@@ -6,7 +6,7 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use tcpfr_schema::raw::{kind, AF_INET, AF_INET6};
 use tcpfr_schema::sockets::RawSocketOwner;
 
@@ -22,10 +22,8 @@ const IPPROTO_TCP: u16 = 6;
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_file")]
 pub fn tcpfr_socket_owners(ctx: *mut c_void) -> i32 {
-    // Probe reads, so the verifier sees plain numbers (all reads below are probe reads
-    // at offsets known only at load time). SAFETY: the context holds four words.
-    let task: u64 = unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(1)).unwrap_or_default() };
-    let file: u64 = unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(3)).unwrap_or_default() };
+    // Plain numbers: all reads below are probe reads at offsets known only at load time.
+    let (task, file) = (kernel::ctx_word(ctx, 1), kernel::ctx_word(ctx, 3));
     if task == 0 || file == 0 {
         return 0;
     }
